@@ -1,0 +1,99 @@
+"""Jobs: the unit a worker executes, and every transition of its lifecycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from events import Event
+
+Priority = Literal["critical", "high", "normal", "low"]
+PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal", "low")
+
+
+class JobCreated(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.created"
+
+    task_id: UUID | None = None
+    mission_id: UUID | None = None
+    kind: str
+    payload: dict[str, Any]
+    payload_hash: str
+    priority: Priority = "normal"
+    timeout_seconds: float = 300.0
+    depends_on: tuple[UUID, ...] = ()
+    idempotency_key: str | None = None
+    max_retries: int = 3
+
+
+class JobQueued(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.queued"
+
+
+class JobDispatched(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.dispatched"
+
+    worker: str
+    attempt: int
+    lease_until: datetime
+    decision_id: UUID | None = None
+
+
+class JobStarted(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.started"
+
+    worker: str
+    attempt: int
+
+
+class JobCompleted(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.completed"
+
+    result: dict[str, Any]
+
+
+class JobFailed(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.failed"
+
+    error: str
+    code: str = "error"
+
+
+class JobRetryScheduled(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.retry_scheduled"
+
+    retry_count: int
+    not_before: datetime | None = None
+
+
+class JobTimedOut(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.timed_out"
+
+    attempt: int
+
+
+class JobCancelled(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.cancelled"
+
+    reason: str = ""
+
+
+class JobQuarantined(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "job.quarantined"
+
+    reason: str
+
+
+JOB_EVENTS = (
+    JobCreated,
+    JobQueued,
+    JobDispatched,
+    JobStarted,
+    JobCompleted,
+    JobFailed,
+    JobRetryScheduled,
+    JobTimedOut,
+    JobCancelled,
+    JobQuarantined,
+)

@@ -1,0 +1,178 @@
+"""The job-state fold and the jobs/queue view: pure functions of the events, nothing else.
+
+``apply_job(state, event)`` evolves one job; ``JobsView`` folds every job event of a log and
+keeps the position it has reached, so it can resume, be rebuilt from zero, or be computed
+"as of position N" by stopping there. The fold trusts the log: the application checks the
+lifecycle before it records an event (sheratan.lifecycle), so every recorded transition is
+one that was allowed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+
+from events import Event
+from events.jobs import (
+    JOB_EVENTS,
+    PRIORITIES,
+    JobCancelled,
+    JobCompleted,
+    JobCreated,
+    JobDispatched,
+    JobFailed,
+    JobQuarantined,
+    JobQueued,
+    JobRetryScheduled,
+    JobStarted,
+    JobTimedOut,
+    Priority,
+)
+
+Status = Literal[
+    "created",
+    "queued",
+    "dispatched",
+    "running",
+    "completed",
+    "failed",
+    "retry_scheduled",
+    "timed_out",
+    "cancelled",
+    "quarantined",
+]
+
+PRIORITY_RANK = {priority: rank for rank, priority in enumerate(PRIORITIES)}
+
+
+class JobState(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as its events made it."""
+
+    id: UUID
+    version: int
+    status: Status
+    kind: str
+    payload: dict[str, Any]
+    payload_hash: str
+    priority: Priority
+    timeout_seconds: float
+    depends_on: tuple[UUID, ...]
+    idempotency_key: str | None
+    max_retries: int
+    task_id: UUID | None = None
+    mission_id: UUID | None = None
+    retry_count: int = 0
+    attempt: int = 0
+    worker: str | None = None
+    lease_until: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    error_code: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None = None
+
+
+def _created(event: JobCreated) -> JobState:
+    return JobState(
+        id=event.originator_id,
+        version=event.originator_version,
+        status="created",
+        kind=event.kind,
+        payload=event.payload,
+        payload_hash=event.payload_hash,
+        priority=event.priority,
+        timeout_seconds=event.timeout_seconds,
+        depends_on=event.depends_on,
+        idempotency_key=event.idempotency_key,
+        max_retries=event.max_retries,
+        task_id=event.task_id,
+        mission_id=event.mission_id,
+        created_at=event.timestamp,
+        updated_at=event.timestamp,
+    )
+
+
+def _changes(event: Event) -> dict[str, Any]:
+    """The fields a (non-creating) job event sets."""
+    if isinstance(event, JobQueued):
+        return {"status": "queued", "queued_at": event.timestamp}
+    if isinstance(event, JobDispatched):
+        return {
+            "status": "dispatched",
+            "worker": event.worker,
+            "attempt": event.attempt,
+            "lease_until": event.lease_until,
+        }
+    if isinstance(event, JobStarted):
+        return {"status": "running", "worker": event.worker, "attempt": event.attempt}
+    if isinstance(event, JobCompleted):
+        return {"status": "completed", "result": event.result, "lease_until": None}
+    if isinstance(event, JobFailed):
+        return {"status": "failed", "error": event.error, "error_code": event.code, "lease_until": None}
+    if isinstance(event, JobRetryScheduled):
+        return {"status": "retry_scheduled", "retry_count": event.retry_count}
+    if isinstance(event, JobTimedOut):
+        return {"status": "timed_out", "error": "timed out", "error_code": "timeout", "lease_until": None}
+    if isinstance(event, JobCancelled):
+        return {"status": "cancelled", "error": event.reason or None, "lease_until": None}
+    if isinstance(event, JobQuarantined):
+        return {"status": "quarantined", "error": event.reason, "lease_until": None}
+    msg = f"{type(event).__name__} is not a job event"
+    raise TypeError(msg)
+
+
+def apply_job(state: JobState | None, event: Event) -> JobState:
+    """Evolve one job by one of its events."""
+    if isinstance(event, JobCreated):
+        return _created(event)
+    if state is None:
+        msg = f"{type(event).__name__} for job {event.originator_id} before job.created"
+        raise ValueError(msg)
+    return msgspec.structs.replace(
+        state, version=event.originator_version, updated_at=event.timestamp, **_changes(event)
+    )
+
+
+def project_job(state: JobState | None, events: Any) -> JobState | None:
+    """A projector function for eventsourcing's Repository.get: fold a job's events."""
+    for event in events:
+        state = apply_job(state, event)
+    return state
+
+
+JOB_TOPICS = frozenset(cls.TOPIC for cls in JOB_EVENTS)
+
+
+class JobsView:
+    """Every job's state, the queue, and the log position folded so far."""
+
+    def __init__(self, position: int = 0, jobs: dict[UUID, JobState] | None = None) -> None:
+        self.position = position
+        self.jobs: dict[UUID, JobState] = jobs if jobs is not None else {}
+
+    def apply(self, position: int, event: Event) -> None:
+        """Fold the event at ``position``; events of other kinds only advance the position."""
+        if type(event) in _JOB_EVENT_SET:
+            job_id = event.originator_id
+            self.jobs[job_id] = apply_job(self.jobs.get(job_id), event)
+        self.position = position
+
+    def queue(self) -> list[JobState]:
+        """Queued jobs in dispatch order: by priority, then first queued first."""
+        queued = [job for job in self.jobs.values() if job.status == "queued"]
+        queued.sort(key=lambda job: (PRIORITY_RANK[job.priority], job.queued_at, str(job.id)))
+        return queued
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        out: dict[str, int] = {}
+        for job in self.jobs.values():
+            out[job.status] = out.get(job.status, 0) + 1
+        return out
+
+
+_JOB_EVENT_SET = frozenset(JOB_EVENTS)

@@ -1,0 +1,263 @@
+"""The Sheratan application: commands that check the rules and record events.
+
+Aggregates are immutable states folded by projections/ (``project_job`` and friends);
+a command reads the current state, checks the lifecycle, and saves new events directly.
+A rejected command raises and records nothing. Persistence comes from the environment:
+``PERSISTENCE_MODULE`` (default ``sheratan.store``) and ``SHERATAN_HOME``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any, ClassVar
+from uuid import UUID, uuid4, uuid5
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from events import Event, utc_now
+from events.jobs import (
+    PRIORITIES,
+    JobCancelled,
+    JobCompleted,
+    JobCreated,
+    JobDispatched,
+    JobFailed,
+    JobQuarantined,
+    JobQueued,
+    JobRetryScheduled,
+    JobStarted,
+    JobTimedOut,
+    Priority,
+)
+from events.missions import (
+    MissionActivated,
+    MissionCancelled,
+    MissionCompleted,
+    MissionCreated,
+    TaskCreated,
+)
+from projections.jobs import JobState, project_job
+from projections.missions import MissionState, TaskState, project_mission, project_task
+from sheratan.lifecycle import check_transition
+
+#: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
+IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+MAX_RETRIES = 100
+MAX_DEPENDENCIES = 64
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+class NotFoundError(LookupError):
+    """No mission, task or job with that id."""
+
+
+class InvalidInputError(ValueError):
+    """A command's argument breaks a rule; nothing was recorded."""
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    """sha256 of the payload's canonical JSON (sorted keys), in hex."""
+    return hashlib.sha256(_canonical.encode(payload)).hexdigest()
+
+
+class Sheratan(Application[UUID]):
+    """Missions, tasks and jobs as events in one log."""
+
+    name = "Sheratan"
+    env: ClassVar[dict[str, str]] = {
+        "PERSISTENCE_MODULE": "sheratan.store",
+        "MAPPER_TOPIC": "sheratan.codec:MsgspecMapper",
+    }
+
+    # ----------------------------------------------------------- missions, tasks
+
+    def create_mission(self, title: str, description: str = "") -> UUID:
+        _require_text("title", title)
+        mission_id = uuid4()
+        self.save(self._new(MissionCreated, mission_id, 1, title=title, description=description))
+        return mission_id
+
+    def activate_mission(self, mission_id: UUID) -> None:
+        self._mission_step(mission_id, MissionActivated, {"created"})
+
+    def complete_mission(self, mission_id: UUID) -> None:
+        self._mission_step(mission_id, MissionCompleted, {"active"})
+
+    def cancel_mission(self, mission_id: UUID, reason: str = "") -> None:
+        self._mission_step(mission_id, MissionCancelled, {"created", "active"}, reason=reason)
+
+    def _mission_step(
+        self, mission_id: UUID, event_type: type[Event], allowed: set[str], **fields: Any
+    ) -> None:
+        mission = self.get_mission(mission_id)
+        if mission.status not in allowed:
+            msg = f"mission {mission_id} is {mission.status}: cannot record {event_type.TOPIC}"
+            raise InvalidInputError(msg)
+        self.save(self._new(event_type, mission_id, mission.version + 1, **fields))
+
+    def create_task(self, mission_id: UUID, title: str, description: str = "") -> UUID:
+        _require_text("title", title)
+        self.get_mission(mission_id)
+        task_id = uuid4()
+        self.save(
+            self._new(TaskCreated, task_id, 1, mission_id=mission_id, title=title, description=description)
+        )
+        return task_id
+
+    def get_mission(self, mission_id: UUID) -> MissionState:
+        return self._get(mission_id, project_mission, "mission")
+
+    def get_task(self, task_id: UUID) -> TaskState:
+        return self._get(task_id, project_task, "task")
+
+    # ---------------------------------------------------------------------- jobs
+
+    def create_job(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        task_id: UUID | None = None,
+        priority: Priority = "normal",
+        timeout_seconds: float = 300.0,
+        depends_on: tuple[UUID, ...] = (),
+        idempotency_key: str | None = None,
+        max_retries: int = 3,
+    ) -> UUID:
+        """Create a job and queue it. With an idempotency key, the same key gives the same job.
+
+        Reusing a key with a different payload is refused rather than silently ignored.
+        """
+        _require_text("kind", kind)
+        digest = _check_job_input(payload, priority, timeout_seconds, depends_on, max_retries)
+        mission_id = self.get_task(task_id).mission_id if task_id is not None else None
+        for dependency in depends_on:
+            self.get_job(dependency)
+        job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
+        created = self._new(
+            JobCreated,
+            job_id,
+            1,
+            task_id=task_id,
+            mission_id=mission_id,
+            kind=kind,
+            payload=payload,
+            payload_hash=digest,
+            priority=priority,
+            timeout_seconds=float(timeout_seconds),
+            depends_on=tuple(depends_on),
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+        )
+        try:
+            self.save(created, self._new(JobQueued, job_id, 2))
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self.get_job(job_id)
+            if existing.payload_hash != digest or existing.kind != kind:
+                msg = f"idempotency key {idempotency_key!r} was used for a different job"
+                raise InvalidInputError(msg) from None
+        return job_id
+
+    def get_job(self, job_id: UUID) -> JobState:
+        return self._get(job_id, project_job, "job")
+
+    def queue_job(self, job_id: UUID) -> None:
+        self._step(job_id, JobQueued)
+
+    def dispatch_job(self, job_id: UUID, worker: str, decision_id: UUID | None = None) -> None:
+        job = self.get_job(job_id)
+        lease_until = utc_now() + timedelta(seconds=job.timeout_seconds)
+        self._step(
+            job_id, JobDispatched, job=job, worker=worker, attempt=job.attempt + 1,
+            lease_until=lease_until, decision_id=decision_id,
+        )
+
+    def start_job(self, job_id: UUID) -> None:
+        job = self.get_job(job_id)
+        self._step(job_id, JobStarted, job=job, worker=job.worker or "", attempt=job.attempt)
+
+    def complete_job(self, job_id: UUID, result: dict[str, Any]) -> None:
+        self._step(job_id, JobCompleted, result=result)
+
+    def fail_job(self, job_id: UUID, error: str, code: str = "error") -> None:
+        self._step(job_id, JobFailed, error=error, code=code)
+
+    def time_out_job(self, job_id: UUID) -> None:
+        job = self.get_job(job_id)
+        self._step(job_id, JobTimedOut, job=job, attempt=job.attempt)
+
+    def schedule_retry(self, job_id: UUID) -> None:
+        job = self.get_job(job_id)
+        self._step(job_id, JobRetryScheduled, job=job, retry_count=job.retry_count + 1)
+
+    def cancel_job(self, job_id: UUID, reason: str = "") -> None:
+        self._step(job_id, JobCancelled, reason=reason)
+
+    def quarantine_job(self, job_id: UUID, reason: str) -> None:
+        self._step(job_id, JobQuarantined, reason=reason)
+
+    def _step(self, job_id: UUID, event_type: type[Event], job: JobState | None = None, **fields: Any) -> None:
+        job = job if job is not None else self.get_job(job_id)
+        check_transition(job, event_type)
+        self.save(self._new(event_type, job_id, job.version + 1, **fields))
+
+    # ------------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _new(event_type: type[Event], stream: UUID, version: int, **fields: Any) -> Event:
+        return event_type(originator_id=stream, originator_version=version, timestamp=utc_now(), **fields)
+
+    def _get(self, stream: UUID, projector: Any, what: str) -> Any:
+        try:
+            return self.repository.get(stream, projector_func=projector)
+        except AggregateNotFoundError:
+            raise NotFoundError(f"no {what} {stream}") from None
+        except ValueError as error:  # the stream holds events of another kind
+            raise NotFoundError(f"no {what} {stream} ({error})") from None
+
+
+def _require_text(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        msg = f"{name} must be a non-empty string"
+        raise InvalidInputError(msg)
+
+
+def _check_job_input(
+    payload: dict[str, Any],
+    priority: str,
+    timeout_seconds: float,
+    depends_on: tuple[UUID, ...],
+    max_retries: int,
+) -> str:
+    if not isinstance(payload, dict):
+        msg = "payload must be a JSON object"
+        raise InvalidInputError(msg)
+    if priority not in PRIORITIES:
+        msg = f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}"
+        raise InvalidInputError(msg)
+    if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        msg = f"timeout must be above 0 and at most {MAX_TIMEOUT_SECONDS:.0f} seconds"
+        raise InvalidInputError(msg)
+    if not 0 <= max_retries <= MAX_RETRIES:
+        msg = f"max_retries must be between 0 and {MAX_RETRIES}"
+        raise InvalidInputError(msg)
+    if len(depends_on) > MAX_DEPENDENCIES:
+        msg = f"a job may depend on at most {MAX_DEPENDENCIES} jobs"
+        raise InvalidInputError(msg)
+    try:
+        size = len(_canonical.encode(payload))
+    except (TypeError, msgspec.EncodeError) as error:
+        msg = f"payload is not JSON: {error}"
+        raise InvalidInputError(msg) from None
+    if size > MAX_PAYLOAD_BYTES:
+        msg = f"payload is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
+        raise InvalidInputError(msg)
+    return payload_hash(payload)

@@ -1,0 +1,184 @@
+"""The in-memory index of a log and its sidecar file: a rebuildable cache, never the truth.
+
+It answers, without scanning the log: which segment and byte offset hold position N, which
+positions hold the versions of a stream, the last position and chain head, and each tracked
+application's highest processed notification. The sidecar persists it so that opening a
+large log reads only the tail written since; a sidecar that disagrees with the log is ignored
+and rebuilt.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from sheratan.store.files import write_durably
+from sheratan.store.limits import SEGMENT_NAME_DIGITS
+from sheratan.store.lines import GENESIS_HASH, Trk
+
+SIDECAR_FORMAT = 1
+
+
+@dataclass
+class Segment:
+    """One segment file: its first position and the bytes of it that are indexed."""
+
+    first_pos: int
+    path: Path
+    size: int = 0
+
+
+@dataclass
+class StreamVersions:
+    """A stream's versions (sorted) and the positions that hold them."""
+
+    versions: array = field(default_factory=lambda: array("q"))
+    positions: array = field(default_factory=lambda: array("q"))
+
+    def add(self, version: int, position: int) -> None:
+        if not self.versions or version > self.versions[-1]:
+            self.versions.append(version)
+            self.positions.append(position)
+        else:
+            at = bisect.bisect_left(self.versions, version)
+            self.versions.insert(at, version)
+            self.positions.insert(at, position)
+
+    def has(self, version: int) -> bool:
+        versions = self.versions
+        if not versions or version > versions[-1]:
+            return False
+        at = bisect.bisect_left(versions, version)
+        return at < len(versions) and versions[at] == version
+
+
+class _Sidecar(msgspec.Struct):
+    format: int
+    last_pos: int
+    head: str
+    segments: list[tuple[int, int]]
+    offsets: bytes
+    stream_ids: list[str]
+    stream_counts: bytes
+    versions: bytes
+    positions: bytes
+    tracking: dict[str, int]
+    tracking_size: int
+
+
+@dataclass
+class LogIndex:
+    """Positions -> (segment, offset); streams -> versions/positions; chain head; tracking."""
+
+    segments: list[Segment] = field(default_factory=list)
+    offsets: array = field(default_factory=lambda: array("q"))
+    streams: dict[str, StreamVersions] = field(default_factory=dict)
+    tracking: dict[str, int] = field(default_factory=dict)
+    tracking_size: int = 0
+    last_pos: int = 0
+    head: str = GENESIS_HASH
+
+    def segment_index_of(self, position: int) -> int:
+        firsts = self.segment_firsts
+        return bisect.bisect_right(firsts, position) - 1
+
+    @property
+    def segment_firsts(self) -> list[int]:
+        return [s.first_pos for s in self.segments]
+
+    def span(self, first: int, last: int) -> tuple[Segment, int, int, int]:
+        """Where positions first..last lie: (segment, start byte, end byte, last position).
+
+        The range is clipped to the segment holding ``first``; the caller continues from the
+        returned last position + 1.
+        """
+        seg_at = self.segment_index_of(first)
+        segment = self.segments[seg_at]
+        seg_last = (
+            self.segments[seg_at + 1].first_pos - 1
+            if seg_at + 1 < len(self.segments)
+            else self.last_pos
+        )
+        last = min(last, seg_last)
+        end = self.offsets[last] if last < seg_last else segment.size
+        return segment, self.offsets[first - 1], end, last
+
+    def add(self, position: int, offset: int, stream: str, version: int) -> None:
+        assert position == self.last_pos + 1, (position, self.last_pos)
+        self.offsets.append(offset)
+        versions = self.streams.get(stream)
+        if versions is None:
+            versions = self.streams[stream] = StreamVersions()
+        versions.add(version, position)
+        self.last_pos = position
+
+    def track(self, trk: Trk) -> None:
+        """Note that application ``trk.app`` has processed notification ``trk.id``."""
+        current = self.tracking.get(trk.app)
+        if current is None or trk.id > current:
+            self.tracking[trk.app] = trk.id
+
+    def save(self, path: Path) -> None:
+        ids = list(self.streams)
+        counts = array("q", (len(self.streams[i].versions) for i in ids))
+        versions = array("q")
+        positions = array("q")
+        for i in ids:
+            versions.extend(self.streams[i].versions)
+            positions.extend(self.streams[i].positions)
+        sidecar = _Sidecar(
+            format=SIDECAR_FORMAT,
+            last_pos=self.last_pos,
+            head=self.head,
+            segments=[(s.first_pos, s.size) for s in self.segments],
+            offsets=self.offsets.tobytes(),
+            stream_ids=ids,
+            stream_counts=counts.tobytes(),
+            versions=versions.tobytes(),
+            positions=positions.tobytes(),
+            tracking=dict(self.tracking),
+            tracking_size=self.tracking_size,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(path, msgspec.msgpack.encode(sidecar))
+
+    @classmethod
+    def load(cls, path: Path, segment_dir: Path) -> LogIndex | None:
+        """The index saved at ``path``, or None when it is missing or unreadable."""
+        try:
+            sidecar = msgspec.msgpack.decode(path.read_bytes(), type=_Sidecar)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if sidecar.format != SIDECAR_FORMAT:
+            return None
+        index = cls(last_pos=sidecar.last_pos, head=sidecar.head)
+        index.segments = [
+            Segment(first, segment_dir / segment_name(first), size)
+            for first, size in sidecar.segments
+        ]
+        index.offsets.frombytes(sidecar.offsets)
+        counts = array("q")
+        counts.frombytes(sidecar.stream_counts)
+        versions = array("q")
+        versions.frombytes(sidecar.versions)
+        positions = array("q")
+        positions.frombytes(sidecar.positions)
+        at = 0
+        streams = index.streams
+        for stream_id, count in zip(sidecar.stream_ids, counts, strict=True):
+            streams[stream_id] = StreamVersions(versions[at : at + count], positions[at : at + count])
+            at += count
+        index.tracking = dict(sidecar.tracking)
+        index.tracking_size = sidecar.tracking_size
+        if len(index.offsets) != index.last_pos:
+            return None
+        return index
+
+
+def segment_name(first_pos: int) -> str:
+    """Segment files are named by their first position, zero-padded so they sort."""
+    return f"{first_pos:0{SEGMENT_NAME_DIGITS}d}.jsonl"

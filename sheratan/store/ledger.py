@@ -1,0 +1,583 @@
+"""The ledger: one append-only, hash-chained JSONL log in a home, safe for threads and processes.
+
+One obvious path for a commit (``append``): a save joins a queue; the first thread to find no
+commit under way leads, takes every queued save, and under the home's exclusive file lock
+catches up on lines other processes wrote, checks versions and tracking, writes all lines with
+one ``write`` and one ``fsync``, and only then acknowledges every save in the group. A save
+that conflicts raises ``IntegrityError`` and writes nothing; the others in its group proceed.
+
+Opening checks the tail: a torn final line, or a save whose last line never made it, is moved
+to ``quarantine/`` and reported; a corrupt line anywhere else makes the log refuse appends
+with the position and how to repair, because committed events are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+
+from sheratan.store.files import FileLock, UtcClock, append_durably, fsync_dir
+from sheratan.store.index import LogIndex, Segment, segment_name
+from sheratan.store.limits import (
+    MAX_EVENTS_PER_SAVE,
+    MAX_LINES_PER_COMMIT,
+    MAX_STATE_BYTES,
+    READ_CHUNK_BYTES,
+    SEGMENT_MAX_BYTES,
+    SIDECAR_EVERY_EVENTS,
+)
+from sheratan.store.lines import (
+    Trk,
+    compute_hash,
+    encode_line,
+    pointer_decoder,
+)
+
+log = logging.getLogger(__name__)
+
+_tracking_encoder = msgspec.json.Encoder()
+_tracking_decoder = msgspec.json.Decoder(Trk)
+
+
+class CorruptLogError(OperationalError):
+    """A committed line failed its checks; the log refuses appends until it is repaired."""
+
+
+@dataclass
+class _Save:
+    """One caller's save, waiting in the group-commit queue."""
+
+    events: Sequence[StoredEvent]
+    trk: Trk | None
+    positions: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+
+    def result(self) -> list[int]:
+        if self.error is not None:
+            raise self.error
+        return self.positions
+
+
+@dataclass
+class _Pending:
+    """Lines scanned during catch-up that belong to a save whose last line is not yet seen."""
+
+    offset: int
+    entries: list[tuple[int, int, str, int, Trk | None]] = field(default_factory=list)
+
+
+class Ledger:
+    """One named log (``events``, ``snapshots``) of a home directory."""
+
+    def __init__(self, home: Path, name: str = "events") -> None:
+        self.home = home
+        self.name = name
+        self.dir = home / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sidecar_path = home / "index" / f"{name}.idx"
+        self.checkpoints_path = home / "checkpoints" / f"{name}.jsonl"
+        self.tracking_path = home / "tracking" / f"{name}.jsonl"
+        self.quarantine_dir = home / "quarantine"
+        self._flock = FileLock(home / "locks" / f"{name}.lock")
+        self._state = threading.RLock()
+        self._queue_cv = threading.Condition(threading.Lock())
+        self._queue: list[_Save] = []
+        self._leading = False
+        self._write_fd = -1
+        self._read_fds: dict[Path, int] = {}
+        self._clock = UtcClock()
+        self._listeners: set[threading.Event] = set()
+        self._events_since_sidecar = 0
+        self.reports: list[str] = []
+        self.corruption: str | None = None
+        with self._state, self._flock.held():
+            self.index = self._load_sidecar() or LogIndex()
+            if not self.index.segments:
+                self._discover_segments()
+            self._catch_up(repair=True)
+        self._finalizer = weakref.finalize(self, _close_fds, self._read_fds, self._flock)
+
+    # ------------------------------------------------------------------ opening
+
+    def _discover_segments(self) -> None:
+        paths = sorted(self.dir.glob("*.jsonl"))
+        if not paths:
+            first = self.dir / segment_name(1)
+            first.touch()
+            fsync_dir(self.dir)
+            paths = [first]
+        for path in paths:
+            self.index.segments.append(Segment(int(path.stem), path, 0))
+
+    def _load_sidecar(self) -> LogIndex | None:
+        index = LogIndex.load(self.sidecar_path, self.dir)
+        if index is None or not index.segments:
+            return None
+        for segment in index.segments:
+            if not segment.path.exists() or segment.path.stat().st_size < segment.size:
+                log.warning("sidecar index of %s is stale; rebuilding from the log", self.dir)
+                return None
+        if index.last_pos:
+            segment, start, end, _ = index.span(index.last_pos, index.last_pos)
+            line = self._pread(segment.path, start, end - start).rstrip(b"\n")
+            try:
+                if pointer_decoder.decode(line).hash != index.head:
+                    return None
+            except msgspec.DecodeError:
+                return None
+        return index
+
+    # ----------------------------------------------------------------- catch-up
+
+    def refresh(self) -> None:
+        """Index lines that other processes appended since we last looked."""
+        with self._state:
+            self._catch_up(repair=False)
+
+    def _catch_up(self, *, repair: bool) -> None:
+        """Scan and index complete saves past the indexed end of the log.
+
+        With ``repair`` (only while holding the file lock, so no writer is mid-write) a torn
+        tail is quarantined; without it, an incomplete tail is simply not visible yet.
+        """
+        if self.corruption is not None:
+            return
+        index = self.index
+        while True:
+            segment = index.segments[-1]
+            size = os.stat(segment.path).st_size
+            if size > segment.size:
+                self._scan(segment, size, repair=repair)
+                if self.corruption is not None:
+                    return
+            following = self.dir / segment_name(index.last_pos + 1)
+            if following != segment.path and following.exists():
+                index.segments.append(Segment(index.last_pos + 1, following, 0))
+                self._close_write_fd()
+                continue
+            break
+        self._catch_up_tracking()
+
+    def _scan(self, segment: Segment, size: int, *, repair: bool) -> None:
+        index = self.index
+        offset = segment.size
+        head = index.head
+        expected = index.last_pos + 1
+        pending = _Pending(offset)
+        while offset < size:
+            chunk = self._pread(segment.path, offset, min(READ_CHUNK_BYTES, size - offset))
+            consumed = 0
+            while True:
+                nl = chunk.find(b"\n", consumed)
+                if nl < 0:
+                    break
+                line = chunk[consumed:nl]
+                line_offset = offset + consumed
+                consumed = nl + 1
+                problem, pointer = _check_line(line, expected, head)
+                if problem:
+                    self._mark_corrupt(segment, line_offset, expected, problem)
+                    return
+                assert pointer is not None
+                if not pending.entries:
+                    pending.offset = line_offset
+                pending.entries.append(
+                    (pointer.pos, line_offset, pointer.stream, pointer.ver, pointer.trk)
+                )
+                head = pointer.hash
+                expected += 1
+                if pointer.pos == pointer.end:
+                    self._index_save(pending, head)
+                    segment.size = offset + consumed
+                    pending = _Pending(segment.size)
+            if consumed == 0:
+                if len(chunk) < READ_CHUNK_BYTES:
+                    break  # an unterminated line at the end
+                msg = f"a line longer than {READ_CHUNK_BYTES} bytes at byte {offset}"
+                self._mark_corrupt(segment, offset, expected, msg)
+                return
+            offset += consumed
+        if segment.size < size and repair:
+            self._quarantine_tail(segment, size)
+
+    def _index_save(self, pending: _Pending, head: str) -> None:
+        index = self.index
+        for pos, line_offset, stream, ver, trk in pending.entries:
+            index.add(pos, line_offset, stream, ver)
+            if trk is not None:
+                index.track(trk)
+        index.head = head
+
+    def _mark_corrupt(self, segment: Segment, offset: int, pos: int, problem: str) -> None:
+        self.corruption = (
+            f"{segment.path} is corrupt at byte {offset} (position {pos}): {problem}. "
+            f"The log accepts no appends until repaired: run `sheratan audit verify` to see "
+            f"the damage, then restore {segment.path.name} from a backup or, if the events "
+            f"from position {pos} on may be discarded, move the segment's bytes from offset "
+            f"{offset} on into a file under {self.quarantine_dir} and truncate it there."
+        )
+        log.error(self.corruption)
+
+    def _quarantine_tail(self, segment: Segment, size: int) -> None:
+        torn = self._pread(segment.path, segment.size, size - segment.size)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        stamp = self._clock.now().replace(":", "").replace("-", "")
+        target = self.quarantine_dir / f"{self.name}-{segment.size}-{segment.path.stem}-{stamp}.torn"
+        append_durably(target, torn)
+        fd = os.open(segment.path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, segment.size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        message = (
+            f"torn tail of {len(torn)} bytes after position {self.index.last_pos} in "
+            f"{segment.path.name} moved to {target}"
+        )
+        self.reports.append(message)
+        log.warning(message)
+
+    def _catch_up_tracking(self) -> None:
+        try:
+            size = os.stat(self.tracking_path).st_size
+        except FileNotFoundError:
+            return
+        index = self.index
+        if size <= index.tracking_size:
+            return
+        data = self._pread(self.tracking_path, index.tracking_size, size - index.tracking_size)
+        complete = data.rfind(b"\n") + 1
+        for line in data[:complete].splitlines():
+            index.track(_tracking_decoder.decode(line))
+        index.tracking_size += complete
+
+    # ------------------------------------------------------------------ commits
+
+    def append(self, events: Sequence[StoredEvent], trk: Trk | None = None) -> list[int]:
+        """Durably append one save; return its positions once fsynced (group-committed)."""
+        if len(events) > MAX_EVENTS_PER_SAVE:
+            msg = f"a save holds at most {MAX_EVENTS_PER_SAVE} events, got {len(events)}"
+            raise IntegrityError(msg)
+        save = _Save(events, trk)
+        cv = self._queue_cv
+        with cv:
+            self._queue.append(save)
+            while not save.done:
+                if self._leading:
+                    cv.wait()
+                    continue
+                self._leading = True
+                batch = self._take_batch()
+                cv.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    cv.acquire()
+                    self._leading = False
+                    cv.notify_all()
+        return save.result()
+
+    def _take_batch(self) -> list[_Save]:
+        batch: list[_Save] = []
+        lines = 0
+        while self._queue and (not batch or lines + len(self._queue[0].events) <= MAX_LINES_PER_COMMIT):
+            save = self._queue.pop(0)
+            batch.append(save)
+            lines += len(save.events)
+        return batch
+
+    def _commit(self, batch: list[_Save]) -> None:
+        try:
+            with self._state, self._flock.held():
+                self._catch_up(repair=True)
+                if self.corruption is not None:
+                    raise CorruptLogError(self.corruption)
+                self._write(batch)
+        except BaseException as error:  # every waiter must hear of a failed commit
+            for save in batch:
+                if not save.done:
+                    save.error = error
+                    save.done = True
+            if not isinstance(error, Exception):
+                raise
+        for listener in list(self._listeners):
+            listener.set()
+
+    def _write(self, batch: list[_Save]) -> None:
+        index = self.index
+        accepted = self._check(batch)
+        if not accepted:
+            return
+        segment = self._active_segment()
+        ts = self._clock.now()
+        head = index.head
+        pos = index.last_pos
+        offset = segment.size
+        parts: list[bytes] = []
+        placed: list[tuple[int, int, str, int]] = []
+        tracking_lines: list[bytes] = []
+        for save in accepted:
+            end = pos + len(save.events)
+            last = len(save.events) - 1
+            for i, event in enumerate(save.events):
+                pos += 1
+                stream = str(event.originator_id)
+                line, head = encode_line(
+                    pos=pos,
+                    ts=ts,
+                    stream=stream,
+                    ver=event.originator_version,
+                    topic=event.topic,
+                    state=event.state,
+                    end=end,
+                    prev=head,
+                    trk=save.trk if i == last else None,
+                )
+                parts.append(line)
+                placed.append((pos, offset, stream, event.originator_version))
+                offset += len(line)
+            if save.trk is not None and not save.events:
+                tracking_lines.append(_tracking_encoder.encode(save.trk) + b"\n")
+        if parts:
+            _write_all(self._write_fd_for(segment), b"".join(parts))
+        if tracking_lines:
+            append_durably(self.tracking_path, b"".join(tracking_lines))
+            index.tracking_size = os.stat(self.tracking_path).st_size
+        for position, line_offset, stream, version in placed:
+            index.add(position, line_offset, stream, version)
+        index.head = head
+        segment.size = offset
+        for save in accepted:
+            if save.trk is not None:
+                index.track(save.trk)
+            save.done = True
+        self._events_since_sidecar += len(placed)
+        if self._events_since_sidecar >= SIDECAR_EVERY_EVENTS:
+            self._save_sidecar()
+
+    def _check(self, batch: list[_Save]) -> list[_Save]:
+        """Accept the saves that keep (stream, version) and tracking unique; fail the rest."""
+        index = self.index
+        accepted: list[_Save] = []
+        next_pos = index.last_pos + 1
+        claimed: set[tuple[str, int]] = set()
+        tracked: dict[str, int] = {}
+        for save in batch:
+            problem = _save_problem(save, index, claimed, tracked)
+            if problem:
+                save.error = IntegrityError(problem)
+                save.done = True
+                continue
+            for event in save.events:
+                claimed.add((str(event.originator_id), event.originator_version))
+            if save.trk is not None:
+                tracked[save.trk.app] = save.trk.id
+            save.positions = list(range(next_pos, next_pos + len(save.events)))
+            next_pos += len(save.events)
+            accepted.append(save)
+        return accepted
+
+    def _active_segment(self) -> Segment:
+        segment = self.index.segments[-1]
+        if segment.size < SEGMENT_MAX_BYTES:
+            return segment
+        self.checkpoint(reason="seal")
+        first = self.index.last_pos + 1
+        path = self.dir / segment_name(first)
+        path.touch()
+        fsync_dir(self.dir)
+        self._close_write_fd()
+        new = Segment(first, path, 0)
+        self.index.segments.append(new)
+        self._save_sidecar()
+        return new
+
+    def _write_fd_for(self, segment: Segment) -> int:
+        if self._write_fd < 0:
+            self._write_fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
+        return self._write_fd
+
+    def _close_write_fd(self) -> None:
+        if self._write_fd >= 0:
+            os.close(self._write_fd)
+            self._write_fd = -1
+
+    # ------------------------------------------------------------- checkpoints
+
+    def checkpoint(self, reason: str = "manual") -> dict[str, Any]:
+        """Record (position, chain head, time) durably; audit verify holds the log to it."""
+        with self._state:
+            record = {
+                "pos": self.index.last_pos,
+                "hash": self.index.head,
+                "ts": self._clock.now(),
+                "reason": reason,
+            }
+            append_durably(self.checkpoints_path, msgspec.json.encode(record) + b"\n")
+            if reason != "seal":
+                self._save_sidecar()
+            return record
+
+    def _save_sidecar(self) -> None:
+        self.index.save(self.sidecar_path)
+        self._events_since_sidecar = 0
+
+    # -------------------------------------------------------------------- reads
+
+    def lines(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        """Yield (position, line) for positions first..last that exist, in order."""
+        with self._state:
+            self._catch_up(repair=False)
+            last = min(last, self.index.last_pos)
+            spans = []
+            while first <= last:
+                segment, start, end, span_last = self.index.span(first, last)
+                spans.append((segment.path, start, end, first))
+                first = span_last + 1
+        for path, start, end, pos in spans:
+            offset = start
+            while offset < end:
+                chunk = self._pread(path, offset, min(READ_CHUNK_BYTES, end - offset))
+                cut = chunk.rfind(b"\n") + 1
+                for line in chunk[:cut].splitlines():
+                    yield pos, line
+                    pos += 1
+                offset += cut
+
+    def lines_at(self, positions: Sequence[int]) -> list[bytes]:
+        """The lines at the given (indexed, ascending) positions; adjacent ones read together."""
+        out: list[bytes] = []
+        with self._state:
+            for first, last in _runs(positions):
+                while first <= last:
+                    segment, start, end, span_last = self.index.span(first, last)
+                    out.extend(self._pread(segment.path, start, end - start).splitlines())
+                    first = span_last + 1
+        return out
+
+    def last_position(self) -> int:
+        """The last committed position (0 for an empty log), including other processes' saves."""
+        with self._state:
+            self._catch_up(repair=False)
+            return self.index.last_pos
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self._state:
+            self._catch_up(repair=False)
+            return self.index.tracking.get(application_name)
+
+    def stream(self, stream_id: str) -> Any:
+        with self._state:
+            self._catch_up(repair=False)
+            return self.index.streams.get(stream_id)
+
+    def _pread(self, path: Path, offset: int, size: int) -> bytes:
+        fd = self._read_fds.get(path)
+        if fd is None:
+            fd = self._read_fds[path] = os.open(path, os.O_RDONLY)
+        data = os.pread(fd, size, offset)
+        while len(data) < size:
+            more = os.pread(fd, size - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    # ---------------------------------------------------------------- listeners
+
+    def listen(self, event: threading.Event) -> None:
+        self._listeners.add(event)
+
+    def unlisten(self, event: threading.Event) -> None:
+        self._listeners.discard(event)
+
+    def close(self) -> None:
+        """Persist the sidecar index and release the write handle; the ledger stays usable.
+
+        Read handles and the lock file close when the last recorder drops the ledger.
+        """
+        with self._state:
+            if self._events_since_sidecar and self.corruption is None:
+                with contextlib.suppress(OSError):
+                    self._save_sidecar()
+            self._close_write_fd()
+
+
+def _runs(positions: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Group ascending positions into runs of consecutive ones: [1,2,3,7] -> (1,3), (7,7)."""
+    it = iter(positions)
+    first = last = next(it, None)
+    if first is None:
+        return
+    for pos in it:
+        if pos != last + 1:
+            yield first, last
+            first = pos
+        last = pos
+    yield first, last
+
+
+def _check_line(line: bytes, expected: int, head: str) -> tuple[str, Any]:
+    """Why a complete line cannot follow (position ``expected - 1``, ``head``), or ''."""
+    try:
+        pointer = pointer_decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        return f"not a valid ledger line ({error})", None
+    if pointer.pos != expected:
+        return f"position {pointer.pos} where {expected} was expected", None
+    if pointer.prev != head:
+        return "its prev does not match the previous line's hash", None
+    if compute_hash(head, line) != pointer.hash:
+        return "its hash does not match its content", None
+    if pointer.end < pointer.pos:
+        return f"its save ends at {pointer.end}, before the line itself", None
+    return "", pointer
+
+
+def _save_problem(
+    save: _Save, index: LogIndex, claimed: set[tuple[str, int]], tracked: dict[str, int]
+) -> str:
+    seen: set[tuple[str, int]] = set()
+    for event in save.events:
+        key = (str(event.originator_id), event.originator_version)
+        if key in seen or key in claimed:
+            return f"stream {key[0]} version {key[1]} appears twice"
+        seen.add(key)
+        versions = index.streams.get(key[0])
+        if versions is not None and versions.has(key[1]):
+            return f"stream {key[0]} already has version {key[1]}"
+        if len(event.state) > MAX_STATE_BYTES:
+            return f"an event's state is {len(event.state)} bytes, over {MAX_STATE_BYTES}"
+    if save.trk is not None:
+        app = save.trk.app
+        current = tracked.get(app, index.tracking.get(app))
+        if current is not None and save.trk.id <= current:
+            return f"tracking {app} {save.trk.id} is not after {current}"
+    return ""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
+def _close_fds(read_fds: dict[Path, int], flock: FileLock) -> None:
+    for fd in read_fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    read_fds.clear()
+    flock.close()

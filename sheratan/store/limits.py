@@ -1,0 +1,31 @@
+"""Every limit of the ledger engine, named once (TigerStyle: put a limit on everything).
+
+Tests exercise the store at these limits; environment overrides exist only where an
+operator has a real reason to tune (segment size for small disks and for tests).
+"""
+
+from __future__ import annotations
+
+import os
+
+#: A segment is sealed and a new one started once it holds at least this many bytes.
+SEGMENT_MAX_BYTES = int(os.environ.get("SHERATAN_SEGMENT_BYTES", 64 * 1024 * 1024))
+
+#: The most events one save may carry; a larger save is refused before anything is written.
+MAX_EVENTS_PER_SAVE = 100_000
+
+#: The most bytes of state one event may carry (its `data` or `raw` field).
+MAX_STATE_BYTES = 4 * 1024 * 1024
+
+#: Group commit: the leader stops taking queued saves once a commit holds this many lines.
+MAX_LINES_PER_COMMIT = 200_000
+
+#: Reads pull at most this many bytes from a segment in one pread.
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+#: The sidecar index is rewritten after this many new events, so that opening a large log
+#: never rescans more than this tail.
+SIDECAR_EVERY_EVENTS = 250_000
+
+#: Width of the zero-padded first position in segment file names.
+SEGMENT_NAME_DIGITS = 20

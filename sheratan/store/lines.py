@@ -1,0 +1,174 @@
+"""The ledger's line format: one JSON object per line, keys in a fixed order, hash-chained.
+
+A line reads::
+
+    {"pos":7,"ts":"2026-11-21T10:00:00.000001Z","stream":"<id>","ver":3,
+     "topic":"job.dispatched","data":{...},"end":9,"prev":"<hex>","hash":"<hex>"}
+
+- ``data`` is the event's state as real JSON when the state bytes are one JSON object
+  (the common case, so DuckDB can read ``data.worker_id``); otherwise ``data`` is null and
+  ``raw`` holds the state bytes in base64 (ciphered or compressed state, foreign bytes).
+- ``end`` is the position of the last line of the save this line belongs to: a save whose
+  last line is missing was torn by a crash and is quarantined as a whole on open.
+- ``trk`` (optional) records a process application's tracking position, on the last line of
+  the save it was committed with, so events and tracking are atomic.
+- ``hash = sha256(prev || body)`` where ``prev`` is the previous line's hash in ASCII hex
+  (64 zeros for the first line) and ``body`` is the line's bytes up to and excluding
+  ``,"hash":"…"`` with the closing brace kept. Anyone can recompute the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+GENESIS_HASH = "0" * 64
+HASH_SUFFIX_BYTES = len(b',"hash":"') + 64 + len(b'"}')
+
+
+class Trk(msgspec.Struct, frozen=True):
+    """A tracking record: the upstream application's notification a save processed."""
+
+    app: str
+    id: int
+
+
+class _Body(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What is hashed: the line without its hash. Field order is the on-disk key order."""
+
+    pos: int
+    ts: str
+    stream: str
+    ver: int
+    topic: str
+    data: msgspec.Raw | None
+    raw: bytes | None = None
+    trk: Trk | None = None
+    end: int
+    prev: str
+
+
+def _line_type(name: str, stream_type: type) -> Any:
+    return msgspec.defstruct(
+        name,
+        [
+            ("pos", int),
+            ("ts", str),
+            ("stream", stream_type),
+            ("ver", int),
+            ("topic", str),
+            ("data", msgspec.Raw),
+            ("raw", bytes | None, None),
+            ("trk", Trk | None, None),
+            ("end", int, 0),
+            ("prev", str, GENESIS_HASH),
+            ("hash", str, ""),
+        ],
+        kw_only=True,
+    )
+
+
+#: A decoded line whose stream is kept as text.
+TextLine = _line_type("TextLine", str)
+#: A decoded line whose stream is decoded as a UUID (the library's default id type).
+UUIDLine = _line_type("UUIDLine", uuid.UUID)
+
+
+class LinePointer(msgspec.Struct, kw_only=True):
+    """The few fields needed to index and chain-check a line without touching its data."""
+
+    pos: int
+    stream: str
+    ver: int
+    end: int = 0
+    trk: Trk | None = None
+    prev: str = GENESIS_HASH
+    hash: str = ""
+
+
+_body_encoder = msgspec.json.Encoder()
+pointer_decoder = msgspec.json.Decoder(LinePointer)
+text_line_decoder = msgspec.json.Decoder(TextLine)
+uuid_line_decoder = msgspec.json.Decoder(UUIDLine)
+_raw_validator = msgspec.json.Decoder(msgspec.Raw)
+
+
+def is_json_object(state: bytes) -> bool:
+    """True when the state can be embedded verbatim as the line's ``data`` value.
+
+    It must be exactly one JSON object, valid UTF-8 and free of line breaks (a JSONL line
+    may not contain one); anything else is kept losslessly in ``raw``.
+    """
+    if state[:1] != b"{" or state[-1:] != b"}" or b"\n" in state or b"\r" in state:
+        return False
+    try:
+        _raw_validator.decode(state)
+        if not state.isascii():
+            state.decode("utf-8")
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def encode_line(
+    *,
+    pos: int,
+    ts: str,
+    stream: str,
+    ver: int,
+    topic: str,
+    state: bytes,
+    end: int,
+    prev: str,
+    trk: Trk | None = None,
+) -> tuple[bytes, str]:
+    """Encode one line and return it (newline included) with its hash."""
+    embed = is_json_object(state)
+    body = _body_encoder.encode(
+        _Body(
+            pos=pos,
+            ts=ts,
+            stream=stream,
+            ver=ver,
+            topic=topic,
+            data=msgspec.Raw(state) if embed else None,
+            raw=None if embed else state,
+            trk=trk,
+            end=end,
+            prev=prev,
+        )
+    )
+    digest = hashlib.sha256(prev.encode() + body).hexdigest()
+    return body[:-1] + b',"hash":"' + digest.encode() + b'"}\n', digest
+
+
+def line_body(line: bytes) -> bytes:
+    """The hashed part of a line (without trailing newline): everything but the hash key."""
+    return line[:-HASH_SUFFIX_BYTES] + b"}"
+
+
+def compute_hash(prev: str, line: bytes) -> str:
+    """Recompute the hash a line should carry, given the previous line's hash."""
+    return hashlib.sha256(prev.encode() + line_body(line)).hexdigest()
+
+
+def state_of(line: Any) -> bytes:
+    """The stored state bytes of a decoded line, exactly as they were saved."""
+    raw = line.raw
+    return raw if raw is not None else bytes(line.data)
+
+
+def split_lines(buf: bytes) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line-without-newline) for every complete line in ``buf``."""
+    start = 0
+    find = buf.find
+    while True:
+        nl = find(b"\n", start)
+        if nl < 0:
+            return
+        yield start, buf[start:nl]
+        start = nl + 1

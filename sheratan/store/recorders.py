@@ -1,0 +1,171 @@
+"""eventsourcing recorders over a Ledger: aggregate, application, tracking and process."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    ListenNotifySubscription,
+    Notification,
+    ProcessRecorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+
+from sheratan.store.ledger import Ledger
+from sheratan.store.lines import Trk, state_of, text_line_decoder, uuid_line_decoder
+
+#: How often a subscription looks for events that another process appended.
+SUBSCRIPTION_POLL_S = 0.1
+
+
+class LineDecoder:
+    """Decodes ledger lines, giving stream ids back as UUIDs or as text."""
+
+    def __init__(self, uuid_ids: bool) -> None:
+        self.uuid_ids = uuid_ids
+
+    def decode(self, line: bytes) -> Any:
+        if self.uuid_ids:
+            try:
+                return uuid_line_decoder.decode(line)
+            except msgspec.ValidationError:
+                pass  # a stream whose id is not a UUID: give it back as text
+        return text_line_decoder.decode(line)
+
+
+class JsonlRecorder:
+    """Shared state of every recorder: the ledger and how ids come back."""
+
+    def __init__(self, ledger: Ledger, *, uuid_ids: bool = True) -> None:
+        self.ledger = ledger
+        self.lines = LineDecoder(uuid_ids)
+
+
+class JsonlAggregateRecorder(JsonlRecorder, AggregateRecorder):
+    """Stores and selects stored events by stream; notification ids are not returned."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        self._insert(stored_events, **kwargs)
+        return None
+
+    def _insert(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        tracking: Tracking | None = kwargs.get("tracking")
+        if not stored_events and tracking is None:
+            return []
+        trk = Trk(tracking.application_name, tracking.notification_id) if tracking else None
+        return self.ledger.append(stored_events, trk)
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        versions = self.ledger.stream(str(originator_id))
+        if versions is None:
+            return []
+        lo = 0 if gt is None else bisect.bisect_right(versions.versions, gt)
+        hi = len(versions.versions) if lte is None else bisect.bisect_right(versions.versions, lte)
+        positions = list(versions.positions[lo:hi])
+        if desc:
+            positions.reverse()
+        if limit is not None:
+            positions = positions[:limit]
+        ordered = sorted(positions)
+        by_position = dict(zip(ordered, self.ledger.lines_at(ordered), strict=True))
+        events = []
+        for position in positions:
+            line = self.lines.decode(by_position[position])
+            events.append(StoredEvent(line.stream, line.ver, line.topic, state_of(line)))
+        return events
+
+
+class JsonlApplicationRecorder(JsonlAggregateRecorder, ApplicationRecorder):
+    """Adds the application sequence: gapless notification ids, reads from a position."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        return self._insert(stored_events, **kwargs)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        first = 1 if start is None else (start if inclusive_of_start else start + 1)
+        first = max(first, 1)
+        last = self.ledger.last_position() if stop is None else stop
+        if not topics:
+            last = min(last, first + limit - 1)
+        markers = [f'"topic":{msgspec.json.encode(t).decode()},'.encode() for t in topics]
+        wanted = set(topics)
+        results: list[Notification] = []
+        decode = self.lines.decode
+        for _, raw in self.ledger.lines(first, last):
+            if markers and not any(m in raw for m in markers):
+                continue
+            line = decode(raw)
+            if wanted and line.topic not in wanted:
+                continue
+            results.append(Notification(line.stream, line.ver, line.topic, state_of(line), line.pos))
+            if len(results) >= limit:
+                break
+        return results
+
+    def max_notification_id(self) -> int | None:
+        return self.ledger.last_position() or None
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
+        return JsonlSubscription(self, gt=gt, topics=topics)
+
+
+class JsonlSubscription(ListenNotifySubscription[JsonlApplicationRecorder]):
+    """Follows the log: woken at once by saves in this process, by polling for other processes."""
+
+    def __init__(self, recorder: JsonlApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()) -> None:
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        recorder.ledger.listen(self._has_been_notified)
+
+    def stop(self) -> None:
+        super().stop()
+        self._recorder.ledger.unlisten(self._has_been_notified)
+
+    def _loop_on_pull(self) -> None:
+        try:
+            self._pull()
+            while not self._has_been_stopped:
+                self._has_been_notified.wait(timeout=SUBSCRIPTION_POLL_S)
+                self._pull()
+        except BaseException as error:
+            if self._thread_error is None:
+                self._thread_error = error
+            self.stop()
+
+
+class JsonlTrackingRecorder(JsonlRecorder, TrackingRecorder):
+    """Records which notification each upstream application has processed, durably."""
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self.ledger.append([], Trk(tracking.application_name, tracking.notification_id))
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return self.ledger.max_tracking_id(application_name)
+
+
+class JsonlProcessRecorder(JsonlTrackingRecorder, JsonlApplicationRecorder, ProcessRecorder):
+    """Events and the tracking position they were derived from, committed atomically."""
