@@ -112,11 +112,21 @@ def _changes(event: Event) -> dict[str, Any]:
     if isinstance(event, JobCompleted):
         return {"status": "completed", "result": event.result, "lease_until": None}
     if isinstance(event, JobFailed):
-        return {"status": "failed", "error": event.error, "error_code": event.code, "lease_until": None}
+        return {
+            "status": "failed",
+            "error": event.error,
+            "error_code": event.code,
+            "lease_until": None,
+        }
     if isinstance(event, JobRetryScheduled):
         return {"status": "retry_scheduled", "retry_count": event.retry_count}
     if isinstance(event, JobTimedOut):
-        return {"status": "timed_out", "error": "timed out", "error_code": "timeout", "lease_until": None}
+        return {
+            "status": "timed_out",
+            "error": "timed out",
+            "error_code": "timeout",
+            "lease_until": None,
+        }
     if isinstance(event, JobCancelled):
         return {"status": "cancelled", "error": event.reason or None, "lease_until": None}
     if isinstance(event, JobQuarantined):

@@ -106,7 +106,9 @@ class Sheratan(Application[UUID]):
         self.get_mission(mission_id)
         task_id = uuid4()
         self.save(
-            self._new(TaskCreated, task_id, 1, mission_id=mission_id, title=title, description=description)
+            self._new(
+                TaskCreated, task_id, 1, mission_id=mission_id, title=title, description=description
+            )
         )
         return task_id
 
@@ -176,8 +178,13 @@ class Sheratan(Application[UUID]):
         job = self.get_job(job_id)
         lease_until = utc_now() + timedelta(seconds=job.timeout_seconds)
         self._step(
-            job_id, JobDispatched, job=job, worker=worker, attempt=job.attempt + 1,
-            lease_until=lease_until, decision_id=decision_id,
+            job_id,
+            JobDispatched,
+            job=job,
+            worker=worker,
+            attempt=job.attempt + 1,
+            lease_until=lease_until,
+            decision_id=decision_id,
         )
 
     def start_job(self, job_id: UUID) -> None:
@@ -204,7 +211,9 @@ class Sheratan(Application[UUID]):
     def quarantine_job(self, job_id: UUID, reason: str) -> None:
         self._step(job_id, JobQuarantined, reason=reason)
 
-    def _step(self, job_id: UUID, event_type: type[Event], job: JobState | None = None, **fields: Any) -> None:
+    def _step(
+        self, job_id: UUID, event_type: type[Event], job: JobState | None = None, **fields: Any
+    ) -> None:
         job = job if job is not None else self.get_job(job_id)
         check_transition(job, event_type)
         self.save(self._new(event_type, job_id, job.version + 1, **fields))
@@ -213,7 +222,9 @@ class Sheratan(Application[UUID]):
 
     @staticmethod
     def _new(event_type: type[Event], stream: UUID, version: int, **fields: Any) -> Event:
-        return event_type(originator_id=stream, originator_version=version, timestamp=utc_now(), **fields)
+        return event_type(
+            originator_id=stream, originator_version=version, timestamp=utc_now(), **fields
+        )
 
     def _get(self, stream: UUID, projector: Any, what: str) -> Any:
         try:

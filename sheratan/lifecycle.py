@@ -26,7 +26,9 @@ ALLOWED_FROM: dict[type[Event], frozenset[Status]] = {
     JobFailed: frozenset({"dispatched", "running"}),
     JobTimedOut: frozenset({"dispatched", "running"}),
     JobRetryScheduled: frozenset({"failed", "timed_out"}),
-    JobCancelled: frozenset({"created", "queued", "dispatched", "running", "failed", "timed_out", "retry_scheduled"}),
+    JobCancelled: frozenset(
+        {"created", "queued", "dispatched", "running", "failed", "timed_out", "retry_scheduled"}
+    ),
     JobQuarantined: frozenset({"created", "queued", "failed", "timed_out", "retry_scheduled"}),
 }
 

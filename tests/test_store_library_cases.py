@@ -66,7 +66,9 @@ class TestProcessRecorder(FreshHome, library_cases.ProcessRecorderTestCase):
         return JsonlProcessRecorder(open_ledger(self.home, "events"))
 
 
-class TestNonInterleavingNotificationIDs(FreshHome, library_cases.NonInterleavingNotificationIDsBaseCase):
+class TestNonInterleavingNotificationIDs(
+    FreshHome, library_cases.NonInterleavingNotificationIDsBaseCase
+):
     def create_recorder(self) -> ApplicationRecorder:
         return JsonlApplicationRecorder(open_ledger(self.home, "events"))
 

@@ -170,7 +170,9 @@ class LogIndex:
         at = 0
         streams = index.streams
         for stream_id, count in zip(sidecar.stream_ids, counts, strict=True):
-            streams[stream_id] = StreamVersions(versions[at : at + count], positions[at : at + count])
+            streams[stream_id] = StreamVersions(
+                versions[at : at + count], positions[at : at + count]
+            )
             at += count
         index.tracking = dict(sidecar.tracking)
         index.tracking_size = sidecar.tracking_size

@@ -233,7 +233,9 @@ class Ledger:
         torn = self._pread(segment.path, segment.size, size - segment.size)
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         stamp = self._clock.now().replace(":", "").replace("-", "")
-        target = self.quarantine_dir / f"{self.name}-{segment.size}-{segment.path.stem}-{stamp}.torn"
+        target = (
+            self.quarantine_dir / f"{self.name}-{segment.size}-{segment.path.stem}-{stamp}.torn"
+        )
         append_durably(target, torn)
         fd = os.open(segment.path, os.O_WRONLY)
         try:
@@ -291,7 +293,9 @@ class Ledger:
     def _take_batch(self) -> list[_Save]:
         batch: list[_Save] = []
         lines = 0
-        while self._queue and (not batch or lines + len(self._queue[0].events) <= MAX_LINES_PER_COMMIT):
+        while self._queue and (
+            not batch or lines + len(self._queue[0].events) <= MAX_LINES_PER_COMMIT
+        ):
             save = self._queue.pop(0)
             batch.append(save)
             lines += len(save.events)
@@ -476,6 +480,12 @@ class Ledger:
         with self._state:
             self._catch_up(repair=False)
             return self.index.tracking.get(application_name)
+
+    def hash_at(self, position: int) -> str | None:
+        """The chain hash of the line at ``position`` (None past the end): names a history."""
+        if position < 1 or position > self.last_position():
+            return None
+        return pointer_decoder.decode(self.lines_at([position])[0]).hash
 
     def stream(self, stream_id: str) -> Any:
         with self._state:

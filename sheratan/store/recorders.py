@@ -53,7 +53,9 @@ class JsonlRecorder:
 class JsonlAggregateRecorder(JsonlRecorder, AggregateRecorder):
     """Stores and selects stored events by stream; notification ids are not returned."""
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         self._insert(stored_events, **kwargs)
         return None
 
@@ -95,7 +97,9 @@ class JsonlAggregateRecorder(JsonlRecorder, AggregateRecorder):
 class JsonlApplicationRecorder(JsonlAggregateRecorder, ApplicationRecorder):
     """Adds the application sequence: gapless notification ids, reads from a position."""
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         return self._insert(stored_events, **kwargs)
 
     def select_notifications(
@@ -122,7 +126,9 @@ class JsonlApplicationRecorder(JsonlAggregateRecorder, ApplicationRecorder):
             line = decode(raw)
             if wanted and line.topic not in wanted:
                 continue
-            results.append(Notification(line.stream, line.ver, line.topic, state_of(line), line.pos))
+            results.append(
+                Notification(line.stream, line.ver, line.topic, state_of(line), line.pos)
+            )
             if len(results) >= limit:
                 break
         return results
@@ -130,14 +136,18 @@ class JsonlApplicationRecorder(JsonlAggregateRecorder, ApplicationRecorder):
     def max_notification_id(self) -> int | None:
         return self.ledger.last_position() or None
 
-    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
         return JsonlSubscription(self, gt=gt, topics=topics)
 
 
 class JsonlSubscription(ListenNotifySubscription[JsonlApplicationRecorder]):
     """Follows the log: woken at once by saves in this process, by polling for other processes."""
 
-    def __init__(self, recorder: JsonlApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()) -> None:
+    def __init__(
+        self, recorder: JsonlApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> None:
         super().__init__(recorder=recorder, gt=gt, topics=topics)
         recorder.ledger.listen(self._has_been_notified)
 

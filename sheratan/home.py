@@ -1,0 +1,86 @@
+"""A Sheratan home: the folder that holds one ledger, its indexes, views and checkpoints.
+
+Resolution order: ``--home``, then ``SHERATAN_HOME``, then ``./.sheratan``. A home is made by
+``init`` (it writes ``sheratan.json``); every other command refuses a folder without it, so a
+typo in a path never silently starts a new, empty history.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import msgspec
+
+from sheratan.app import Sheratan
+from sheratan.store.audit import Verification, verify
+from sheratan.store.factory import open_ledger
+from sheratan.store.files import write_durably
+from sheratan.store.ledger import Ledger
+from sheratan.views import Views
+
+DEFAULT_HOME = ".sheratan"
+MARKER = "sheratan.json"
+HOME_FORMAT = 1
+
+
+class HomeMissingError(FileNotFoundError):
+    """The folder is not a Sheratan home (yet)."""
+
+
+class HomeMarker(msgspec.Struct):
+    format: int
+    log: str = "events"
+
+
+def resolve_home(option: str | None) -> Path:
+    return Path(option or os.environ.get("SHERATAN_HOME") or DEFAULT_HOME).absolute()
+
+
+def init_home(path: Path) -> bool:
+    """Make ``path`` a home (idempotent). True when it was created now."""
+    marker = path / MARKER
+    if marker.exists():
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    open_ledger(path, "events")  # creates events/ and the first segment, durably
+    write_durably(marker, msgspec.json.encode(HomeMarker(HOME_FORMAT)))
+    return True
+
+
+@dataclass
+class Home:
+    """An opened home: the application, its ledger and its views."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: Path) -> Home:
+        if not (path / MARKER).exists():
+            msg = f"no Sheratan home at {path}: run `sheratan init` (or pass --home)"
+            raise HomeMissingError(msg)
+        return cls(path)
+
+    @cached_property
+    def app(self) -> Sheratan:
+        return Sheratan(
+            env={"PERSISTENCE_MODULE": "sheratan.store", "SHERATAN_HOME": str(self.path)}
+        )
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return open_ledger(self.path, "events")
+
+    @cached_property
+    def views(self) -> Views:
+        return Views(self.path, self.ledger)
+
+    def verify(self) -> Verification:
+        return verify(self.ledger.dir, self.ledger.checkpoints_path)
+
+    def close(self) -> None:
+        if "app" in self.__dict__:
+            self.app.close()
+        self.ledger.close()

@@ -1,0 +1,214 @@
+"""Read models kept up to date from the ledger: fast event reading, persisted views, rebuild.
+
+A view (projections.jobs.JobsView, projections.missions.MissionsView) is saved under
+``<home>/projections/<name>.msgpack`` with the position it has folded; loading one folds only
+the events after that position. ``rebuild`` folds from zero into a fresh view and swaps it in
+atomically; ``as_of`` folds up to a position without saving (time travel, used by replay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from events import Event
+from events.catalogue import EVENT_TYPES
+from projections.jobs import JobState, JobsView
+from projections.missions import MissionState, MissionsView, TaskState
+from sheratan.codec import EventCodec
+from sheratan.store.files import write_durably
+from sheratan.store.ledger import Ledger
+
+E = TypeVar("E")
+_TOPIC_KEY = b'"topic":"'
+
+
+class _Typed(msgspec.Struct, Generic[E]):
+    """A ledger line decoded straight into its event type (other keys are skipped)."""
+
+    pos: int
+    stream: UUID
+    ver: int
+    data: E
+
+
+class _Untyped(msgspec.Struct):
+    pos: int
+    stream: UUID
+    ver: int
+    topic: str
+    data: msgspec.Raw
+
+
+class EventReader:
+    """Decodes ledger lines to (position, event) in one msgspec pass per line.
+
+    Classes at VERSION 1 decode directly; newer classes go through the codec's upcasters.
+    """
+
+    def __init__(self, event_types: dict[str, type[Event]] = EVENT_TYPES) -> None:
+        self.codec = EventCodec(event_types)
+        self._typed = {
+            topic.encode(): msgspec.json.Decoder(_Typed[cls])  # type: ignore[valid-type]
+            for topic, cls in event_types.items()
+            if cls.VERSION == 1
+        }
+        self._untyped = msgspec.json.Decoder(_Untyped)
+
+    def decode(self, raw: bytes) -> tuple[int, Event]:
+        start = raw.index(_TOPIC_KEY) + len(_TOPIC_KEY)
+        decoder = self._typed.get(raw[start : raw.index(b'"', start)])
+        if decoder is not None:
+            line = decoder.decode(raw)
+            event = line.data
+            msgspec.structs.force_setattr(event, "originator_id", line.stream)
+            msgspec.structs.force_setattr(event, "originator_version", line.ver)
+            return line.pos, event
+        untyped = self._untyped.decode(raw)
+        return untyped.pos, self.codec.decode(
+            untyped.topic, bytes(untyped.data), untyped.stream, untyped.ver
+        )
+
+    def events(
+        self, ledger: Ledger, first: int = 1, last: int | None = None
+    ) -> Iterator[tuple[int, Event]]:
+        """Every event from ``first`` to ``last`` (default: the end), in log order."""
+        stop = ledger.last_position() if last is None else last
+        decode = self.decode
+        for _, raw in ledger.lines(first, stop):
+            yield decode(raw)
+
+
+V = TypeVar("V")
+
+
+class _JobsSnapshot(msgspec.Struct):
+    jobs: list[JobState]
+
+
+class _MissionsSnapshot(msgspec.Struct):
+    missions: list[MissionState]
+    tasks: list[TaskState]
+
+
+class _Saved(msgspec.Struct):
+    """A saved view: the position it folded, that line's chain hash, and the view's state."""
+
+    position: int
+    head: str | None
+    state: msgspec.Raw
+
+
+def _jobs_to_snapshot(view: JobsView) -> bytes:
+    return msgspec.msgpack.encode(_JobsSnapshot(list(view.jobs.values())))
+
+
+def _jobs_from_snapshot(data: bytes) -> JobsView:
+    snapshot = msgspec.msgpack.decode(data, type=_JobsSnapshot)
+    return JobsView(0, {job.id: job for job in snapshot.jobs})
+
+
+def _missions_to_snapshot(view: MissionsView) -> bytes:
+    snapshot = _MissionsSnapshot(list(view.missions.values()), list(view.tasks.values()))
+    return msgspec.msgpack.encode(snapshot)
+
+
+def _missions_from_snapshot(data: bytes) -> MissionsView:
+    snapshot = msgspec.msgpack.decode(data, type=_MissionsSnapshot)
+    view = MissionsView()
+    view.missions = {m.id: m for m in snapshot.missions}
+    view.tasks = {t.id: t for t in snapshot.tasks}
+    return view
+
+
+class ViewKind(Generic[V]):
+    """How one kind of view is made, saved and loaded."""
+
+    def __init__(
+        self,
+        name: str,
+        new: Callable[[], V],
+        dump: Callable[[V], bytes],
+        load: Callable[[bytes], V],
+    ) -> None:
+        self.name = name
+        self.new = new
+        self.dump = dump
+        self.load = load
+
+
+JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
+MISSIONS: ViewKind[MissionsView] = ViewKind(
+    "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
+)
+VIEW_KINDS: dict[str, ViewKind[Any]] = {JOBS.name: JOBS, MISSIONS.name: MISSIONS}
+
+
+class Views:
+    """The persisted views of one home."""
+
+    def __init__(self, home: Path, ledger: Ledger, reader: EventReader | None = None) -> None:
+        self.dir = home / "projections"
+        self.ledger = ledger
+        self.reader = reader or EventReader()
+
+    def current(self, kind: ViewKind[V]) -> V:
+        """The view folded up to the end of the log (resuming from its saved position).
+
+        A saved view whose position's chain hash differs from the log's was folded from
+        another history (a restored or replaced log): it is dropped and folded afresh.
+        """
+        view = self._load(kind)
+        start = view.position  # type: ignore[attr-defined]
+        last = self.ledger.last_position()
+        if last > start:
+            self._fold(view, start + 1, last)
+            self._save(kind, view)
+        return view
+
+    def rebuild(self, kind: ViewKind[V], progress: Callable[[int], None] | None = None) -> V:
+        """Fold the whole log into a fresh view, then swap it in atomically."""
+        view = kind.new()
+        self._fold(view, 1, self.ledger.last_position(), progress)
+        self._save(kind, view)
+        return view
+
+    def as_of(
+        self, kind: ViewKind[V], position: int, progress: Callable[[int], None] | None = None
+    ) -> V:
+        """The view as it was right after ``position`` (not saved)."""
+        view = kind.new()
+        self._fold(view, 1, min(position, self.ledger.last_position()), progress)
+        return view
+
+    def _fold(
+        self, view: Any, first: int, last: int, progress: Callable[[int], None] | None = None
+    ) -> None:
+        apply = view.apply
+        for count, (position, event) in enumerate(self.reader.events(self.ledger, first, last), 1):
+            apply(position, event)
+            if progress is not None and count % 100_000 == 0:
+                progress(count)
+        view.position = max(view.position, last)
+
+    def _load(self, kind: ViewKind[V]) -> V:
+        path = self.dir / f"{kind.name}.msgpack"
+        try:
+            saved = msgspec.msgpack.decode(path.read_bytes(), type=_Saved)
+            view = kind.load(bytes(saved.state))
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return kind.new()
+        if saved.position and self.ledger.hash_at(saved.position) != saved.head:
+            return kind.new()
+        view.position = saved.position  # type: ignore[attr-defined]
+        return view
+
+    def _save(self, kind: ViewKind[V], view: V) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        position: int = view.position  # type: ignore[attr-defined]
+        saved = _Saved(position, self.ledger.hash_at(position), msgspec.Raw(kind.dump(view)))
+        write_durably(self.dir / f"{kind.name}.msgpack", msgspec.msgpack.encode(saved))
