@@ -526,11 +526,10 @@ class Ledger:
 
 def _runs(positions: Sequence[int]) -> Iterator[tuple[int, int]]:
     """Group ascending positions into runs of consecutive ones: [1,2,3,7] -> (1,3), (7,7)."""
-    it = iter(positions)
-    first = last = next(it, None)
-    if first is None:
+    if not positions:
         return
-    for pos in it:
+    first = last = positions[0]
+    for pos in positions[1:]:
         if pos != last + 1:
             yield first, last
             first = pos

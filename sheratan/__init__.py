@@ -1,0 +1,1 @@
+"""Sheratan: an event-sourced ledger engine for a job system that shows its reasoning."""
