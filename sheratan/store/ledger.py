@@ -30,7 +30,9 @@ from sheratan.store.files import FileLock, UtcClock, append_durably, fsync_dir
 from sheratan.store.index import LogIndex, Segment, segment_name
 from sheratan.store.limits import (
     MAX_EVENTS_PER_SAVE,
+    MAX_LINE_BYTES,
     MAX_LINES_PER_COMMIT,
+    MAX_NAME_CHARS,
     MAX_STATE_BYTES,
     READ_CHUNK_BYTES,
     SEGMENT_MAX_BYTES,
@@ -94,7 +96,7 @@ class Ledger:
         self._queue_cv = threading.Condition(threading.Lock())
         self._queue: list[_Save] = []
         self._leading = False
-        self._write_fd = -1
+        self._write_fds: list[int] = []  # at most one; a list so the finalizer can close it
         self._read_fds: dict[Path, int] = {}
         self._clock = UtcClock()
         self._listeners: set[threading.Event] = set()
@@ -106,7 +108,10 @@ class Ledger:
             if not self.index.segments:
                 self._discover_segments()
             self._catch_up(repair=True)
-        self._finalizer = weakref.finalize(self, _close_fds, self._read_fds, self._flock)
+            self._check_segments_follow()
+        self._finalizer = weakref.finalize(
+            self, _close_fds, self._read_fds, self._write_fds, self._flock
+        )
 
     # ------------------------------------------------------------------ opening
 
@@ -117,8 +122,25 @@ class Ledger:
             first.touch()
             fsync_dir(self.dir)
             paths = [first]
-        for path in paths:
-            self.index.segments.append(Segment(int(path.stem), path, 0))
+        # Index from the first segment; _catch_up follows the others by name, in order.
+        self.index.segments.append(Segment(int(paths[0].stem), paths[0], 0))
+
+    def _check_segments_follow(self) -> None:
+        """Refuse appends if a segment lies beyond the indexed ones (one is missing between)."""
+        if self.corruption is not None:
+            return
+        last = self.index.segments[-1]
+        for path in sorted(self.dir.glob("*.jsonl")):
+            if path.stem.isdigit() and int(path.stem) > last.first_pos:
+                missing = segment_name(self.index.last_pos + 1)
+                self.corruption = (
+                    f"segment {missing} is missing from {self.dir}, yet the log goes on in "
+                    f"{path.name} (position {self.index.last_pos + 1} is the first one lost). "
+                    f"The log accepts no appends until repaired: restore {missing} from a "
+                    f"backup, or move the later segments aside if their events may be discarded."
+                )
+                log.error(self.corruption)
+                return
 
     def _load_sidecar(self) -> LogIndex | None:
         index = LogIndex.load(self.sidecar_path, self.dir)
@@ -175,8 +197,9 @@ class Ledger:
         head = index.head
         expected = index.last_pos + 1
         pending = _Pending(offset)
+        want = READ_CHUNK_BYTES
         while offset < size:
-            chunk = self._pread(segment.path, offset, min(READ_CHUNK_BYTES, size - offset))
+            chunk = self._pread(segment.path, offset, min(want, size - offset))
             consumed = 0
             while True:
                 nl = chunk.find(b"\n", consumed)
@@ -202,11 +225,14 @@ class Ledger:
                     segment.size = offset + consumed
                     pending = _Pending(segment.size)
             if consumed == 0:
-                if len(chunk) < READ_CHUNK_BYTES:
+                if len(chunk) < want:
                     break  # an unterminated line at the end
-                msg = f"a line longer than {READ_CHUNK_BYTES} bytes at byte {offset}"
-                self._mark_corrupt(segment, offset, expected, msg)
-                return
+                if want >= MAX_LINE_BYTES:
+                    msg = f"a line longer than {MAX_LINE_BYTES} bytes at byte {offset}"
+                    self._mark_corrupt(segment, offset, expected, msg)
+                    return
+                want = min(2 * want, MAX_LINE_BYTES)  # a long line: read it whole
+                continue
             offset += consumed
         if segment.size < size and repair:
             self._quarantine_tail(segment, size)
@@ -408,14 +434,13 @@ class Ledger:
         return new
 
     def _write_fd_for(self, segment: Segment) -> int:
-        if self._write_fd < 0:
-            self._write_fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
-        return self._write_fd
+        if not self._write_fds:
+            self._write_fds.append(os.open(segment.path, os.O_WRONLY | os.O_APPEND))
+        return self._write_fds[0]
 
     def _close_write_fd(self) -> None:
-        if self._write_fd >= 0:
-            os.close(self._write_fd)
-            self._write_fd = -1
+        while self._write_fds:
+            os.close(self._write_fds.pop())
 
     # ------------------------------------------------------------- checkpoints
 
@@ -451,9 +476,16 @@ class Ledger:
                 first = span_last + 1
         for path, start, end, pos in spans:
             offset = start
+            want = READ_CHUNK_BYTES
             while offset < end:
-                chunk = self._pread(path, offset, min(READ_CHUNK_BYTES, end - offset))
+                chunk = self._pread(path, offset, min(want, end - offset))
                 cut = chunk.rfind(b"\n") + 1
+                if cut == 0:  # a line longer than the chunk: read it whole
+                    if want >= end - offset:
+                        msg = f"{path} changed under the ledger: no complete line at byte {offset}"
+                        raise CorruptLogError(msg)
+                    want *= 2
+                    continue
                 for line in chunk[:cut].splitlines():
                     yield pos, line
                     pos += 1
@@ -480,6 +512,18 @@ class Ledger:
         with self._state:
             self._catch_up(repair=False)
             return self.index.tracking.get(application_name)
+
+    def committed_cut(self) -> tuple[list[tuple[Path, int]], int]:
+        """One consistent cut: each segment with its committed size, and the last position.
+
+        Bytes of a segment past its committed size belong to a save still being written (or
+        torn); readers that bypass the ledger (DuckDB) must stop there.
+        """
+        with self._state:
+            self._catch_up(repair=False)
+            if self.corruption is not None:
+                raise CorruptLogError(self.corruption)
+            return [(s.path, s.size) for s in self.index.segments], self.index.last_pos
 
     def hash_at(self, position: int) -> str | None:
         """The chain hash of the line at ``position`` (None past the end): names a history."""
@@ -563,6 +607,8 @@ def _save_problem(
         if key in seen or key in claimed:
             return f"stream {key[0]} version {key[1]} appears twice"
         seen.add(key)
+        if len(key[0]) > MAX_NAME_CHARS or len(event.topic) > MAX_NAME_CHARS:
+            return f"a stream id or topic is over {MAX_NAME_CHARS} characters"
         versions = index.streams.get(key[0])
         if versions is not None and versions.has(key[1]):
             return f"stream {key[0]} already has version {key[1]}"
@@ -570,6 +616,8 @@ def _save_problem(
             return f"an event's state is {len(event.state)} bytes, over {MAX_STATE_BYTES}"
     if save.trk is not None:
         app = save.trk.app
+        if len(app) > MAX_NAME_CHARS:
+            return f"an application name is over {MAX_NAME_CHARS} characters"
         current = tracked.get(app, index.tracking.get(app))
         if current is not None and save.trk.id <= current:
             return f"tracking {app} {save.trk.id} is not after {current}"
@@ -584,9 +632,10 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _close_fds(read_fds: dict[Path, int], flock: FileLock) -> None:
-    for fd in read_fds.values():
+def _close_fds(read_fds: dict[Path, int], write_fds: list[int], flock: FileLock) -> None:
+    for fd in [*read_fds.values(), *write_fds]:
         with contextlib.suppress(OSError):
             os.close(fd)
     read_fds.clear()
+    write_fds.clear()
     flock.close()

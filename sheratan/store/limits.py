@@ -20,8 +20,17 @@ MAX_STATE_BYTES = 4 * 1024 * 1024
 #: Group commit: the leader stops taking queued saves once a commit holds this many lines.
 MAX_LINES_PER_COMMIT = 200_000
 
-#: Reads pull at most this many bytes from a segment in one pread.
+#: Reads pull this many bytes from a segment in one pread (more only for a longer line).
 READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+#: The most characters of a stream id, a topic or a tracked application's name.
+MAX_NAME_CHARS = 1024
+
+#: The longest line the ledger may hold; a longer run of bytes without a newline is corrupt.
+#: It covers the longest line a save within the limits above produces: the state in base64
+#: (``raw``), three names JSON-escaped at up to 6 bytes a character, and the fixed keys.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+assert MAX_LINE_BYTES >= 4 * ((MAX_STATE_BYTES + 2) // 3) + 3 * 6 * MAX_NAME_CHARS + 1024
 
 #: The sidecar index is rewritten after this many new events, so that opening a large log
 #: never rescans more than this tail.

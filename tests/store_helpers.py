@@ -1,0 +1,189 @@
+"""Shared helpers of the store's acceptance tests: real homes, real files, real processes.
+
+Not a test module (pytest collects only ``test_*.py``); the tests import it by name.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from eventsourcing.persistence import StoredEvent
+
+from sheratan.store.audit import Verification, verify
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WRITER_NAMESPACE = uuid.UUID("0b7d6c52-51f4-4c2b-9d3e-6a1f0e4c8a27")
+TOPICS = ("test.alpha", "test.beta", "test.gamma")
+
+#: A writer process: appends saves of 1-3 events, each on its own stream, and prints one line
+#: per acknowledged save (after insert_events returned, i.e. after fsync):
+#: ``<tag> <i> <n> <first position> ... <last position>``. With ``--wait`` it prints ``ready``
+#: and waits for a line on stdin before the first save, so several writers can start together.
+WRITER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from eventsourcing.persistence import StoredEvent
+
+    from sheratan.store.factory import open_ledger
+    from sheratan.store.recorders import JsonlApplicationRecorder
+
+    home, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    namespace = uuid.UUID(sys.argv[4])
+    topics = ("test.alpha", "test.beta", "test.gamma")
+    recorder = JsonlApplicationRecorder(open_ledger(home))
+    if "--wait" in sys.argv:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    i = 0
+    while count == 0 or i < count:
+        i += 1
+        stream = uuid.uuid5(namespace, f"{tag}-{i}")
+        n = 1 + i % 3
+        states = [b'{"tag":"%s","i":%d,"v":%d}' % (tag.encode(), i, v) for v in range(1, n + 1)]
+        events = [
+            StoredEvent(stream, v, topics[(i + v) % 3], state)
+            for v, state in enumerate(states, start=1)
+        ]
+        positions = recorder.insert_events(events)
+        print(tag, i, n, *positions, flush=True)
+    print("done", flush=True)
+    """
+)
+
+
+def writer_script(tmp_path: Path) -> Path:
+    path = tmp_path / "writer.py"
+    if not path.exists():
+        path.write_text(WRITER_SCRIPT)
+    return path
+
+
+def start_writer(
+    tmp_path: Path,
+    home: Path,
+    tag: str,
+    count: int = 0,
+    *,
+    wait: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """Start a writer process (``count`` saves, 0 for until killed)."""
+    args = [sys.executable, str(writer_script(tmp_path)), str(home), tag, str(count)]
+    args.append(str(WRITER_NAMESPACE))
+    if wait:
+        args.append("--wait")
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=full_env,
+    )
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """One save a writer process saw acknowledged."""
+
+    tag: str
+    i: int
+    n: int
+    positions: tuple[int, ...]
+
+    @property
+    def stream(self) -> uuid.UUID:
+        return writer_stream(self.tag, self.i)
+
+    def states(self) -> list[bytes]:
+        return [writer_state(self.tag, self.i, v) for v in range(1, self.n + 1)]
+
+    def topics(self) -> list[str]:
+        return [TOPICS[(self.i + v) % 3] for v in range(1, self.n + 1)]
+
+
+def parse_ack(line: str) -> Ack | None:
+    """An acknowledgement line, or None for anything else (``ready``, ``done``)."""
+    parts = line.split()
+    if len(parts) < 4:
+        return None
+    tag, i, n, *positions = parts
+    return Ack(tag, int(i), int(n), tuple(int(p) for p in positions))
+
+
+def writer_stream(tag: str, i: int) -> uuid.UUID:
+    return uuid.uuid5(WRITER_NAMESPACE, f"{tag}-{i}")
+
+
+def writer_state(tag: str, i: int, v: int) -> bytes:
+    return b'{"tag":"%s","i":%d,"v":%d}' % (tag.encode(), i, v)
+
+
+def stored(
+    stream: uuid.UUID | str, version: int, i: int = 0, topic: str = "test.alpha"
+) -> StoredEvent:
+    """A small stored event whose state is a JSON object naming its save and version."""
+    return StoredEvent(stream, version, topic, b'{"i":%d,"v":%d}' % (i, version))
+
+
+def save_of(stream: uuid.UUID, n: int, i: int = 0) -> list[StoredEvent]:
+    """One save of ``n`` events on a new stream (versions 1..n)."""
+    return [stored(stream, v, i, TOPICS[v % 3]) for v in range(1, n + 1)]
+
+
+def segments(home: Path, name: str = "events") -> list[Path]:
+    return sorted((home / name).glob("*.jsonl"))
+
+
+def only_segment(home: Path) -> Path:
+    paths = segments(home)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def all_lines(home: Path, name: str = "events") -> list[bytes]:
+    """Every complete line of every segment, in order, without newlines."""
+    out: list[bytes] = []
+    for path in segments(home, name):
+        out.extend(path.read_bytes().splitlines())
+    return out
+
+
+def decoded_lines(home: Path, name: str = "events") -> list[dict[str, Any]]:
+    return [msgspec.json.decode(line) for line in all_lines(home, name)]
+
+
+def tree_bytes(home: Path) -> dict[str, bytes]:
+    """Every file under a home, by relative path: to show that nothing was rewritten."""
+    return {
+        str(path.relative_to(home)): path.read_bytes()
+        for path in sorted(home.rglob("*"))
+        if path.is_file() and not path.name.endswith(".lock")
+    }
+
+
+def verify_home(home: Path, name: str = "events") -> Verification:
+    return verify(home / name, home / "checkpoints" / f"{name}.jsonl")
+
+
+def truncate(path: Path, size: int) -> None:
+    with path.open("r+b") as handle:
+        handle.truncate(size)
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,264 @@
+"""Concurrent writers: processes and threads, group commit, optimistic concurrency."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from store_helpers import (
+    Ack,
+    decoded_lines,
+    only_segment,
+    parse_ack,
+    save_of,
+    start_writer,
+    stored,
+    tree_bytes,
+    verify_home,
+)
+
+from sheratan.store.factory import open_ledger
+from sheratan.store.files import FileLock
+from sheratan.store.ledger import Ledger
+from sheratan.store.recorders import JsonlApplicationRecorder
+
+
+def _assert_log_is_whole(home: Path, expected_events: int) -> list[dict[str, Any]]:
+    """Gapless positions, no duplicate (stream, version), each save's lines contiguous."""
+    lines = decoded_lines(home)
+    assert [line["pos"] for line in lines] == list(range(1, expected_events + 1))
+    keys = [(line["stream"], line["ver"]) for line in lines]
+    assert len(set(keys)) == len(keys), "a (stream, version) was written twice"
+    # each save is one stream's versions 1..n: its lines are adjacent and end at its last line
+    by_stream: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_stream.setdefault(line["stream"], []).append(line)
+    for save in by_stream.values():
+        first = save[0]["pos"]
+        assert [line["pos"] for line in save] == list(range(first, first + len(save)))
+        assert [line["ver"] for line in save] == list(range(1, len(save) + 1))
+        assert {line["end"] for line in save} == {save[-1]["pos"]}
+    result = verify_home(home)
+    assert result.ok, result.problem
+    assert result.verified == expected_events
+    return lines
+
+
+def test_two_processes_appending_at_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    saves = 300
+    writers = [start_writer(tmp_path, home, tag, saves, wait=True) for tag in ("A", "B")]
+    for proc in writers:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+    for proc in writers:  # both start their first save at once
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    acks: list[Ack] = []
+    for proc in writers:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.endswith("done\n")
+        acks.extend(a for a in map(parse_ack, out.splitlines()) if a is not None)
+    assert len(acks) == 2 * saves
+
+    total = sum(ack.n for ack in acks)
+    positions = sorted(p for ack in acks for p in ack.positions)
+    assert positions == list(range(1, total + 1)), "acknowledged positions are not 1..N once each"
+    lines = _assert_log_is_whole(home, total)
+    for ack in acks:
+        assert [lines[p - 1]["stream"] for p in ack.positions] == [str(ack.stream)] * ack.n
+        assert [lines[p - 1]["data"] for p in ack.positions] == [
+            {"tag": ack.tag, "i": ack.i, "v": v} for v in range(1, ack.n + 1)
+        ]
+    # the two writers really did interleave: the log switches between them
+    tags = [line["data"]["tag"] for line in lines]
+    switches = sum(1 for a, b in itertools.pairwise(tags) if a != b)
+    assert switches >= 2, "the writers ran one after the other"
+    # a fresh open agrees
+    recorder = JsonlApplicationRecorder(Ledger(home))
+    assert recorder.max_notification_id() == total
+
+
+def _run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
+    """Run ``target(k)`` in ``count`` threads started together; re-raise any failure."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            barrier.wait()
+            results[k] = target(k)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_eight_threads_saving_at_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    recorder = JsonlApplicationRecorder(open_ledger(home))
+    per_thread = 60
+
+    def saver(k: int) -> list[tuple[uuid.UUID, int, list[int]]]:
+        done = []
+        for i in range(per_thread):
+            stream = uuid.uuid4()
+            n = 1 + (k + i) % 3
+            positions = recorder.insert_events(save_of(stream, n, i))
+            assert positions is not None
+            done.append((stream, n, list(positions)))
+        return done
+
+    results = _run_threads(8, saver)
+    saves = [save for per in results for save in per]
+    total = sum(n for _, n, _ in saves)
+    positions = sorted(p for _, _, ps in saves for p in ps)
+    assert positions == list(range(1, total + 1))
+    lines = _assert_log_is_whole(home, total)
+    for stream, n, ps in saves:
+        assert [lines[p - 1]["stream"] for p in ps] == [str(stream)] * n
+        assert [e.originator_version for e in recorder.select_events(stream)] == list(
+            range(1, n + 1)
+        )
+    # group commit: one commit (one ts) covers the saves of several threads at least once
+    commits = {line["ts"] for line in lines}
+    assert len(commits) < len(saves)
+
+
+def test_threads_racing_for_the_next_version_of_one_stream(tmp_path: Path) -> None:
+    """Eight threads each try to append the next version; exactly one wins each version."""
+    home = tmp_path / "home"
+    ledger = open_ledger(home)
+    recorder = JsonlApplicationRecorder(ledger)
+    stream = uuid.uuid4()
+    target_version = 120
+
+    def racer(k: int) -> tuple[int, int]:
+        wins = conflicts = 0
+        while True:
+            versions = ledger.stream(str(stream))
+            current = versions.versions[-1] if versions is not None else 0
+            if current >= target_version:
+                return wins, conflicts
+            try:
+                recorder.insert_events([stored(stream, current + 1, k)])
+                wins += 1
+            except IntegrityError:
+                conflicts += 1
+
+    results = _run_threads(8, racer)
+    assert sum(wins for wins, _ in results) == target_version
+    events = recorder.select_events(stream)
+    assert [e.originator_version for e in events] == list(range(1, target_version + 1))
+    assert verify_home(home).verified == target_version
+
+
+def test_duplicate_version_raises_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    recorder = JsonlApplicationRecorder(Ledger(home))
+    stream = uuid.uuid4()
+    recorder.insert_events(save_of(stream, 2))
+    before = tree_bytes(home)
+    other = uuid.uuid4()
+    # the save's other event is fine, but the save is all or nothing
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([stored(other, 1), stored(stream, 2)])
+    with pytest.raises(IntegrityError):  # twice within one save
+        recorder.insert_events([stored(other, 1), stored(other, 1)])
+    assert tree_bytes(home) == before
+    assert recorder.select_events(other) == []
+    assert recorder.insert_events([stored(other, 1)]) == [3]
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.001)
+
+
+def test_conflicting_saves_fail_alone_within_a_group_commit(tmp_path: Path) -> None:
+    """A group commit with conflicting saves: they raise and write nothing; the rest land.
+
+    The home's file lock is held from outside (as another process would) so that saves pile
+    up in the queue and the next leader commits them as one group.
+    """
+    home = tmp_path / "home"
+    ledger = Ledger(home)
+    recorder = JsonlApplicationRecorder(ledger)
+    existing = uuid.uuid4()
+    recorder.insert_events(save_of(existing, 2))  # positions 1, 2
+    segment = only_segment(home)
+    size_before = segment.stat().st_size
+
+    first, good1, good2, unwritten = (uuid.uuid4() for _ in range(4))
+    saves: dict[str, list[StoredEvent]] = {
+        "first": save_of(first, 1),
+        "good1": save_of(good1, 2),
+        "dup_existing": [stored(unwritten, 1), stored(existing, 2)],
+        "good2": save_of(good2, 1),
+        "dup_in_group": [stored(good1, 1)],  # good1 claims it earlier in the same group
+    }
+    outcome: dict[str, Any] = {}
+
+    def save(name: str) -> None:
+        try:
+            outcome[name] = recorder.insert_events(saves[name])
+        except IntegrityError as error:
+            outcome[name] = error
+
+    blocker = FileLock(home / "locks" / "events.lock")
+    threads = []
+    with blocker.held():
+        for name in saves:
+            queued = len(ledger._queue)
+            thread = threading.Thread(target=save, args=(name,))
+            thread.start()
+            threads.append(thread)
+            if name == "first":  # it leads, takes itself as its batch, and waits for the lock
+                _wait_for(lambda: ledger._leading and not ledger._queue, "the first leader")
+            else:
+                _wait_for(lambda q=queued: len(ledger._queue) == q + 1, f"{name} to queue")
+        assert segment.stat().st_size == size_before
+    blocker.close()
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+    assert outcome["first"] == [3]
+    assert outcome["good1"] == [4, 5]
+    assert outcome["good2"] == [6]
+    assert isinstance(outcome["dup_existing"], IntegrityError)
+    assert isinstance(outcome["dup_in_group"], IntegrityError)
+    lines = decoded_lines(home)
+    assert [line["stream"] for line in lines] == [
+        str(s) for s in (existing, existing, first, good1, good1, good2)
+    ]
+    # positions 4-6 were one group commit (one write, one fsync, one timestamp)
+    assert lines[3]["ts"] == lines[4]["ts"] == lines[5]["ts"] != lines[2]["ts"]
+    assert recorder.select_events(unwritten) == []
+    assert [e.state for e in recorder.select_events(existing)] == [
+        e.state for e in save_of(existing, 2)
+    ]
+    result = verify_home(home)
+    assert result.ok, result.problem
+    assert result.verified == 6
