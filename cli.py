@@ -365,19 +365,16 @@ def rebuild(at: int | None, view_names: tuple[str, ...], home: str | None, as_js
         return
     for name, summary in report.items():
         what = f"as of {at}" if at is not None else "rebuilt"
+        details = ", ".join(
+            f"{k} {v}" for k, v in summary.items() if k not in ("position", "seconds")
+        )
         click.echo(
-            f"{name}: {what}, position {summary['position']}, {summary['counts']} "
-            f"in {summary['seconds']}s"
+            f"{name}: {what}, position {summary['position']}, {details} in {summary['seconds']}s"
         )
 
 
 def _view_summary(view: Any) -> dict[str, Any]:
-    if isinstance(view, JobsView):
-        return {"position": view.position, "jobs": len(view.jobs), "counts": view.counts()}
-    return {
-        "position": view.position,
-        "counts": {"missions": len(view.missions), "tasks": len(view.tasks)},
-    }
+    return {"position": view.position, **view.summary()}
 
 
 # --------------------------------------------------------------------- audit

@@ -158,24 +158,37 @@ JOB_TOPICS = frozenset(cls.TOPIC for cls in JOB_EVENTS)
 
 
 class JobsView:
-    """Every job's state, the queue, and the log position folded so far."""
+    """Every job's state, the queue, and the log position folded so far.
+
+    The queue is kept incrementally, one insertion-ordered dict per priority, so taking the
+    next job is O(1) however many jobs the view holds.
+    """
 
     def __init__(self, position: int = 0, jobs: dict[UUID, JobState] | None = None) -> None:
         self.position = position
         self.jobs: dict[UUID, JobState] = jobs if jobs is not None else {}
+        self._queued: list[dict[UUID, None]] = [{} for _ in PRIORITIES]
+        waiting = [job for job in self.jobs.values() if job.status == "queued"]
+        for job in sorted(waiting, key=lambda job: (job.queued_at, str(job.id))):
+            self._queued[PRIORITY_RANK[job.priority]][job.id] = None
 
     def apply(self, position: int, event: Event) -> None:
         """Fold the event at ``position``; events of other kinds only advance the position."""
         if type(event) in _JOB_EVENT_SET:
             job_id = event.originator_id
-            self.jobs[job_id] = apply_job(self.jobs.get(job_id), event)
+            before = self.jobs.get(job_id)
+            after = apply_job(before, event)
+            self.jobs[job_id] = after
+            was_queued = before is not None and before.status == "queued"
+            if was_queued and after.status != "queued":
+                del self._queued[PRIORITY_RANK[after.priority]][job_id]
+            elif after.status == "queued" and not was_queued:
+                self._queued[PRIORITY_RANK[after.priority]][job_id] = None
         self.position = position
 
     def queue(self) -> list[JobState]:
         """Queued jobs in dispatch order: by priority, then first queued first."""
-        queued = [job for job in self.jobs.values() if job.status == "queued"]
-        queued.sort(key=lambda job: (PRIORITY_RANK[job.priority], job.queued_at, str(job.id)))
-        return queued
+        return [self.jobs[job_id] for level in self._queued for job_id in level]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""
@@ -183,6 +196,9 @@ class JobsView:
         for job in self.jobs.values():
             out[job.status] = out.get(job.status, 0) + 1
         return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"jobs": len(self.jobs), "counts": self.counts()}
 
 
 _JOB_EVENT_SET = frozenset(JOB_EVENTS)

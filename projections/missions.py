@@ -110,5 +110,8 @@ class MissionsView:
             self.missions[mission_id] = apply_mission(self.missions.get(mission_id), event)
         self.position = position
 
+    def summary(self) -> dict[str, int]:
+        return {"missions": len(self.missions), "tasks": len(self.tasks)}
+
 
 _MISSION_EVENT_SET = frozenset({MissionCreated, *_MISSION_STATUS})

@@ -41,7 +41,7 @@ from events.missions import (
 )
 from projections.jobs import JobState, project_job
 from projections.missions import MissionState, TaskState, project_mission, project_task
-from sheratan.lifecycle import check_transition
+from sheratan.lifecycle import job_event
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
@@ -215,8 +215,7 @@ class Sheratan(Application[UUID]):
         self, job_id: UUID, event_type: type[Event], job: JobState | None = None, **fields: Any
     ) -> None:
         job = job if job is not None else self.get_job(job_id)
-        check_transition(job, event_type)
-        self.save(self._new(event_type, job_id, job.version + 1, **fields))
+        self.save(job_event(job, event_type, utc_now(), **fields))
 
     # ------------------------------------------------------------------- helpers
 

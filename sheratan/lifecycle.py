@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from events import Event
 from events.jobs import (
     JobCancelled,
@@ -49,3 +52,11 @@ def check_transition(job: JobState, event_type: type[Event]) -> None:
     if event_type is JobRetryScheduled and job.retry_count >= job.max_retries:
         msg = f"job {job.id} has used all {job.max_retries} retries"
         raise IllegalTransitionError(msg)
+
+
+def job_event(job: JobState, event_type: type[Event], now: datetime, **fields: Any) -> Event:
+    """The job's next event, after checking that its status allows it."""
+    check_transition(job, event_type)
+    return event_type(
+        originator_id=job.id, originator_version=job.version + 1, timestamp=now, **fields
+    )

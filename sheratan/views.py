@@ -17,8 +17,11 @@ import msgspec
 
 from events import Event
 from events.catalogue import EVENT_TYPES
+from projections.baselines import BaselinesView
 from projections.jobs import JobState, JobsView
 from projections.missions import MissionState, MissionsView, TaskState
+from projections.priors import Prior, PriorsView
+from projections.workers import WorkerState, WorkersView
 from sheratan.codec import EventCodec
 from sheratan.store.files import write_durably
 from sheratan.store.ledger import Ledger
@@ -141,11 +144,96 @@ class ViewKind(Generic[V]):
         self.load = load
 
 
+class _WorkersSnapshot(msgspec.Struct):
+    workers: list[WorkerState]
+
+
+def _workers_to_snapshot(view: WorkersView) -> bytes:
+    return msgspec.msgpack.encode(_WorkersSnapshot(list(view.workers.values())))
+
+
+def _workers_from_snapshot(data: bytes) -> WorkersView:
+    view = WorkersView()
+    for worker in msgspec.msgpack.decode(data, type=_WorkersSnapshot).workers:
+        view.workers[worker.id] = worker
+        view.by_stream[worker.stream] = worker.id
+    return view
+
+
+class _PriorRow(msgspec.Struct, array_like=True):
+    intent: str
+    key: str
+    prior: Prior
+    stream: UUID
+    version: int
+
+
+def _priors_to_snapshot(view: PriorsView) -> bytes:
+    rows = [
+        _PriorRow(intent, key, prior, *view.streams[(intent, key)])
+        for (intent, key), prior in view.priors.items()
+    ]
+    return msgspec.msgpack.encode(rows)
+
+
+def _priors_from_snapshot(data: bytes) -> PriorsView:
+    view = PriorsView()
+    for row in msgspec.msgpack.decode(data, type=list[_PriorRow]):
+        view.priors[(row.intent, row.key)] = row.prior
+        view.streams[(row.intent, row.key)] = (row.stream, row.version)
+        view.totals[row.intent] = view.totals.get(row.intent, 0) + row.prior.visits
+    return view
+
+
+class _BaselinesSnapshot(msgspec.Struct):
+    window: int
+    intents: dict[str, tuple[list[float], list[float]]]
+    actions: list[tuple[str, str, list[float], list[float]]]
+    streams: dict[str, tuple[UUID, int]]
+
+
+def baselines_kind(window: int) -> ViewKind[BaselinesView]:
+    """Baselines folded with a given window size (a different size is a different view)."""
+
+    def dump(view: BaselinesView) -> bytes:
+        snapshot = _BaselinesSnapshot(
+            window=view.window,
+            intents={k: (list(w.latency_ms), list(w.cost)) for k, w in view.intents.items()},
+            actions=[
+                (i, a, list(w.latency_ms), list(w.cost)) for (i, a), w in view.actions.items()
+            ],
+            streams=dict(view.streams),
+        )
+        return msgspec.msgpack.encode(snapshot)
+
+    def load(data: bytes) -> BaselinesView:
+        snapshot = msgspec.msgpack.decode(data, type=_BaselinesSnapshot)
+        view = BaselinesView(snapshot.window)
+        for intent, (latencies, costs) in snapshot.intents.items():
+            for latency, cost in zip(latencies, costs, strict=True):
+                view.window_for(view.intents, intent).add(latency, cost)
+        for intent, action, latencies, costs in snapshot.actions:
+            for latency, cost in zip(latencies, costs, strict=True):
+                view.window_for(view.actions, (intent, action)).add(latency, cost)
+        view.streams = dict(snapshot.streams)
+        return view
+
+    return ViewKind(f"baselines-w{window}", lambda: BaselinesView(window), dump, load)
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
 )
-VIEW_KINDS: dict[str, ViewKind[Any]] = {JOBS.name: JOBS, MISSIONS.name: MISSIONS}
+WORKERS: ViewKind[WorkersView] = ViewKind(
+    "workers", WorkersView, _workers_to_snapshot, _workers_from_snapshot
+)
+PRIORS: ViewKind[PriorsView] = ViewKind(
+    "priors", PriorsView, _priors_to_snapshot, _priors_from_snapshot
+)
+VIEW_KINDS: dict[str, ViewKind[Any]] = {
+    kind.name: kind for kind in (JOBS, MISSIONS, WORKERS, PRIORS, baselines_kind(200))
+}
 
 
 class Views:

@@ -1,0 +1,38 @@
+"""Workers: who can execute which kinds of job, over which transport, and their health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from events import Event
+
+Transport = Literal["local", "simulated"]
+
+
+class WorkerRegistered(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "worker.registered"
+
+    worker_id: str
+    kinds: tuple[str, ...]
+    transport: Transport
+    cost_hint: float = 0.0
+    profile: dict[str, Any] | None = None
+
+
+class WorkerHeartbeat(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "worker.heartbeat"
+
+
+class WorkerQuarantined(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "worker.quarantined"
+
+    reason: str
+    until: datetime | None = None  # None: until released by hand
+
+
+class WorkerReleased(Event, frozen=True, kw_only=True):
+    TOPIC: ClassVar[str] = "worker.released"
+
+
+WORKER_EVENTS = (WorkerRegistered, WorkerHeartbeat, WorkerQuarantined, WorkerReleased)

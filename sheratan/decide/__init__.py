@@ -1,0 +1,1 @@
+"""The decision engine: candidates, hard gates, UCB-light with a logged random step, Score v1."""

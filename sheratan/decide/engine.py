@@ -1,0 +1,197 @@
+"""One decision node: gates, UCB terms, probabilities, the draw, and the hashes replay checks.
+
+The engine is pure given its inputs (job, candidates, priors, constraints, policy and the
+draw): that is what lets replay rebuild the priors as of a decision's position and re-run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from events.decisions import ActionType, Candidate, DecisionMade, GateResult, Rng
+from projections.jobs import JobState
+from projections.priors import PriorsView
+from projections.workers import WorkerState
+from sheratan.decide.gates import JobGates, worker_gates
+from sheratan.decide.policy import GatePolicy, ScoringPolicy
+from sheratan.decide.selection import SelectionPolicy, pick, probabilities, ucb_bonus
+
+MAX_CANDIDATES = 7
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """An action the caller proposes; the engine gates, scores and weighs it."""
+
+    type: ActionType
+    key: str
+    worker: WorkerState | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    extra_gates: tuple[GateResult, ...] = ()
+    #: Job gates (G1-G4) guard actions that run the job; ABORT and SKIP run nothing.
+    runs_job: bool = True
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(_canonical.encode(value)).hexdigest()
+
+
+class DecisionEngine:
+    def __init__(
+        self,
+        *,
+        scoring: ScoringPolicy,
+        gates: GatePolicy,
+        selection: SelectionPolicy,
+        workspace: Path,
+        rng: random.Random,
+        seed: int,
+        build_id: str,
+    ) -> None:
+        self.scoring = scoring
+        self.gate_policy = gates
+        self.job_gates = JobGates(gates, workspace)
+        self.selection = selection
+        self.rng = rng
+        self.seed = seed
+        self.build_id = build_id
+
+    def decide(
+        self,
+        *,
+        decision_id: UUID,
+        trace_id: UUID,
+        parent: UUID | None,
+        depth: int,
+        intent: str,
+        job: JobState,
+        specs: list[CandidateSpec],
+        priors: PriorsView,
+        constraints: dict[str, Any],
+        now: datetime,
+    ) -> DecisionMade:
+        """Open a decision node: gate, score and weigh every candidate, draw, and choose."""
+        if not 1 <= len(specs) <= MAX_CANDIDATES:
+            msg = f"a decision needs 1 to {MAX_CANDIDATES} candidates, got {len(specs)}"
+            raise ValueError(msg)
+        job_gates = self.job_gates.check(job, constraints)
+        total = priors.intent_visits(intent)
+        weights = self.scoring.weights
+        c = self.selection.c
+        rows = []
+        for spec in specs:
+            gates = list(job_gates) if spec.runs_job else []
+            if spec.worker is not None:
+                gates += worker_gates(self.gate_policy, spec.worker, job, constraints, now)
+            gates += spec.extra_gates
+            prior = priors.get(intent, spec.key)
+            bonus = ucb_bonus(c, total, prior.visits)
+            risk = float((spec.worker.profile or {}).get("risk", 0.0)) if spec.worker else 0.0
+            penalty = weights.wK * risk
+            gated = not all(g.passed for g in gates)
+            select = None if gated else prior.mean_score + bonus - penalty
+            rows.append((spec, tuple(gates), gated, prior, bonus, penalty, select))
+        probs = probabilities(
+            self.selection,
+            [r[6] for r in rows],
+            [r[0].worker.id if r[0].worker else None for r in rows],
+        )
+        draw = self.rng.random()
+        chosen = pick(probs, draw)
+        candidates = tuple(
+            Candidate(
+                action_id=f"{decision_id}:{i}",
+                type=spec.type,
+                key=spec.key,
+                params=spec.params,
+                gates=gates,
+                gated=gated,
+                mean=prior.mean_score,
+                visits=prior.visits,
+                ucb_bonus=bonus,
+                risk_penalty=penalty,
+                select_score=select,
+                probability=probs[i],
+            )
+            for i, (spec, gates, gated, prior, bonus, penalty, select) in enumerate(rows)
+        )
+        return DecisionMade(
+            originator_id=decision_id,
+            originator_version=1,
+            timestamp=now,
+            trace_id=trace_id,
+            parent_node_id=parent,
+            intent=intent,
+            job_id=job.id,
+            depth=depth,
+            build_id=self.build_id,
+            context_refs=(f"job:{job.id}",),
+            constraints=constraints,
+            candidates=candidates,
+            chosen=-1 if chosen is None else chosen,
+            reason=_reason(candidates, chosen),
+            rng=Rng(
+                policy=self.selection.label,
+                seed=self.seed,
+                draw=draw,
+                epsilon=self.selection.epsilon,
+                c=c,
+            ),
+            input_hash=input_hash(intent, job, constraints, candidates, total, self.selection),
+            output_hash=output_hash(candidates, chosen),
+        )
+
+
+def input_hash(
+    intent: str,
+    job: JobState,
+    constraints: dict[str, Any],
+    candidates: tuple[Candidate, ...],
+    total_visits: int,
+    selection: SelectionPolicy,
+) -> str:
+    """What the decision saw: job, constraints, candidates with gates, priors, policy."""
+    return digest(
+        {
+            "intent": intent,
+            "job": [str(job.id), job.kind, job.payload_hash, job.attempt, job.retry_count],
+            "constraints": constraints,
+            "candidates": [[c.key, [[g.gate, g.passed] for g in c.gates]] for c in candidates],
+            "priors": [[c.key, c.visits, c.mean] for c in candidates],
+            "total_visits": total_visits,
+            "policy": [selection.label, selection.c, selection.epsilon],
+        }
+    )
+
+
+def output_hash(candidates: tuple[Candidate, ...], chosen: int | None) -> str:
+    """What the decision did: the choice and every select score and probability."""
+    return digest(
+        {
+            "chosen": None if chosen is None else candidates[chosen].key,
+            "scores": [[c.key, c.select_score, c.probability] for c in candidates],
+        }
+    )
+
+
+def _reason(candidates: tuple[Candidate, ...], chosen: int | None) -> str:
+    if chosen is None:
+        blocked = "; ".join(
+            f"{c.key}: {next(g.reason for g in c.gates if not g.passed)}" for c in candidates
+        )
+        return f"ABORT: every candidate is gated ({blocked})"
+    c = candidates[chosen]
+    return (
+        f"{c.key} with probability {c.probability:.3f} "
+        f"(select {c.select_score:.3f} = mean {c.mean:.3f} + bonus {c.ucb_bonus:.3f} "
+        f"- risk {c.risk_penalty:.3f})"
+    )

@@ -1,0 +1,168 @@
+"""Hard gates, evaluated before any scoring: a gated candidate can never be chosen.
+
+G0 quarantine barrier (quarantined or silent worker, untrusted provenance zone), G1 payload
+against the kind's schema, G2 kind allowlist and forbidden kinds, G3 path sandbox (every
+path-like parameter, at any depth), G4 escalation markers; plus budget and readonly
+constraints. Each gate returns a GateResult with the reason it blocked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from events.decisions import GateResult
+from projections.jobs import JobState
+from projections.workers import WorkerState
+from sheratan.decide.policy import GatePolicy
+from sheratan.workers.kinds import WRITE_KINDS, validate_payload
+
+#: Keys whose string values are paths, whatever else they look like.
+PATH_KEY = re.compile(
+    r"(^|_)(path|paths|file|files|filename|dir|dirs|directory|folder|target|source|src|dst|"
+    r"dest|destination|cwd|root|output|input|location)$",
+    re.IGNORECASE,
+)
+#: In-process transports never go silent; others must send heartbeats.
+IN_PROCESS_TRANSPORTS = frozenset({"local", "simulated"})
+
+
+def _strings(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every (key, string) in a JSON value, at any depth; list items keep their list's key."""
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, str(k))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item, key)
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        bool(text)
+        and not any(c.isspace() for c in text)
+        and ("/" in text or "\\" in text or text.startswith(("~", "..")))
+    )
+
+
+def path_problem(text: str, workspace: Path, forbidden_prefixes: tuple[str, ...]) -> str | None:
+    """Why ``text`` may not be used as a path inside ``workspace``, or None."""
+    if "\x00" in text:
+        return f"path {text!r} holds a NUL byte"
+    normal = text.replace("\\", "/")
+    if normal.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", normal):
+        return f"absolute path {text!r}"
+    parts = PurePosixPath(normal).parts
+    if ".." in parts:
+        return f"path {text!r} climbs out with '..'"
+    if parts and any(
+        parts[0] == prefix or normal.startswith(prefix + "/") for prefix in forbidden_prefixes
+    ):
+        return f"path {text!r} is under a forbidden prefix"
+    root = workspace.resolve()
+    resolved = (root / normal).resolve()
+    if resolved != root and root not in resolved.parents:
+        return f"path {text!r} resolves outside the workspace"
+    return None
+
+
+class JobGates:
+    """The gates that depend on the job alone (G1-G4, readonly), computed once per decision."""
+
+    def __init__(self, policy: GatePolicy, workspace: Path) -> None:
+        self.policy = policy
+        self.workspace = workspace
+
+    def check(self, job: JobState, constraints: dict[str, Any]) -> list[GateResult]:
+        return [
+            self._g1_payload(job),
+            self._g2_kind(job),
+            self._g3_paths(job),
+            self._g4_escalation(job),
+            self._readonly(job, constraints),
+        ]
+
+    def _g1_payload(self, job: JobState) -> GateResult:
+        problem = validate_payload(job.kind, job.payload)
+        return GateResult("G1_payload", problem is None, problem)
+
+    def _g2_kind(self, job: JobState) -> GateResult:
+        if job.kind in self.policy.forbidden_kinds:
+            return GateResult("G2_kind", False, f"kind {job.kind!r} is forbidden")
+        if job.kind not in self.policy.allowed_kinds:
+            return GateResult("G2_kind", False, f"kind {job.kind!r} is not on the allowlist")
+        return GateResult("G2_kind", True)
+
+    def _g3_paths(self, job: JobState) -> GateResult:
+        for key, text in _strings(job.payload):
+            if PATH_KEY.search(key) or _looks_like_path(text):
+                problem = path_problem(text, self.workspace, self.policy.forbidden_path_prefixes)
+                if problem:
+                    return GateResult("G3_path", False, f"{key or 'value'}: {problem}")
+        return GateResult("G3_path", True)
+
+    def _g4_escalation(self, job: JobState) -> GateResult:
+        markers = [m.lower() for m in self.policy.escalation_markers]
+        for key, text in _strings(job.payload):
+            lowered = text.lower()
+            for marker in markers:
+                if marker in lowered:
+                    return GateResult("G4_escalation", False, f"{key or 'value'} holds {marker!r}")
+        return GateResult("G4_escalation", True)
+
+    @staticmethod
+    def _readonly(job: JobState, constraints: dict[str, Any]) -> GateResult:
+        if constraints.get("readonly") and job.kind in WRITE_KINDS:
+            return GateResult("readonly", False, f"{job.kind} writes, and the job is readonly")
+        return GateResult("readonly", True)
+
+
+def worker_gates(
+    policy: GatePolicy,
+    worker: WorkerState,
+    job: JobState,
+    constraints: dict[str, Any],
+    now: datetime,
+) -> list[GateResult]:
+    """The gates that depend on the worker: G0 barrier and the budget."""
+    return [_g0_barrier(policy, worker, job, now), _budget(worker, constraints)]
+
+
+def _g0_barrier(
+    policy: GatePolicy, worker: WorkerState, job: JobState, now: datetime
+) -> GateResult:
+    if worker.status == "quarantined" and (
+        worker.quarantined_until is None or now < worker.quarantined_until
+    ):
+        return GateResult(
+            "G0_barrier", False, f"worker {worker.id} is quarantined: {worker.quarantine_reason}"
+        )
+    if worker.transport not in IN_PROCESS_TRANSPORTS and now - worker.last_seen > timedelta(
+        seconds=policy.heartbeat_timeout_s
+    ):
+        return GateResult(
+            "G0_barrier",
+            False,
+            f"worker {worker.id} is silent since {worker.last_seen:%Y-%m-%dT%H:%M:%SZ}",
+        )
+    zones = {str(job.payload.get("zone", "")), str((worker.profile or {}).get("zone", ""))}
+    untrusted = zones & set(policy.untrusted_zones)
+    if untrusted:
+        return GateResult(
+            "G0_barrier", False, f"untrusted provenance zone {sorted(untrusted)[0]!r}"
+        )
+    return GateResult("G0_barrier", True)
+
+
+def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
+    budget = constraints.get("budget_remaining")
+    if budget is not None and worker.cost_hint > float(budget):
+        return GateResult(
+            "budget", False, f"worker {worker.id} costs {worker.cost_hint}, budget is {budget}"
+        )
+    return GateResult("budget", True)

@@ -1,0 +1,77 @@
+"""Sheratan Score v1 and the baseline it normalizes against.
+
+    score = wS*S + wQ*Q + wR*R - wL*norm(L) - wC*norm(C) - wK*K
+
+S, Q, R, K are clamped to [0, 1]; latency and cost are normalized linearly between the
+intent's p50 (-> 0) and p95 (-> 1). The baseline is the intent's rolling window across all its
+actions once it holds ``min_observations``, the policy's defaults before that, and always the
+defaults in ``fixed`` mode (so a score does not depend on which policy ran).
+"""
+
+from __future__ import annotations
+
+from events.decisions import BaselineUsed, Breakdown, Percentiles
+from projections.baselines import BaselinesView
+from sheratan.decide.policy import ScoringPolicy
+
+
+def clamp01(x: float) -> float:
+    return 0.0 if x <= 0.0 else (1.0 if x >= 1.0 else x)
+
+
+def normalize(value: float, p50: float, p95: float) -> float:
+    """0 at or below p50, 1 at or above p95, linear in between (the seed's normalize_positive)."""
+    low = max(1e-9, p50)
+    high = max(low + 1e-9, p95)
+    return clamp01((max(0.0, value) - low) / (high - low))
+
+
+def baseline_for(policy: ScoringPolicy, baselines: BaselinesView, intent: str) -> BaselineUsed:
+    """The baseline a score of ``intent`` is normalized against right now."""
+    defaults = policy.baselines
+    window = baselines.intent(intent)
+    observed = len(window) if window is not None else 0
+    if defaults.mode == "fixed":
+        return BaselineUsed(
+            latency_ms=defaults.latency_ms,
+            cost=defaults.cost,
+            source="fixed",
+            observations=observed,
+        )
+    if window is None or observed < defaults.min_observations:
+        return BaselineUsed(
+            latency_ms=defaults.latency_ms,
+            cost=defaults.cost,
+            source="default",
+            observations=observed,
+        )
+    lat50, lat95, cost50, cost95 = window.percentiles()
+    return BaselineUsed(
+        latency_ms=Percentiles(lat50, lat95),
+        cost=Percentiles(cost50, cost95),
+        source="observed",
+        observations=observed,
+    )
+
+
+def score_v1(
+    policy: ScoringPolicy,
+    baseline: BaselineUsed,
+    *,
+    success: float,
+    quality: float,
+    reliability: float,
+    latency_ms: float,
+    cost: float,
+    risk: float,
+) -> tuple[float, Breakdown]:
+    """The score and its full breakdown (terms, weights, baseline)."""
+    w = policy.weights
+    s, q, r, k = clamp01(success), clamp01(quality), clamp01(reliability), clamp01(risk)
+    l_norm = normalize(latency_ms, baseline.latency_ms.p50, baseline.latency_ms.p95)
+    c_norm = normalize(cost, baseline.cost.p50, baseline.cost.p95)
+    score = w.wS * s + w.wQ * q + w.wR * r - w.wL * l_norm - w.wC * c_norm - w.wK * k
+    breakdown = Breakdown(
+        S=s, Q=q, R=r, L_norm=l_norm, C_norm=c_norm, K=k, weights=w, baseline=baseline
+    )
+    return score, breakdown

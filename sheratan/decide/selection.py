@@ -1,0 +1,99 @@
+"""UCB-light and the randomized step, with the exact probability of every candidate.
+
+    select = mean + c * sqrt(ln(N) / (n + 1)) - risk_penalty
+
+N is the intent's total visits (at least 1), n the candidate's. Policies:
+
+- ``ucb``: epsilon-greedy over the select scores: the best ungated candidate (first on ties)
+  gets 1 - eps + eps/k, every other ungated one eps/k (k ungated). eps = 0 is argmax.
+- ``random``: uniform over the ungated candidates.
+- ``always:<worker>``: the first ungated candidate on that worker gets 1; if there is none,
+  the ``ucb`` argmax does (deterministic).
+
+One uniform draw u in [0, 1) picks the candidate whose cumulative probability first exceeds u,
+in candidate order. Recording u makes the step replayable exactly; recording the
+probabilities makes off-policy estimates honest. Gated candidates have probability 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+class PolicyParseError(ValueError):
+    """A policy string that is not ucb, random or always:<worker>."""
+
+
+@dataclass(frozen=True)
+class SelectionPolicy:
+    name: str  # "ucb", "random" or "always"
+    c: float = 0.5
+    epsilon: float = 0.1
+    worker: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, c: float = 0.5, epsilon: float = 0.1) -> SelectionPolicy:
+        if text == "ucb":
+            return cls("ucb", c, epsilon)
+        if text == "random":
+            return cls("random", c, epsilon)
+        if text.startswith("always:") and len(text) > len("always:"):
+            return cls("always", c, epsilon, text[len("always:") :])
+        msg = f"policy must be ucb, random or always:<worker>, not {text!r}"
+        raise PolicyParseError(msg)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon <= 1.0:
+            msg = f"epsilon must be within 0..1, not {self.epsilon}"
+            raise PolicyParseError(msg)
+        if self.c < 0:
+            msg = f"c must not be negative, not {self.c}"
+            raise PolicyParseError(msg)
+
+    @property
+    def label(self) -> str:
+        return f"always:{self.worker}" if self.name == "always" else self.name
+
+
+def ucb_bonus(c: float, total_visits: int, visits: int) -> float:
+    return c * math.sqrt(math.log(max(1, total_visits)) / (max(0, visits) + 1))
+
+
+def probabilities(
+    policy: SelectionPolicy,
+    select_scores: list[float | None],
+    workers: list[str | None],
+) -> list[float]:
+    """Each candidate's probability of being chosen (None score = gated = 0)."""
+    ungated = [i for i, s in enumerate(select_scores) if s is not None]
+    out = [0.0] * len(select_scores)
+    if not ungated:
+        return out
+    best = max(ungated, key=lambda i: (select_scores[i], -i))
+    if policy.name == "random":
+        for i in ungated:
+            out[i] = 1.0 / len(ungated)
+    elif policy.name == "always":
+        target = next((i for i in ungated if workers[i] == policy.worker), best)
+        out[target] = 1.0
+    else:
+        share = policy.epsilon / len(ungated)
+        for i in ungated:
+            out[i] = share
+        out[best] += 1.0 - policy.epsilon
+    return out
+
+
+def pick(probs: list[float], draw: float) -> int | None:
+    """The candidate a uniform draw in [0, 1) selects; None when every probability is 0."""
+    cumulative = 0.0
+    last = None
+    for i, p in enumerate(probs):
+        if p <= 0.0:
+            continue
+        cumulative += p
+        last = i
+        if draw < cumulative:
+            return i
+    return last  # rounding left the sum a hair under 1

@@ -1,0 +1,1 @@
+"""Workers: the kinds they execute, the transports they are reached by."""
