@@ -9,6 +9,7 @@ one that was allowed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -189,6 +190,15 @@ class JobsView:
     def queue(self) -> list[JobState]:
         """Queued jobs in dispatch order: by priority, then first queued first."""
         return [self.jobs[job_id] for level in self._queued for job_id in level]
+
+    def queued(self) -> Iterator[JobState]:
+        """The queue, lazily: stop early without building the whole list.
+
+        Do not fold events while iterating (a job leaving the queue changes it).
+        """
+        for level in self._queued:
+            for job_id in level:
+                yield self.jobs[job_id]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""

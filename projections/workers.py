@@ -67,6 +67,13 @@ def apply_worker(state: WorkerState | None, event: Event) -> WorkerState:
     raise TypeError(msg)
 
 
+def project_worker(state: WorkerState | None, events: Any) -> WorkerState | None:
+    """A projector function for eventsourcing's Repository.get."""
+    for event in events:
+        state = apply_worker(state, event)
+    return state
+
+
 class WorkersView:
     def __init__(self) -> None:
         self.position = 0

@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from events import Event, utc_now
+from events.decisions import PriorsSeeded
 from events.jobs import (
     PRIORITIES,
     JobCancelled,
@@ -39,9 +40,19 @@ from events.missions import (
     MissionCreated,
     TaskCreated,
 )
+from events.workers import (
+    Transport,
+    WorkerHeartbeat,
+    WorkerQuarantined,
+    WorkerRegistered,
+    WorkerReleased,
+)
 from projections.jobs import JobState, project_job
 from projections.missions import MissionState, TaskState, project_mission, project_task
+from projections.workers import WorkerState, project_worker
+from sheratan.decide.policy import PriorSeed
 from sheratan.lifecycle import job_event
+from sheratan.streams import priors_stream, worker_stream
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
@@ -217,6 +228,88 @@ class Sheratan(Application[UUID]):
         job = job if job is not None else self.get_job(job_id)
         self.save(job_event(job, event_type, utc_now(), **fields))
 
+    # ------------------------------------------------------------------- workers
+
+    def register_worker(
+        self,
+        worker_id: str,
+        kinds: tuple[str, ...],
+        transport: Transport,
+        *,
+        cost_hint: float = 0.0,
+        profile: dict[str, Any] | None = None,
+    ) -> UUID:
+        _require_text("worker id", worker_id)
+        if not kinds or not all(isinstance(k, str) and k.strip() for k in kinds):
+            msg = "a worker needs at least one kind"
+            raise InvalidInputError(msg)
+        if transport not in ("local", "simulated"):
+            msg = f"transport must be local or simulated, not {transport!r}"
+            raise InvalidInputError(msg)
+        stream = worker_stream(worker_id)
+        event = self._new(
+            WorkerRegistered,
+            stream,
+            1,
+            worker_id=worker_id,
+            kinds=tuple(kinds),
+            transport=transport,
+            cost_hint=cost_hint,
+            profile=profile,
+        )
+        try:
+            self.save(event)
+        except IntegrityError:
+            msg = f"worker {worker_id!r} is already registered"
+            raise InvalidInputError(msg) from None
+        return stream
+
+    def get_worker(self, worker_id: str) -> WorkerState:
+        return self._get(worker_stream(worker_id), project_worker, f"worker {worker_id!r}")
+
+    def quarantine_worker(self, worker_id: str, reason: str) -> None:
+        worker = self.get_worker(worker_id)
+        if worker.status == "quarantined" and worker.quarantined_until is None:
+            msg = f"worker {worker_id!r} is already quarantined"
+            raise InvalidInputError(msg)
+        self.save(self._new(WorkerQuarantined, worker.stream, worker.version + 1, reason=reason))
+
+    def release_worker(self, worker_id: str) -> None:
+        worker = self.get_worker(worker_id)
+        if worker.status != "quarantined":
+            msg = f"worker {worker_id!r} is not quarantined"
+            raise InvalidInputError(msg)
+        self.save(self._new(WorkerReleased, worker.stream, worker.version + 1))
+
+    def heartbeat(self, worker_id: str) -> None:
+        worker = self.get_worker(worker_id)
+        self.save(self._new(WorkerHeartbeat, worker.stream, worker.version + 1))
+
+    # -------------------------------------------------------------------- priors
+
+    def seed_priors(self, seeds: dict[str, dict[str, PriorSeed]]) -> int:
+        """Record a new home's starter priors as events (idempotent: seeded keys are skipped)."""
+        events = []
+        for intent, actions in seeds.items():
+            for key, seed in actions.items():
+                events.append(
+                    self._new(
+                        PriorsSeeded,
+                        priors_stream(intent, key),
+                        1,
+                        intent=intent,
+                        action_key=key,
+                        visits=seed.visits,
+                        mean_score=seed.mean_score,
+                        last_scores=seed.last_scores,
+                    )
+                )
+        try:
+            self.save(*events)
+        except IntegrityError:
+            return 0
+        return len(events)
+
     # ------------------------------------------------------------------- helpers
 
     @staticmethod
@@ -226,12 +319,14 @@ class Sheratan(Application[UUID]):
         )
 
     def _get(self, stream: UUID, projector: Any, what: str) -> Any:
+        """The state folded from a stream; ``what`` names it in errors ("job", "worker 'w'")."""
+        name = what if " " in what else f"{what} {stream}"
         try:
             return self.repository.get(stream, projector_func=projector)
         except AggregateNotFoundError:
-            raise NotFoundError(f"no {what} {stream}") from None
-        except ValueError as error:  # the stream holds events of another kind
-            raise NotFoundError(f"no {what} {stream} ({error})") from None
+            raise NotFoundError(f"no {name}") from None
+        except (ValueError, TypeError) as error:  # the stream holds events of another kind
+            raise NotFoundError(f"no {name} ({error})") from None
 
 
 def _require_text(name: str, value: str) -> None:

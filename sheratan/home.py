@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from sheratan.app import Sheratan
+from sheratan.decide.policy import load_prior_seeds
 from sheratan.store.audit import Verification, verify
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import write_durably
@@ -45,7 +46,8 @@ def init_home(path: Path) -> bool:
     if marker.exists():
         return False
     path.mkdir(parents=True, exist_ok=True)
-    open_ledger(path, "events")  # creates events/ and the first segment, durably
+    home = Home(path)
+    home.app.seed_priors(load_prior_seeds())  # policies/priors.json only seeds a new home
     write_durably(marker, msgspec.json.encode(HomeMarker(HOME_FORMAT)))
     return True
 

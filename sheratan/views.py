@@ -295,6 +295,10 @@ class Views:
         view.position = saved.position  # type: ignore[attr-defined]
         return view
 
+    def save(self, kind: ViewKind[V], view: V) -> None:
+        """Persist a view the caller folded further (the live engine's, after a run)."""
+        self._save(kind, view)
+
     def _save(self, kind: ViewKind[V], view: V) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         position: int = view.position  # type: ignore[attr-defined]

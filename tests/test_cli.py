@@ -23,6 +23,7 @@ def test_the_first_floor_from_the_cli(tmp_path: Path) -> None:
     home = tmp_path / "h"
     assert run(home, "init") == {"home": str(home), "created": True}
     assert run(home, "init")["created"] is False
+    seeded = run(home, "audit", "verify")["events"]  # init seeds the starter priors
     mission = run(home, "mission", "create", "First")["id"]
     task = run(home, "task", "create", mission, "Step")["id"]
     first = run(home, "job", "create", "file_read", "--task", task, "--payload", '{"path": "a"}')[
@@ -74,17 +75,20 @@ def test_the_first_floor_from_the_cli(tmp_path: Path) -> None:
 
     tail = CliRunner().invoke(cli, ["events", "tail", "-n", "2", "--home", str(home), "--json"])
     lines = [json.loads(line) for line in tail.stdout.splitlines()]
-    assert [line["pos"] for line in lines] == [5, 6]
+    assert [line["pos"] for line in lines] == [seeded + 5, seeded + 6]
     assert lines[-1]["topic"] == "job.queued"
 
     rebuilt = run(home, "rebuild")
     assert rebuilt["views"]["jobs"]["counts"] == {"queued": 2}
-    assert run(home, "rebuild", "--at", "3")["views"]["jobs"]["counts"] == {"created": 1}
+    at_first_job_created = str(seeded + 3)
+    assert run(home, "rebuild", "--at", at_first_job_created)["views"]["jobs"]["counts"] == {
+        "created": 1
+    }
 
     checkpoint = run(home, "audit", "checkpoint")
-    assert checkpoint["pos"] == 6
+    assert checkpoint["pos"] == seeded + 6
     verified = run(home, "audit", "verify")
-    assert verified["ok"] and verified["verified"] == verified["events"] == 6
+    assert verified["ok"] and verified["verified"] == verified["events"] == seeded + 6
 
 
 def test_tampering_makes_audit_verify_exit_1_naming_the_position(tmp_path: Path) -> None:
@@ -94,15 +98,14 @@ def test_tampering_makes_audit_verify_exit_1_naming_the_position(tmp_path: Path)
         run(home, "job", "create", "noop")
     segment = next((home / "events").glob("*.jsonl"))
     lines = segment.read_bytes().splitlines(keepends=True)
-    tampered = lines[2].replace(b'"kind":"noop"', b'"kind":"nope"')
-    assert tampered != lines[2]
-    lines[2] = tampered
+    victim = next(i for i, line in enumerate(lines) if b'"kind":"noop"' in line)
+    lines[victim] = lines[victim].replace(b'"kind":"noop"', b'"kind":"nope"')
     segment.write_bytes(b"".join(lines))
     result = CliRunner().invoke(cli, ["audit", "verify", "--home", str(home), "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["first_bad_position"] == 3
+    assert json.loads(result.stdout)["first_bad_position"] == victim + 1
     human = CliRunner().invoke(cli, ["audit", "verify", "--home", str(home)])
-    assert human.exit_code == 1 and "position 3" in human.stdout
+    assert human.exit_code == 1 and f"position {victim + 1}" in human.stdout
 
 
 @pytest.mark.parametrize(

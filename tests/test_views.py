@@ -64,15 +64,17 @@ def test_as_of_position_shows_the_past(home: Path) -> None:
     opened = Home.open(home)
     app = opened.app
     mission = app.create_mission("m")
+    position_mission = opened.ledger.last_position()
     job = app.create_job("noop", {})
     position_queued = opened.ledger.last_position()
     app.dispatch_job(job, "w")
     app.complete_job(job, {"done": True})
     assert opened.views.as_of(JOBS, position_queued).jobs[job].status == "queued"
     assert opened.views.as_of(JOBS, position_queued - 1).jobs[job].status == "created"
-    assert opened.views.as_of(JOBS, 1).jobs == {}
+    assert opened.views.as_of(JOBS, position_mission).jobs == {}
     assert opened.views.current(JOBS).jobs[job].status == "completed"
-    assert list(opened.views.as_of(MISSIONS, 1).missions) == [mission]
+    assert list(opened.views.as_of(MISSIONS, position_mission).missions) == [mission]
+    assert opened.views.as_of(MISSIONS, position_mission - 1).missions == {}
 
 
 def test_a_view_saved_for_another_log_is_rebuilt(home: Path, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     untrusted_zones: tuple[str, ...] = ("untrusted",)
     escalation_markers: tuple[str, ...] = ()
     heartbeat_timeout_s: float = 300.0
+    quarantine_cooldown_s: float = 300.0
     ucb_c: float = 0.5
     epsilon: float = 0.1
 

@@ -1,0 +1,1 @@
+"""The dispatch loop: queue, dependencies, decisions, attempts, recovery, learning."""

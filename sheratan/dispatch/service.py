@@ -1,0 +1,227 @@
+"""Assembling the live engine for a home: views, policies, transports; dispatch and simulate.
+
+``simulate`` runs the real engine and store (no shortcut path) with simulated workers on
+virtual time; a run into an existing home continues it (its priors and baselines carry on).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from events.jobs import JobCreated, JobQueued
+from events.workers import WorkerRegistered
+from sheratan.app import payload_hash
+from sheratan.decide.breaches import BreachLog
+from sheratan.decide.engine import DecisionEngine
+from sheratan.decide.policy import GatePolicy, ScoringPolicy, load_gates, load_scoring
+from sheratan.decide.selection import SelectionPolicy
+from sheratan.dispatch.loop import Dispatcher, EngineViews, RunStats
+from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
+from sheratan.home import Home
+from sheratan.store.factory import open_ledger
+from sheratan.streams import worker_stream
+from sheratan.views import JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.workers.local import LocalTransport
+from sheratan.workers.outcome import Transport
+from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
+
+BUILD_ID = "sheratan-0.1.0"
+SIMULATION_FLUSH_JOBS = 256
+
+
+@dataclass
+class EngineConfig:
+    """Everything a run is parameterized by (policy files, selection, seed, workspace)."""
+
+    scoring: ScoringPolicy
+    gates: GatePolicy
+    selection: SelectionPolicy
+    seed: int
+    workspace: Path
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        policy: str = "ucb",
+        epsilon: float | None = None,
+        c: float | None = None,
+        seed: int = 0,
+        scoring_path: Path | None = None,
+        gates_path: Path | None = None,
+        workspace: Path | None = None,
+    ) -> EngineConfig:
+        gates = load_gates(gates_path)
+        selection = SelectionPolicy.parse(
+            policy,
+            c=gates.ucb_c if c is None else c,
+            epsilon=gates.epsilon if epsilon is None else epsilon,
+        )
+        return cls(
+            load_scoring(scoring_path), gates, selection, seed, (workspace or Path.cwd()).resolve()
+        )
+
+
+def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
+    views = home.views
+    return EngineViews(
+        jobs=views.current(JOBS),
+        workers=views.current(WORKERS),
+        priors=views.current(PRIORS),
+        baselines=views.current(baselines_kind(scoring.baselines.window)),
+    )
+
+
+def save_views(home: Home, views: EngineViews, scoring: ScoringPolicy) -> None:
+    home.views.save(JOBS, views.jobs)
+    home.views.save(WORKERS, views.workers)
+    home.views.save(PRIORS, views.priors)
+    home.views.save(baselines_kind(scoring.baselines.window), views.baselines)
+
+
+def build_dispatcher(
+    home: Home,
+    config: EngineConfig,
+    *,
+    clock: Clock,
+    ids: Ids,
+    outcomes_rng: random.Random,
+    views: EngineViews | None = None,
+) -> Dispatcher:
+    views = views or load_views(home, config.scoring)
+    transports: dict[str, Transport] = {
+        "local": LocalTransport(config.workspace, config.gates.forbidden_path_prefixes),
+        "simulated": SimulatedTransport(outcomes_rng),
+    }
+    engine = DecisionEngine(
+        scoring=config.scoring,
+        gates=config.gates,
+        selection=config.selection,
+        workspace=config.workspace,
+        rng=random.Random(f"{config.seed}:{views.jobs.position}:select"),
+        seed=config.seed,
+        build_id=BUILD_ID,
+    )
+    return Dispatcher(
+        views=views,
+        recorder=Recorder(home.app, views.all()),
+        engine=engine,
+        scoring=config.scoring,
+        transports=transports,
+        clock=clock,
+        ids=ids,
+        quarantine_cooldown_s=config.gates.quarantine_cooldown_s,
+        on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
+    )
+
+
+def dispatch(home: Home, config: EngineConfig, *, max_jobs: int | None = None) -> RunStats:
+    """Run the loop over the registered workers on wall time, saving after every job."""
+    start = home.ledger.last_position()
+    dispatcher = build_dispatcher(
+        home,
+        config,
+        clock=WallClock(),
+        ids=Ids(),
+        outcomes_rng=random.Random(f"{config.seed}:{start}:outcomes"),
+    )
+    try:
+        return dispatcher.run(max_jobs=max_jobs, flush_every=1)
+    finally:
+        save_views(home, dispatcher.views, config.scoring)
+
+
+def simulate(
+    home: Home,
+    config: EngineConfig,
+    profiles: tuple[WorkerProfile, ...],
+    jobs: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Register the simulated workers (once), create ``jobs`` jobs and dispatch them all."""
+    start = home.ledger.last_position()
+    views = load_views(home, config.scoring)
+    ids = Ids(seed=f"{config.seed}:{start}:ids")
+    clock = VirtualClock(datetime.now(UTC))
+    dispatcher = build_dispatcher(
+        home,
+        config,
+        clock=clock,
+        ids=ids,
+        outcomes_rng=random.Random(f"{config.seed}:{start}:outcomes"),
+        views=views,
+    )
+    recorder = dispatcher.recorder
+    for profile in profiles:
+        if profile.id not in views.workers.workers:
+            recorder.record(_registration(profile, clock.now()))
+    kind = Counter(k for p in profiles for k in p.kinds).most_common(1)[0][0]
+    for i in range(jobs):
+        job_id = ids.new()
+        payload = {"prompt": f"simulated job {start}:{i}"}
+        now = clock.now()
+        recorder.record(
+            JobCreated(
+                originator_id=job_id,
+                originator_version=1,
+                timestamp=now,
+                kind=kind,
+                payload=payload,
+                payload_hash=payload_hash(payload),
+                max_retries=2,
+            ),
+            JobQueued(originator_id=job_id, originator_version=2, timestamp=now),
+        )
+        if (i + 1) % 10_000 == 0:
+            recorder.flush()
+    recorder.flush()
+    try:
+        stats = dispatcher.run(flush_every=SIMULATION_FLUSH_JOBS, progress=progress)
+    finally:
+        save_views(home, views, config.scoring)
+    return summary(stats, recorder.recorded)
+
+
+def summary(stats: RunStats, events: int) -> dict[str, Any]:
+    """The run's figures: jobs, events, mean dispatch score, success rate, per worker."""
+    jobs = len(stats.job_ids)
+    return {
+        "jobs": jobs,
+        "dispatches": stats.jobs,
+        "events": events,
+        "decisions": stats.decisions,
+        "mean_score": stats.mean_score,
+        "success_rate": stats.completed / jobs if jobs else None,
+        "completed": stats.completed,
+        "failed": stats.failed,
+        "aborted": stats.aborted,
+        "breaches": stats.breaches,
+        "per_worker": {
+            worker: {"chosen": s.chosen, "mean_score": s.mean_score}
+            for worker, s in sorted(stats.per_worker.items())
+        },
+    }
+
+
+def _registration(profile: WorkerProfile, now: datetime) -> WorkerRegistered:
+    fields = msgspec.to_builtins(profile)
+    fields.pop("id")
+    fields.pop("kinds")
+    return WorkerRegistered(
+        originator_id=worker_stream(profile.id),
+        originator_version=1,
+        timestamp=now,
+        worker_id=profile.id,
+        kinds=profile.kinds,
+        transport="simulated",
+        cost_hint=profile.cost,
+        profile=fields,
+    )

@@ -1,0 +1,23 @@
+"""Deterministic stream ids for things named by text: a worker, a prior, a baseline.
+
+Deriving the id from the name (uuid5) makes "register twice" and "two dispatchers update the
+same prior" collide on (stream, version), which the store refuses, instead of forking state.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+NAMESPACE = UUID("8b7d0a52-4f0e-4a7c-9a55-2f7c1d3e6b90")
+
+
+def worker_stream(worker_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"worker:{worker_id}")
+
+
+def priors_stream(intent: str, action_key: str) -> UUID:
+    return uuid5(NAMESPACE, f"priors:{intent}:{action_key}")
+
+
+def baseline_stream(intent: str) -> UUID:
+    return uuid5(NAMESPACE, f"baseline:{intent}")
