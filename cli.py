@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -18,16 +20,32 @@ import msgspec
 from events.jobs import PRIORITIES
 from projections.jobs import JobsView
 from sheratan.app import InvalidInputError, NotFoundError
+from sheratan.decide.policy import PolicyError
+from sheratan.decide.selection import PolicyParseError
+from sheratan.dispatch.service import EngineConfig
+from sheratan.dispatch.service import dispatch as run_dispatch
+from sheratan.dispatch.service import simulate as run_simulation
+from sheratan.dispatch.service import summary as run_summary
 from sheratan.home import Home, HomeMissingError, init_home, resolve_home
 from sheratan.lifecycle import IllegalTransitionError
+from sheratan.policy_report import priors_diff, priors_rows
 from sheratan.render import emit_json, fields, table, to_plain
 from sheratan.store.ledger import CorruptLogError
-from sheratan.views import JOBS, MISSIONS, VIEW_KINDS
+from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
+from sheratan.workers.simulated import ProfileError, check_worker_profile, load_profiles
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Errors that mean "the input was wrong": one line on stderr, exit 2.
-BAD_INPUT = (InvalidInputError, NotFoundError, HomeMissingError, IllegalTransitionError)
+BAD_INPUT = (
+    InvalidInputError,
+    NotFoundError,
+    HomeMissingError,
+    IllegalTransitionError,
+    PolicyError,
+    PolicyParseError,
+    ProfileError,
+)
 STATUSES = (
     "created",
     "queued",
@@ -92,6 +110,23 @@ def parse_uuid(_ctx: Any, param: click.Parameter, value: Any) -> Any:
         return UUID(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an id (a UUID)", param=param) from None
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal (stderr); nothing when output goes to a file or pipe."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            bar.update(min(count, total) - done)
+            done = min(count, total)
+
+        yield advance
 
 
 def progress(label: str) -> Callable[[int], None] | None:
@@ -329,6 +364,262 @@ def events_tail(count: int, follow: bool, home: str | None, as_json: bool) -> No
 def _event_row(raw: bytes) -> str:
     line = msgspec.json.decode(raw)
     return f"{line['pos']:>8}  {line['ts']}  {line['topic']:<22} {line['stream']} v{line['ver']}"
+
+
+# ------------------------------------------------------------------- workers
+
+
+@cli.group()
+def worker() -> None:
+    """Workers: who executes which kinds of job."""
+
+
+def parse_kinds(_ctx: Any, param: click.Parameter, value: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    if not kinds:
+        raise click.BadParameter("name at least one kind", param=param)
+    return kinds
+
+
+def parse_profile(_ctx: Any, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        profile = msgspec.json.decode(value.encode())
+    except msgspec.DecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param=param) from None
+    if not isinstance(profile, dict):
+        raise click.BadParameter("must be a JSON object", param=param)
+    return profile
+
+
+@worker.command("register")
+@click.argument("worker_id")
+@click.option("--kinds", required=True, callback=parse_kinds, help="Comma-separated job kinds.")
+@click.option("--transport", type=click.Choice(["local", "simulated"]), required=True)
+@click.option(
+    "--profile",
+    callback=parse_profile,
+    default=None,
+    help="JSON: a simulated worker's success, latency_ms, cost, quality, risk.",
+)
+@common
+def worker_register(
+    worker_id: str,
+    kinds: tuple[str, ...],
+    transport: Any,
+    profile: dict[str, Any] | None,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Register a worker."""
+    opened = open_home(home)
+    check_worker_profile(worker_id, kinds, transport, profile)
+    cost = float((profile or {}).get("cost", 0.0))
+    opened.app.register_worker(worker_id, kinds, transport, cost_hint=cost, profile=profile)
+    state = opened.app.get_worker(worker_id)
+    emit_json(state) if as_json else click.echo(
+        f"registered {worker_id} ({transport}: {', '.join(kinds)})"
+    )
+
+
+@worker.command("list")
+@common
+def worker_list(home: str | None, as_json: bool) -> None:
+    """Registered workers."""
+    workers = sorted(open_home(home).views.current(WORKERS).workers.values(), key=lambda w: w.id)
+    if as_json:
+        emit_json(workers)
+        return
+    rows = [(w.id, w.transport, ",".join(w.kinds), w.status, w.quarantine_reason) for w in workers]
+    click.echo(table(rows, ("id", "transport", "kinds", "status", "reason")))
+
+
+@worker.command("quarantine")
+@click.argument("worker_id")
+@click.option("--reason", default="quarantined by an operator", show_default=True)
+@common
+def worker_quarantine(worker_id: str, reason: str, home: str | None, as_json: bool) -> None:
+    """Take a worker out of every decision until it is released."""
+    opened = open_home(home)
+    opened.app.quarantine_worker(worker_id, reason)
+    state = opened.app.get_worker(worker_id)
+    emit_json(state) if as_json else click.echo(f"{worker_id} quarantined: {reason}")
+
+
+@worker.command("release")
+@click.argument("worker_id")
+@common
+def worker_release(worker_id: str, home: str | None, as_json: bool) -> None:
+    """Let a quarantined worker be chosen again."""
+    opened = open_home(home)
+    opened.app.release_worker(worker_id)
+    state = opened.app.get_worker(worker_id)
+    emit_json(state) if as_json else click.echo(f"{worker_id} released")
+
+
+# ------------------------------------------------------------ dispatch, simulate
+
+
+def engine_options(command: F) -> F:
+    """The decision policy options shared by dispatch and simulate."""
+    command = click.option(
+        "--seed", type=int, default=0, show_default=True, help="Seed of the randomized step."
+    )(command)
+    command = click.option(
+        "--epsilon",
+        type=click.FloatRange(0, 1),
+        default=None,
+        help="Exploration rate (default: policies/gates.json).",
+    )(command)
+    command = click.option(
+        "--policy", default="ucb", show_default=True, help="ucb, random or always:<worker>."
+    )(command)
+    return click.option(
+        "--scoring",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A scoring.json of your own.",
+    )(command)
+
+
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="Keep dispatching until no job is ready.")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Root that job paths are confined to (default: the current folder).",
+)
+@engine_options
+@common
+def dispatch(
+    until_idle: bool,
+    workspace: Path | None,
+    scoring: Path | None,
+    policy: str,
+    epsilon: float | None,
+    seed: int,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Dispatch the next ready job (or all of them) to the registered workers."""
+    opened = open_home(home)
+    config = EngineConfig.load(
+        policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, workspace=workspace
+    )
+    stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1)
+    report = run_summary(stats, 0)
+    report.pop("events")
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(
+            f"dispatched {report['dispatches']} job(s): {report['completed']} completed, "
+            f"{report['failed']} failed, {report['aborted']} aborted"
+        )
+
+
+@cli.command()
+@click.option(
+    "--workers",
+    "workers_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Profiles, e.g. policies/workers.example.json.",
+)
+@click.option("--jobs", type=click.IntRange(min=1, max=10_000_000), required=True)
+@engine_options
+@common
+def simulate(
+    workers_file: Path,
+    jobs: int,
+    scoring: Path | None,
+    policy: str,
+    epsilon: float | None,
+    seed: int,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Run the real engine and store with simulated workers on virtual time."""
+    opened = open_home(home)
+    config = EngineConfig.load(policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring)
+    profiles = load_profiles(workers_file)
+    with progress_bar(jobs, "simulating") as advance:
+        report = run_simulation(opened, config, profiles, jobs, progress=advance)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"{report['jobs']} jobs, {report['events']} events, {report['decisions']} decisions; "
+        f"mean dispatch score {report['mean_score']:.3f}, success rate "
+        f"{report['success_rate']:.1%}"
+    )
+    rows = [(w, s["chosen"], f"{s['mean_score']:.3f}") for w, s in report["per_worker"].items()]
+    click.echo(table(rows, ("worker", "chosen", "mean score")))
+
+
+# -------------------------------------------------------------------- policy
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """What was learned: priors per intent and action."""
+
+
+@policy_group.command("show")
+@click.option("--intent", default=None, help="Only this intent.")
+@common
+def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
+    """The current priors."""
+    view = open_home(home).views.current(PRIORS)
+    rows = priors_rows(view, intent)
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(
+        table(
+            [(r["intent"], r["action"], r["visits"], f"{r['mean_score']:.3f}") for r in rows],
+            ("intent", "action", "visits", "mean score"),
+        )
+    )
+
+
+@policy_group.command("diff")
+@click.option("--from", "start", type=click.IntRange(min=0), required=True, help="A log position.")
+@click.option(
+    "--to", "end", type=click.IntRange(min=0), required=True, help="A later log position."
+)
+@click.option("--intent", default=None, help="Only this intent.")
+@common
+def policy_diff(start: int, end: int, intent: str | None, home: str | None, as_json: bool) -> None:
+    """What was learned between two positions."""
+    if end < start:
+        raise click.BadParameter("--to must not be before --from", param_hint="--to")
+    views = open_home(home).views
+    rows = priors_diff(views.as_of(PRIORS, start), views.as_of(PRIORS, end), intent)
+    if as_json:
+        emit_json({"from": start, "to": end, "changes": rows})
+        return
+    click.echo(
+        table(
+            [
+                (
+                    r["intent"],
+                    r["action"],
+                    f"+{r['visits_added']}",
+                    _fmt(r["mean_before"]),
+                    _fmt(r["mean_after"]),
+                )
+                for r in rows
+            ],
+            ("intent", "action", "visits", "mean before", "mean after"),
+        )
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------- rebuild

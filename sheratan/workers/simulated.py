@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -91,3 +92,17 @@ class SimulatedTransport:
             return Outcome(True, latency, p.cost, p.quality, p.risk, result={"simulated": True})
         error = ErrorInfo("simulated_failure", f"{p.id} failed (simulated)")
         return Outcome(False, latency, p.cost, 0.0, p.risk, error=error)
+
+
+def check_worker_profile(
+    worker_id: str, kinds: tuple[str, ...], transport: str, profile: dict[str, Any] | None
+) -> None:
+    """A simulated worker needs a complete profile; raise ProfileError naming what is wrong."""
+    if transport != "simulated":
+        return
+    if profile is None:
+        raise ProfileError(f"simulated worker {worker_id} needs --profile")
+    try:
+        msgspec.convert({"id": worker_id, "kinds": kinds, **profile}, WorkerProfile)
+    except (msgspec.ValidationError, ValueError) as error:
+        raise ProfileError(f"profile of {worker_id}: {error}") from None
