@@ -67,6 +67,7 @@ class SheratanGroup(click.Group):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
+            close_homes()
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.ClickException as error:
@@ -96,8 +97,19 @@ def common(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
 
 
+_opened: list[Home] = []
+
+
 def open_home(home: str | None) -> Home:
-    return Home.open(resolve_home(home))
+    opened = Home.open(resolve_home(home))
+    _opened.append(opened)
+    return opened
+
+
+def close_homes() -> None:
+    """Save what the command indexed (the sidecar), so the next command opens fast."""
+    while _opened:
+        _opened.pop().close()
 
 
 def parse_uuid(_ctx: Any, param: click.Parameter, value: Any) -> Any:

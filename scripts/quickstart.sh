@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: a home in ./.sheratan, a mission with a few jobs,
-# the jobs and the last events shown, and the hash chain verified.
+# The main job on the embedded default: a home in ./.sheratan, a simulation with the three
+# example workers (real engine and store, virtual time), what was decided and learned, a real
+# job read by a local worker, and the hash chain verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sheratan() { .venv/bin/python cli.py "$@"; }
 
 sheratan init
-mission=$(sheratan mission create "Quickstart mission" --description "created by scripts/quickstart.sh")
-task=$(sheratan task create "$mission" "Read the project files")
-first=$(sheratan job create file_read --task "$task" --payload '{"path": "README.md"}' --priority high)
-sheratan job create file_read --task "$task" --payload '{"path": "pyproject.toml"}' --depends-on "$first" >/dev/null
-sheratan job create noop --task "$task" --idempotency-key quickstart-noop >/dev/null
-echo; echo "== jobs (queued, in dispatch order)"
-sheratan job list --status queued
+echo "== 2,000 simulated jobs: every dispatch is a decision (gates, UCB, a logged random step)"
+sheratan simulate --workers policies/workers.example.json --jobs 2000 --seed 1
+echo; echo "== what was learned (priors of dispatch_job)"
+sheratan policy show --intent dispatch_job
+echo; echo "== a real job: a local worker reads README.md"
+sheratan worker register local-reader --kinds file_read,noop --transport local 2>/dev/null || true
+mission=$(sheratan mission create "Quickstart mission")
+task=$(sheratan task create "$mission" "Read the project's README")
+job=$(sheratan job create file_read --task "$task" --payload '{"path": "README.md"}' --priority high)
+sheratan dispatch --until-idle
+sheratan job show "$job" | grep -E '^(status|worker|result) '
 echo; echo "== the last events"
-sheratan events tail -n 6
+sheratan events tail -n 5
 echo; echo "== the chain"
 sheratan audit checkpoint
 sheratan audit verify

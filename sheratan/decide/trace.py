@@ -14,7 +14,6 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import jsonschema
 import msgspec
 
 from events.decisions import DecisionMade, DecisionScored
@@ -265,7 +264,9 @@ def encode(record: dict[str, Any]) -> bytes:
 
 
 @cache
-def _validator() -> jsonschema.Draft7Validator:
+def _validator() -> Any:
+    import jsonschema  # only exports and tests need the reference check; it is slow to import
+
     schema = json.loads(SCHEMA_PATH.read_text())
     return jsonschema.Draft7Validator(
         schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER

@@ -244,6 +244,7 @@ class Ledger:
             if trk is not None:
                 index.track(trk)
         index.head = head
+        self._events_since_sidecar += len(pending.entries)  # close() saves what we scanned
 
     def _mark_corrupt(self, segment: Segment, offset: int, pos: int, problem: str) -> None:
         self.corruption = (
