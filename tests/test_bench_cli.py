@@ -1,0 +1,45 @@
+"""`bench store` runs end to end at a tiny size and reports every figure against an anchor.
+
+Speed targets are never asserted here (the bench measures them); only the report's shape is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli import cli
+
+FIGURE_KEYS = {"value", "unit", "anchor", "anchor_value", "ratio", "target", "met"}
+
+
+def test_bench_store_reports_ratios_against_anchors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "store",
+            "--jobs",
+            "20",
+            "--rebuild-events",
+            "1000",
+            "--json",
+            "--home",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    figures = report["figures"]
+    assert {
+        "write_save_per_job_vs_sqlite",
+        "read_decode_vs_sqlite",
+        "rebuild_jobs_view",
+        "get_job",
+    } <= set(figures)
+    for name, figure in figures.items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["value"] > 0 and figure["anchor_value"] > 0, name
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
