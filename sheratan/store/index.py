@@ -50,7 +50,7 @@ class StreamVersions:
 
     def has(self, version: int) -> bool:
         versions = self.versions
-        if not versions or version > versions[-1]:
+        if not versions or version > versions[-1]:  # the common case: a new, higher version
             return False
         at = bisect.bisect_left(versions, version)
         return at < len(versions) and versions[at] == version

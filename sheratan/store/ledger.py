@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import msgspec
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
 from sheratan.store.files import FileLock, UtcClock, append_durably, fsync_dir
-from sheratan.store.index import LogIndex, Segment, segment_name
+from sheratan.store.index import LogIndex, Segment, StreamVersions, segment_name
 from sheratan.store.limits import (
     MAX_EVENTS_PER_SAVE,
     MAX_LINE_BYTES,
@@ -39,10 +40,12 @@ from sheratan.store.limits import (
     SIDECAR_EVERY_EVENTS,
 )
 from sheratan.store.lines import (
+    Prepared,
     Trk,
     compute_hash,
     encode_line,
     pointer_decoder,
+    prepare,
 )
 
 log = logging.getLogger(__name__)
@@ -55,15 +58,27 @@ class CorruptLogError(OperationalError):
     """A committed line failed its checks; the log refuses appends until it is repaired."""
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Save:
-    """One caller's save, waiting in the group-commit queue."""
+    """One caller's save, waiting in the group-commit queue.
 
-    events: Sequence[StoredEvent]
+    ``wake`` starts held; whoever finishes the save (or hands its thread the lead) releases
+    it, so each waiter is woken exactly once and only when there is something for it to do.
+    """
+
+    events: list[Prepared]
+    sizes: list[int]
     trk: Trk | None
     positions: list[int] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
+    wake: threading.Lock = field(default_factory=_held_lock)
 
     def result(self) -> list[int]:
         if self.error is not None:
@@ -93,9 +108,10 @@ class Ledger:
         self.quarantine_dir = home / "quarantine"
         self._flock = FileLock(home / "locks" / f"{name}.lock")
         self._state = threading.RLock()
-        self._queue_cv = threading.Condition(threading.Lock())
+        self._queue_lock = threading.Lock()
         self._queue: list[_Save] = []
         self._leading = False
+        self._last_batch = 1
         self._write_fds: list[int] = []  # at most one; a list so the finalizer can close it
         self._read_fds: dict[Path, int] = {}
         self._clock = UtcClock()
@@ -184,7 +200,7 @@ class Ledger:
                 if self.corruption is not None:
                     return
             following = self.dir / segment_name(index.last_pos + 1)
-            if following != segment.path and following.exists():
+            if index.last_pos + 1 != segment.first_pos and os.path.exists(following):
                 index.segments.append(Segment(index.last_pos + 1, following, 0))
                 self._close_write_fd()
                 continue
@@ -294,47 +310,71 @@ class Ledger:
     # ------------------------------------------------------------------ commits
 
     def append(self, events: Sequence[StoredEvent], trk: Trk | None = None) -> list[int]:
-        """Durably append one save; return its positions once fsynced (group-committed)."""
+        """Durably append one save; return its positions once fsynced (group-committed).
+
+        The first thread to find no commit under way leads: it commits everything queued,
+        wakes the savers it acknowledged, and hands the lead to the next queued saver. While a
+        commit is under way, newcomers only queue, so one fsync serves many saves.
+        """
         if len(events) > MAX_EVENTS_PER_SAVE:
             msg = f"a save holds at most {MAX_EVENTS_PER_SAVE} events, got {len(events)}"
             raise IntegrityError(msg)
-        save = _Save(events, trk)
-        cv = self._queue_cv
-        with cv:
+        # Everything that does not depend on the position is done here, outside every lock.
+        save = _Save(
+            [prepare(e.originator_id, e.originator_version, e.topic, e.state) for e in events],
+            [len(e.state) for e in events],
+            trk,
+        )
+        with self._queue_lock:
             self._queue.append(save)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            save.wake.acquire()
+            if save.done:
+                return save.result()
+        try:
             while not save.done:
-                if self._leading:
-                    cv.wait()
-                    continue
-                self._leading = True
-                batch = self._take_batch()
-                cv.release()
+                if len(self._queue) < self._last_batch:
+                    time.sleep(0)  # let the savers just acknowledged queue their next save
+                with self._queue_lock:
+                    batch = self._take_batch()
+                self._last_batch = len(batch)
                 try:
                     self._commit(batch)
                 finally:
-                    cv.acquire()
+                    for other in batch:
+                        if other is not save:
+                            other.wake.release()
+        finally:
+            with self._queue_lock:
+                if self._queue:
+                    self._queue[0].wake.release()  # its thread leads the next commit
+                else:
                     self._leading = False
-                    cv.notify_all()
         return save.result()
 
     def _take_batch(self) -> list[_Save]:
         batch: list[_Save] = []
         lines = 0
-        while self._queue and (
-            not batch or lines + len(self._queue[0].events) <= MAX_LINES_PER_COMMIT
-        ):
-            save = self._queue.pop(0)
+        queue = self._queue
+        while queue and (not batch or lines + len(queue[0].events) <= MAX_LINES_PER_COMMIT):
+            save = queue.pop(0)
             batch.append(save)
             lines += len(save.events)
         return batch
 
     def _commit(self, batch: list[_Save]) -> None:
         try:
-            with self._state, self._flock.held():
-                self._catch_up(repair=True)
-                if self.corruption is not None:
-                    raise CorruptLogError(self.corruption)
-                self._write(batch)
+            with self._state:
+                self._flock.acquire()
+                try:
+                    self._catch_up(repair=True)
+                    if self.corruption is not None:
+                        raise CorruptLogError(self.corruption)
+                    self._write(batch)
+                finally:
+                    self._flock.release()
         except BaseException as error:  # every waiter must hear of a failed commit
             for save in batch:
                 if not save.done:
@@ -351,32 +391,28 @@ class Ledger:
         if not accepted:
             return
         segment = self._active_segment()
-        ts = self._clock.now()
-        head = index.head
+        ts = self._clock.now().encode()
+        head = index.head.encode()
         pos = index.last_pos
         offset = segment.size
         parts: list[bytes] = []
-        placed: list[tuple[int, int, str, int]] = []
+        offsets: list[int] = []
         tracking_lines: list[bytes] = []
         for save in accepted:
             end = pos + len(save.events)
-            last = len(save.events) - 1
-            for i, event in enumerate(save.events):
+            last = save.events[-1] if save.events else None
+            for event in save.events:
                 pos += 1
-                stream = str(event.originator_id)
                 line, head = encode_line(
+                    event,
                     pos=pos,
                     ts=ts,
-                    stream=stream,
-                    ver=event.originator_version,
-                    topic=event.topic,
-                    state=event.state,
                     end=end,
                     prev=head,
-                    trk=save.trk if i == last else None,
+                    trk=save.trk if event is last else None,
                 )
                 parts.append(line)
-                placed.append((pos, offset, stream, event.originator_version))
+                offsets.append(offset)
                 offset += len(line)
             if save.trk is not None and not save.events:
                 tracking_lines.append(_tracking_encoder.encode(save.trk) + b"\n")
@@ -385,15 +421,24 @@ class Ledger:
         if tracking_lines:
             append_durably(self.tracking_path, b"".join(tracking_lines))
             index.tracking_size = os.stat(self.tracking_path).st_size
-        for position, line_offset, stream, version in placed:
-            index.add(position, line_offset, stream, version)
-        index.head = head
-        segment.size = offset
+        # Acknowledged on disk: now the index learns the new lines.
+        index.offsets.extend(offsets)
+        streams = index.streams
+        position = index.last_pos
         for save in accepted:
+            for event in save.events:
+                position += 1
+                versions = streams.get(event.key)
+                if versions is None:
+                    versions = streams[event.key] = StreamVersions()
+                versions.add(event.ver, position)
             if save.trk is not None:
                 index.track(save.trk)
             save.done = True
-        self._events_since_sidecar += len(placed)
+        index.last_pos = position
+        index.head = head.decode()
+        segment.size = offset
+        self._events_since_sidecar += len(offsets)
         if self._events_since_sidecar >= SIDECAR_EVERY_EVENTS:
             self._save_sidecar()
 
@@ -410,8 +455,6 @@ class Ledger:
                 save.error = IntegrityError(problem)
                 save.done = True
                 continue
-            for event in save.events:
-                claimed.add((str(event.originator_id), event.originator_version))
             if save.trk is not None:
                 tracked[save.trk.app] = save.trk.id
             save.positions = list(range(next_pos, next_pos + len(save.events)))
@@ -602,19 +645,25 @@ def _check_line(line: bytes, expected: int, head: str) -> tuple[str, Any]:
 def _save_problem(
     save: _Save, index: LogIndex, claimed: set[tuple[str, int]], tracked: dict[str, int]
 ) -> str:
+    """Why a save may not be committed (duplicate versions, limits, tracking), or ''.
+
+    On success the save's (stream, version) pairs are added to ``claimed`` for the rest of
+    the group.
+    """
     seen: set[tuple[str, int]] = set()
-    for event in save.events:
-        key = (str(event.originator_id), event.originator_version)
+    streams = index.streams
+    for event, size in zip(save.events, save.sizes, strict=True):
+        key = (event.key, event.ver)
         if key in seen or key in claimed:
             return f"stream {key[0]} version {key[1]} appears twice"
         seen.add(key)
-        if len(key[0]) > MAX_NAME_CHARS or len(event.topic) > MAX_NAME_CHARS:
+        if len(event.key) > MAX_NAME_CHARS or len(event.topic_json) > MAX_NAME_CHARS:
             return f"a stream id or topic is over {MAX_NAME_CHARS} characters"
-        versions = index.streams.get(key[0])
-        if versions is not None and versions.has(key[1]):
+        versions = streams.get(event.key)
+        if versions is not None and versions.has(event.ver):
             return f"stream {key[0]} already has version {key[1]}"
-        if len(event.state) > MAX_STATE_BYTES:
-            return f"an event's state is {len(event.state)} bytes, over {MAX_STATE_BYTES}"
+        if size > MAX_STATE_BYTES:
+            return f"an event's state is {size} bytes, over {MAX_STATE_BYTES}"
     if save.trk is not None:
         app = save.trk.app
         if len(app) > MAX_NAME_CHARS:
@@ -622,6 +671,7 @@ def _save_problem(
         current = tracked.get(app, index.tracking.get(app))
         if current is not None and save.trk.id <= current:
             return f"tracking {app} {save.trk.id} is not after {current}"
+    claimed.update(seen)
     return ""
 
 

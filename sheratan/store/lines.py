@@ -19,10 +19,13 @@ A line reads::
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import uuid
+from binascii import hexlify
 from collections.abc import Iterator
-from typing import Any
+from hashlib import sha256
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -35,21 +38,6 @@ class Trk(msgspec.Struct, frozen=True):
 
     app: str
     id: int
-
-
-class _Body(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """What is hashed: the line without its hash. Field order is the on-disk key order."""
-
-    pos: int
-    ts: str
-    stream: str
-    ver: int
-    topic: str
-    data: msgspec.Raw | None
-    raw: bytes | None = None
-    trk: Trk | None = None
-    end: int
-    prev: str
 
 
 def _line_type(name: str, stream_type: type) -> Any:
@@ -90,7 +78,6 @@ class LinePointer(msgspec.Struct, kw_only=True):
     hash: str = ""
 
 
-_body_encoder = msgspec.json.Encoder()
 pointer_decoder = msgspec.json.Decoder(LinePointer)
 text_line_decoder = msgspec.json.Decoder(TextLine)
 uuid_line_decoder = msgspec.json.Decoder(UUIDLine)
@@ -114,36 +101,66 @@ def is_json_object(state: bytes) -> bool:
     return True
 
 
+class Prepared(NamedTuple):
+    """The parts of an event's line that do not depend on its position or the chain.
+
+    Computed in the saving thread before the commit lock is taken, so the leader's critical
+    section only numbers, hashes and writes.
+    """
+
+    key: str  # the stream id as the index knows it
+    stream_json: bytes
+    ver: int
+    topic_json: bytes
+    state_field: bytes  # what follows "data": -- the state itself, or null and its base64
+
+
+def prepare(originator_id: Any, version: int, topic: str, state: bytes) -> Prepared:
+    stream_json = _json(originator_id)
+    # A UUID's JSON form is its canonical text, which is also str(uuid), only cheaper.
+    key = originator_id if isinstance(originator_id, str) else stream_json[1:-1].decode()
+    if is_json_object(state):
+        state_field = state
+    else:
+        state_field = b'null,"raw":"' + binascii.b2a_base64(state, newline=False) + b'"'
+    return Prepared(key, stream_json, version, _topic_json(topic), state_field)
+
+
+_BODY = b'{"pos":%d,"ts":"%b","stream":%b,"ver":%d,"topic":%b,"data":%b%b,"end":%d,"prev":"%b"}'
+
+
 def encode_line(
-    *,
-    pos: int,
-    ts: str,
-    stream: str,
-    ver: int,
-    topic: str,
-    state: bytes,
-    end: int,
-    prev: str,
-    trk: Trk | None = None,
-) -> tuple[bytes, str]:
-    """Encode one line and return it (newline included) with its hash."""
-    embed = is_json_object(state)
-    body = _body_encoder.encode(
-        _Body(
-            pos=pos,
-            ts=ts,
-            stream=stream,
-            ver=ver,
-            topic=topic,
-            data=msgspec.Raw(state) if embed else None,
-            raw=None if embed else state,
-            trk=trk,
-            end=end,
-            prev=prev,
-        )
+    event: Prepared, *, pos: int, ts: bytes, end: int, prev: bytes, trk: Trk | None = None
+) -> tuple[bytes, bytes]:
+    """One line (newline included) and its hash, both ASCII bytes."""
+    trk_field = b',"trk":' + _json(trk) if trk is not None else b""
+    body = _BODY % (
+        pos,
+        ts,
+        event.stream_json,
+        event.ver,
+        event.topic_json,
+        event.state_field,
+        trk_field,
+        end,
+        prev,
     )
-    digest = hashlib.sha256(prev.encode() + body).hexdigest()
-    return body[:-1] + b',"hash":"' + digest.encode() + b'"}\n', digest
+    digest = hexlify(sha256(prev + body).digest())
+    return body[:-1] + b',"hash":"' + digest + b'"}\n', digest
+
+
+_json = msgspec.json.Encoder().encode
+_topics: dict[str, bytes] = {}
+
+
+def _topic_json(topic: str) -> bytes:
+    """Topics are few: their JSON form is cached (bounded, for foreign apps' topics)."""
+    out = _topics.get(topic)
+    if out is None:
+        if len(_topics) >= 4096:
+            _topics.clear()
+        out = _topics[topic] = _json(topic)
+    return out
 
 
 def line_body(line: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -27,11 +28,57 @@ from sheratan.store.lines import Trk, state_of, text_line_decoder, uuid_line_dec
 SUBSCRIPTION_POLL_S = 0.1
 
 
+class _UUIDNote(msgspec.Struct):
+    """Only what a Notification needs: ts, end, prev and hash are skipped, not decoded."""
+
+    pos: int
+    stream: UUID
+    ver: int
+    topic: str
+    data: msgspec.Raw
+    raw: bytes | None = None
+
+
+class _TextNote(msgspec.Struct):
+    pos: int
+    stream: str
+    ver: int
+    topic: str
+    data: msgspec.Raw
+    raw: bytes | None = None
+
+
+_uuid_note = msgspec.json.Decoder(_UUIDNote)
+_text_note = msgspec.json.Decoder(_TextNote)
+_new = object.__new__
+
+
 class LineDecoder:
     """Decodes ledger lines, giving stream ids back as UUIDs or as text."""
 
     def __init__(self, uuid_ids: bool) -> None:
         self.uuid_ids = uuid_ids
+
+    def notification(self, line: bytes) -> Notification:
+        """A Notification straight from a line, decoding only the fields it carries."""
+        note: Any = None
+        if self.uuid_ids:
+            # A stream whose id is not a UUID comes back as text.
+            with contextlib.suppress(msgspec.ValidationError):
+                note = _uuid_note.decode(line)
+        if note is None:
+            note = _text_note.decode(line)
+        # Notification is a frozen dataclass; filling its __dict__ at once costs a third of
+        # its __init__, and reading every notification of a log is a hot path.
+        notification = _new(Notification)
+        notification.__dict__.update(
+            originator_id=note.stream,
+            originator_version=note.ver,
+            topic=note.topic,
+            state=bytes(note.data) if note.raw is None else note.raw,
+            id=note.pos,
+        )
+        return notification
 
     def decode(self, line: bytes) -> Any:
         if self.uuid_ids:
