@@ -6,8 +6,9 @@ worker scores lower than a fast one); the per-action windows serve drift reports
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from events import Event
@@ -26,37 +27,51 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 class Window:
-    """The last ``size`` (latency_ms, cost) observations, with their p50/p95."""
+    """The last ``size`` (latency_ms, cost) observations, with their p50/p95.
+
+    Each series is also kept sorted (insort and removal by bisection), so the percentiles
+    that every score needs cost O(1) to read instead of a sort per decision.
+    """
 
     def __init__(self, size: int) -> None:
-        self.latency_ms: deque[float] = deque(maxlen=size)
-        self.cost: deque[float] = deque(maxlen=size)
-        self._cached: tuple[float, float, float, float] | None = None
+        self.size = size
+        self.latency_ms: deque[float] = deque()
+        self.cost: deque[float] = deque()
+        self._latency_sorted: list[float] = []
+        self._cost_sorted: list[float] = []
 
     def add(self, latency_ms: float, cost: float) -> None:
+        if len(self.latency_ms) == self.size:
+            _remove(self._latency_sorted, self.latency_ms.popleft())
+            _remove(self._cost_sorted, self.cost.popleft())
         self.latency_ms.append(latency_ms)
         self.cost.append(cost)
-        self._cached = None
+        bisect.insort(self._latency_sorted, latency_ms)
+        bisect.insort(self._cost_sorted, cost)
 
     def __len__(self) -> int:
         return len(self.latency_ms)
 
     def percentiles(self) -> tuple[float, float, float, float]:
         """(latency p50, latency p95, cost p50, cost p95) of the window."""
-        if self._cached is None:
-            latency = sorted(self.latency_ms)
-            cost = sorted(self.cost)
-            self._cached = (
-                percentile(latency, 0.5),
-                percentile(latency, 0.95),
-                percentile(cost, 0.5),
-                percentile(cost, 0.95),
-            )
-        return self._cached
+        latency, cost = self._latency_sorted, self._cost_sorted
+        return (
+            percentile(latency, 0.5),
+            percentile(latency, 0.95),
+            percentile(cost, 0.5),
+            percentile(cost, 0.95),
+        )
+
+
+def _remove(sorted_values: list[float], value: float) -> None:
+    del sorted_values[bisect.bisect_left(sorted_values, value)]
 
 
 class BaselinesView:
     """Rolling windows of observed latency and cost (window size from scoring.json)."""
+
+    #: The event classes this view folds (others only advance its position).
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset({BaselineUpdated})
 
     def __init__(self, window: int = 200) -> None:
         self.position = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -241,6 +241,9 @@ class JobsView:
     next job is O(1) however many jobs the view holds.
     """
 
+    #: The event classes this view folds (others only advance its position).
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(JOB_EVENTS)
+
     def __init__(self, position: int = 0, jobs: dict[UUID, JobState] | None = None) -> None:
         self.position = position
         self.jobs: dict[UUID, JobState] = jobs if jobs is not None else {}
@@ -251,7 +254,7 @@ class JobsView:
 
     def apply(self, position: int, event: Event) -> None:
         """Fold the event at ``position``; events of other kinds only advance the position."""
-        if type(event) in _JOB_EVENT_SET:
+        if type(event) in self.FOLDS:
             job_id = event.originator_id
             before = self.jobs.get(job_id)
             after = apply_job(before, event)
@@ -286,5 +289,3 @@ class JobsView:
     def summary(self) -> dict[str, Any]:
         return {"jobs": len(self.jobs), "counts": self.counts()}
 
-
-_JOB_EVENT_SET = frozenset(JOB_EVENTS)

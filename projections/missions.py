@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -96,6 +96,11 @@ def project_task(state: TaskState | None, events: object) -> TaskState | None:
 
 class MissionsView:
     """All missions and tasks, with the position folded so far."""
+
+    #: The event classes this view folds (others only advance its position).
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(
+        {MissionCreated, MissionActivated, MissionCompleted, MissionCancelled, TaskCreated}
+    )
 
     def __init__(self) -> None:
         self.position = 0

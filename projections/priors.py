@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
 from uuid import UUID
 
 import msgspec
@@ -35,6 +36,9 @@ def apply_prior(prior: Prior, event: Event) -> Prior:
 
 class PriorsView:
     """Every (intent, action key)'s prior, and each priors stream's version."""
+
+    #: The event classes this view folds (others only advance its position).
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset({PriorsSeeded, PriorsUpdated})
 
     def __init__(self) -> None:
         self.position = 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
 from events import Event
 from events.workers import (
+    WORKER_EVENTS,
     Transport,
     WorkerHeartbeat,
     WorkerQuarantined,
@@ -75,6 +76,11 @@ def project_worker(state: WorkerState | None, events: Any) -> WorkerState | None
 
 
 class WorkersView:
+    """Every registered worker's state."""
+
+    #: The event classes this view folds (others only advance its position).
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(WORKER_EVENTS)
+
     def __init__(self) -> None:
         self.position = 0
         self.workers: dict[str, WorkerState] = {}

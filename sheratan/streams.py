@@ -6,18 +6,22 @@ same prior" collide on (stream, version), which the store refuses, instead of fo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 NAMESPACE = UUID("8b7d0a52-4f0e-4a7c-9a55-2f7c1d3e6b90")
 
 
+@lru_cache(maxsize=4096)
 def worker_stream(worker_id: str) -> UUID:
     return uuid5(NAMESPACE, f"worker:{worker_id}")
 
 
+@lru_cache(maxsize=4096)
 def priors_stream(intent: str, action_key: str) -> UUID:
     return uuid5(NAMESPACE, f"priors:{intent}:{action_key}")
 
 
+@lru_cache(maxsize=1024)
 def baseline_stream(intent: str) -> UUID:
     return uuid5(NAMESPACE, f"baseline:{intent}")

@@ -107,9 +107,10 @@ class DecisionEngine:
         )
         draw = self.rng.random()
         chosen = pick(probs, draw)
+        node = str(decision_id)
         candidates = tuple(
             Candidate(
-                action_id=f"{decision_id}:{i}",
+                action_id=f"{node}:{i}",
                 type=spec.type,
                 key=spec.key,
                 params=spec.params,

@@ -8,9 +8,11 @@ constraints. Each gate returns a GateResult with the reason it blocked.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -50,8 +52,17 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def path_problem(text: str, workspace: Path, forbidden_prefixes: tuple[str, ...]) -> str | None:
-    """Why ``text`` may not be used as a path inside ``workspace``, or None."""
+def path_problem(
+    text: str,
+    workspace: Path,
+    forbidden_prefixes: tuple[str, ...],
+    inside: Callable[[str, str], bool] | None = None,
+) -> str | None:
+    """Why ``text`` may not be used as a path inside ``workspace``, or None.
+
+    ``inside`` decides whether the path stays inside once symlinks are followed; gates use
+    the cached ``resolves_inside``, the worker that opens the file passes an uncached check.
+    """
     if "\x00" in text:
         return f"path {text!r} holds a NUL byte"
     normal = text.replace("\\", "/")
@@ -64,11 +75,22 @@ def path_problem(text: str, workspace: Path, forbidden_prefixes: tuple[str, ...]
         parts[0] == prefix or normal.startswith(prefix + "/") for prefix in forbidden_prefixes
     ):
         return f"path {text!r} is under a forbidden prefix"
-    root = workspace.resolve()
-    resolved = (root / normal).resolve()
-    if resolved != root and root not in resolved.parents:
+    if not (inside or resolves_inside)(str(workspace), normal):
         return f"path {text!r} resolves outside the workspace"
     return None
+
+
+@lru_cache(maxsize=4096)
+def resolves_inside(workspace: str, relative: str) -> bool:
+    """Whether ``relative`` stays inside ``workspace`` once symlinks are followed.
+
+    Cached because every decision re-checks its job's paths and resolving costs a syscall per
+    component. A symlink made after the check is caught where it matters: the local worker
+    checks again, uncached, at the moment it opens the file.
+    """
+    root = os.path.realpath(workspace)
+    resolved = os.path.realpath(os.path.join(root, relative))
+    return resolved == root or resolved.startswith(root.rstrip("/") + "/")
 
 
 class JobGates:
@@ -79,11 +101,12 @@ class JobGates:
         self.workspace = workspace
 
     def check(self, job: JobState, constraints: dict[str, Any]) -> list[GateResult]:
+        strings = list(_strings(job.payload))  # G3 and G4 both look at every string
         return [
             self._g1_payload(job),
             self._g2_kind(job),
-            self._g3_paths(job),
-            self._g4_escalation(job),
+            self._g3_paths(strings),
+            self._g4_escalation(strings),
             self._readonly(job, constraints),
         ]
 
@@ -98,17 +121,17 @@ class JobGates:
             return GateResult("G2_kind", False, f"kind {job.kind!r} is not on the allowlist")
         return GateResult("G2_kind", True)
 
-    def _g3_paths(self, job: JobState) -> GateResult:
-        for key, text in _strings(job.payload):
+    def _g3_paths(self, strings: list[tuple[str, str]]) -> GateResult:
+        for key, text in strings:
             if PATH_KEY.search(key) or _looks_like_path(text):
                 problem = path_problem(text, self.workspace, self.policy.forbidden_path_prefixes)
                 if problem:
                     return GateResult("G3_path", False, f"{key or 'value'}: {problem}")
         return GateResult("G3_path", True)
 
-    def _g4_escalation(self, job: JobState) -> GateResult:
+    def _g4_escalation(self, strings: list[tuple[str, str]]) -> GateResult:
         markers = [m.lower() for m in self.policy.escalation_markers]
-        for key, text in _strings(job.payload):
+        for key, text in strings:
             lowered = text.lower()
             for marker in markers:
                 if marker in lowered:

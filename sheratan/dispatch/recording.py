@@ -21,6 +21,7 @@ from events import Event
 
 class View(Protocol):
     position: int
+    FOLDS: frozenset[type[Event]]
 
     def apply(self, position: int, event: Event) -> None: ...
 
@@ -33,13 +34,19 @@ class Recorder:
     ) -> None:
         self.app = app
         self.views = views
+        # Each event goes only to the views that fold its type (most fold one kind only).
+        self._routes: dict[type[Event], list[View]] = {}
+        for view in views:
+            for event_type in view.FOLDS:
+                self._routes.setdefault(event_type, []).append(view)
         self.pending: list[Event] = []
         self.recorded = 0
         self._on_flush = on_flush
 
     def record(self, *events: Event) -> None:
+        routes = self._routes
         for event in events:
-            for view in self.views:
+            for view in routes.get(type(event), ()):
                 view.apply(view.position, event)
         self.pending.extend(events)
 
@@ -47,15 +54,15 @@ class Recorder:
         """Save every pending event in one atomic save; views take the log's last position."""
         if not self.pending:
             return
-        # The event store directly: Application.save would re-check every event against a
-        # runtime Protocol, which costs more than encoding it.
-        recordings = self.app.events.put(self.pending)
+        # Straight to the recorder: Application.save would re-check every event against a
+        # runtime Protocol and wrap each in Recording objects, which costs more than encoding.
+        to_stored = self.app.mapper.to_stored_event
+        positions = self.app.recorder.insert_events([to_stored(e) for e in self.pending])
         self.recorded += len(self.pending)
         self.pending.clear()
-        if recordings:
-            last = recordings[-1].notification.id
+        if positions:
             for view in self.views:
-                view.position = last
+                view.position = positions[-1]
         if self._on_flush is not None:
             self._on_flush()
 
