@@ -43,3 +43,28 @@ def test_bench_store_reports_ratios_against_anchors(tmp_path: Path) -> None:
         assert set(figure) >= FIGURE_KEYS, name
         assert figure["value"] > 0 and figure["anchor_value"] > 0, name
         assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+
+
+def test_bench_decide_reports_cpu_per_decision_and_simulate_rate(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "decide",
+            "--decisions",
+            "200",
+            "--jobs",
+            "200",
+            "--repeats",
+            "1",
+            "--json",
+            "--home",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)["figures"]
+    assert set(figures) == {"decision_cpu", "simulate_jobs_per_s"}
+    for figure in figures.values():
+        assert set(figure) >= FIGURE_KEYS
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"]
