@@ -190,7 +190,7 @@ def run_decide_bench(decisions: int = 5000, jobs: int = 5000, repeats: int = 3) 
     """Both figures, medians of ``repeats`` runs."""
     root = Path(tempfile.mkdtemp(prefix="sheratan-bench-decide-"))
     try:
-        runs = {"decision_cpu": [], "simulate_jobs_per_s": []}
+        runs: dict[str, list[dict[str, Any]]] = {"decision_cpu": [], "simulate_jobs_per_s": []}
         for i in range(repeats):
             runs["decision_cpu"].append(bench_decision(root / f"r{i}", decisions))
             runs["simulate_jobs_per_s"].append(bench_simulate(root / f"r{i}", jobs))

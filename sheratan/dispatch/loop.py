@@ -25,6 +25,7 @@ from events.decisions import (
     GateResult,
     Metrics,
     PriorsUpdated,
+    ResultStatus,
 )
 from events.jobs import (
     JobCancelled,
@@ -122,7 +123,7 @@ class Dispatcher:
         ids: Ids,
         quarantine_cooldown_s: float = 300.0,
         constraints: dict[str, Any] | None = None,
-        on_breach: Callable[[dict[str, Any], Violation], None] | None = None,
+        on_breach: Callable[[dict[str, Any], Violation], object] | None = None,
     ) -> None:
         self.views = views
         self.recorder = recorder
@@ -309,7 +310,9 @@ class Dispatcher:
             cost=outcome.cost,
             risk=outcome.risk,
         )
-        status = ("recovered" if intent == RECOVER else "success") if outcome.ok else "failed"
+        status: ResultStatus = (
+            ("recovered" if intent == RECOVER else "success") if outcome.ok else "failed"
+        )
         now = self.clock.now()
         decision_id = decision.originator_id
         scored = DecisionScored(
