@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("SHERATAN_SCHEMA_EXAMPLES", "300")), deadline=None)
 @given(data=st.data())
 def test_runtime_check_and_published_schema_agree(
     records: list[dict[str, Any]], data: st.DataObject

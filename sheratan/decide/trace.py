@@ -100,6 +100,18 @@ class Violation:
 # schemas/decision_trace_v1.json to the same verdicts, so the two cannot drift apart.
 
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+# JSON Schema's "integer" is any number with no fractional part (2.0 included), which msgspec's
+# int refuses: integer fields are floats here, held integral by _integral in __post_init__.
+Count = Annotated[float, msgspec.Meta(ge=0)]
+
+
+def _integral(**values: Any) -> None:
+    for name, value in values.items():
+        if isinstance(value, float) and not value.is_integer():
+            msg = f"{name} must be an integer, not {value}"
+            raise ValueError(msg)
+
+
 ActionTypeName = Literal[
     "ROUTE", "EXECUTE", "RETRY", "REWRITE", "FALLBACK", "QUARANTINE", "SKIP", "ABORT"
 ]
@@ -136,7 +148,10 @@ class _Baseline(msgspec.Struct, forbid_unknown_fields=True):
     latency_ms: _Percentiles
     cost: _Percentiles
     source: Literal["default", "observed", "fixed"]
-    observations: Annotated[int, msgspec.Meta(ge=0)] | msgspec.UnsetType = msgspec.UNSET
+    observations: Count | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        _integral(observations=self.observations)
 
 
 class _Metrics(msgspec.Struct):
@@ -204,20 +219,26 @@ class _Candidate(msgspec.Struct, forbid_unknown_fields=True):
     gates: list[_Gate]
     gated: bool
     mean: float
-    visits: Annotated[int, msgspec.Meta(ge=0)]
+    visits: Count
     ucb_bonus: float
     risk_penalty: float
     select_score: float | None
     probability: Probability
 
+    def __post_init__(self) -> None:
+        _integral(visits=self.visits)
+
 
 class _Rng(msgspec.Struct, forbid_unknown_fields=True):
     policy: str
-    seed: int
+    seed: float
     draw: float
     epsilon: float
     c: float
     explore_draw: float | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        _integral(seed=self.seed)
 
 
 class TraceRecord(msgspec.Struct, forbid_unknown_fields=True):
@@ -228,7 +249,7 @@ class TraceRecord(msgspec.Struct, forbid_unknown_fields=True):
     build_id: str
     job_id: str | None
     intent: str
-    depth: Annotated[int, msgspec.Meta(ge=0)]
+    depth: Count
     state: _State
     action: _Action
     result: _Result
@@ -239,6 +260,9 @@ class TraceRecord(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | msgspec.UnsetType = msgspec.UNSET
     decision_summary: str | msgspec.UnsetType = msgspec.UNSET
     rng: _Rng | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        _integral(depth=self.depth)
 
 
 _record_decoder = msgspec.json.Decoder(TraceRecord)
