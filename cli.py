@@ -266,20 +266,25 @@ def job() -> None:
     """Jobs: what workers execute."""
 
 
-def parse_payload(_ctx: Any, param: click.Parameter, value: str) -> dict[str, Any]:
+def parse_json_object(
+    _ctx: Any, param: click.Parameter, value: str | None
+) -> dict[str, Any] | None:
+    """Click callback: an option holding one JSON object (None when not given)."""
+    if value is None:
+        return None
     try:
-        payload = msgspec.json.decode(value.encode())
+        parsed = msgspec.json.decode(value.encode())
     except msgspec.DecodeError as error:
         raise click.BadParameter(f"not JSON: {error}", param=param) from None
-    if not isinstance(payload, dict):
+    if not isinstance(parsed, dict):
         raise click.BadParameter("must be a JSON object", param=param)
-    return payload
+    return parsed
 
 
 @job.command("create")
 @click.argument("kind")
 @click.option("--task", "task_id", callback=parse_uuid, help="The task this job belongs to.")
-@click.option("--payload", default="{}", callback=parse_payload, help="A JSON object.")
+@click.option("--payload", default="{}", callback=parse_json_object, help="A JSON object.")
 @click.option("--priority", type=click.Choice(PRIORITIES), default="normal", show_default=True)
 @click.option("--depends-on", multiple=True, callback=parse_uuid, help="A job id; repeat for more.")
 @click.option("--idempotency-key", default=None, help="The same key always gives the same job.")
@@ -393,25 +398,13 @@ def parse_kinds(_ctx: Any, param: click.Parameter, value: str) -> tuple[str, ...
     return kinds
 
 
-def parse_profile(_ctx: Any, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        profile = msgspec.json.decode(value.encode())
-    except msgspec.DecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param=param) from None
-    if not isinstance(profile, dict):
-        raise click.BadParameter("must be a JSON object", param=param)
-    return profile
-
-
 @worker.command("register")
 @click.argument("worker_id")
 @click.option("--kinds", required=True, callback=parse_kinds, help="Comma-separated job kinds.")
 @click.option("--transport", type=click.Choice(["local", "simulated"]), required=True)
 @click.option(
     "--profile",
-    callback=parse_profile,
+    callback=parse_json_object,
     default=None,
     help="JSON: a simulated worker's success, latency_ms, cost, quality, risk.",
 )

@@ -187,3 +187,15 @@ def append_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def assert_saves_whole(lines: list[dict[str, Any]]) -> None:
+    """Each save is one stream's versions 1..n: adjacent lines whose ``end`` is its last."""
+    by_stream: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_stream.setdefault(line["stream"], []).append(line)
+    for save in by_stream.values():
+        first = save[0]["pos"]
+        assert [line["pos"] for line in save] == list(range(first, first + len(save)))
+        assert [line["ver"] for line in save] == list(range(1, len(save) + 1))
+        assert {line["end"] for line in save} == {save[-1]["pos"]}

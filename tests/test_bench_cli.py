@@ -43,6 +43,15 @@ def test_bench_store_reports_ratios_against_anchors(tmp_path: Path) -> None:
         assert set(figure) >= FIGURE_KEYS, name
         assert figure["value"] > 0 and figure["anchor_value"] > 0, name
         assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+    # the rebuild is the product's (sheratan.views), checked against the library path
+    verified = figures["rebuild_jobs_view"]["verified_against_library_path"]
+    assert verified["equal_position"] and verified["equal_jobs"] and verified["equal_queue"]
+    assert "Views.rebuild" in figures["rebuild_jobs_view"]["what"]
+    # the second disk anchor: a write+fsync loop of records as large as Sheratan's saves
+    save_sized = report["info"]["write_save_per_job_vs_save_sized_fsync_loop"]
+    assert set(save_sized) >= FIGURE_KEYS
+    assert save_sized["target"] is None and save_sized["met"] is None
+    assert save_sized["ratio"] == save_sized["value"] / save_sized["anchor_value"]
 
 
 def test_bench_decide_reports_cpu_per_decision_and_simulate_rate(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from store_helpers import (
     Ack,
+    assert_saves_whole,
     decoded_lines,
     only_segment,
     parse_ack,
@@ -37,14 +38,7 @@ def _assert_log_is_whole(home: Path, expected_events: int) -> list[dict[str, Any
     keys = [(line["stream"], line["ver"]) for line in lines]
     assert len(set(keys)) == len(keys), "a (stream, version) was written twice"
     # each save is one stream's versions 1..n: its lines are adjacent and end at its last line
-    by_stream: dict[str, list[dict[str, Any]]] = {}
-    for line in lines:
-        by_stream.setdefault(line["stream"], []).append(line)
-    for save in by_stream.values():
-        first = save[0]["pos"]
-        assert [line["pos"] for line in save] == list(range(first, first + len(save)))
-        assert [line["ver"] for line in save] == list(range(1, len(save) + 1))
-        assert {line["end"] for line in save} == {save[-1]["pos"]}
+    assert_saves_whole(lines)
     result = verify_home(home)
     assert result.ok, result.problem
     assert result.verified == expected_events

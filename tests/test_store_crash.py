@@ -20,6 +20,7 @@ from store_helpers import (
     Ack,
     all_lines,
     append_bytes,
+    assert_saves_whole,
     decoded_lines,
     only_segment,
     parse_ack,
@@ -80,14 +81,7 @@ def _check_home(home: Path, acks: list[Ack]) -> int:
     # so a stream's lines are contiguous and each names the stream's last line as its end
     lines = decoded_lines(home)
     assert [line["pos"] for line in lines] == list(range(1, last + 1))
-    by_stream: dict[str, list[dict]] = {}
-    for line in lines:
-        by_stream.setdefault(line["stream"], []).append(line)
-    for save in by_stream.values():
-        first = save[0]["pos"]
-        assert [line["pos"] for line in save] == list(range(first, first + len(save)))
-        assert [line["ver"] for line in save] == list(range(1, len(save) + 1))
-        assert {line["end"] for line in save} == {save[-1]["pos"]}
+    assert_saves_whole(lines)
     result = verify_home(home)
     assert result.ok, result.problem
     assert result.verified == last
