@@ -22,7 +22,13 @@ from projections.priors import PriorsView
 from projections.workers import WorkerState
 from sheratan.decide.gates import JobGates, worker_gates
 from sheratan.decide.policy import GatePolicy, ScoringPolicy
-from sheratan.decide.selection import SelectionPolicy, pick, probabilities, ucb_bonus
+from sheratan.decide.selection import (
+    SelectionPolicy,
+    log_visits,
+    pick,
+    probabilities,
+    ucb_bonus,
+)
 
 MAX_CANDIDATES = 7
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -84,6 +90,7 @@ class DecisionEngine:
             msg = f"a decision needs 1 to {MAX_CANDIDATES} candidates, got {len(specs)}"
             raise ValueError(msg)
         job_gates = self.job_gates.check(job, constraints)
+        log_total = log_visits(priors.intent_visits(intent))
         total = priors.intent_visits(intent)
         weights = self.scoring.weights
         c = self.selection.c
@@ -94,10 +101,10 @@ class DecisionEngine:
                 gates += worker_gates(self.gate_policy, spec.worker, job, constraints, now)
             gates += spec.extra_gates
             prior = priors.get(intent, spec.key)
-            bonus = ucb_bonus(c, total, prior.visits)
+            bonus = ucb_bonus(c, log_total, prior.visits)
             risk = float((spec.worker.profile or {}).get("risk", 0.0)) if spec.worker else 0.0
             penalty = weights.wK * risk
-            gated = not all(g.passed for g in gates)
+            gated = not all([g.passed for g in gates])
             select = None if gated else prior.mean_score + bonus - penalty
             rows.append((spec, tuple(gates), gated, prior, bonus, penalty, select))
         probs = probabilities(

@@ -28,6 +28,19 @@ PATH_KEY = re.compile(
     r"dest|destination|cwd|root|output|input|location)$",
     re.IGNORECASE,
 )
+#: A passed gate carries no reason: one shared, immutable result per gate.
+PASSED = {
+    name: GateResult(name, True)
+    for name in (
+        "G0_barrier",
+        "G1_payload",
+        "G2_kind",
+        "G3_path",
+        "G4_escalation",
+        "readonly",
+        "budget",
+    )
+}
 #: In-process transports never go silent; others must send heartbeats.
 IN_PROCESS_TRANSPORTS = frozenset({"local", "simulated"})
 
@@ -112,14 +125,14 @@ class JobGates:
 
     def _g1_payload(self, job: JobState) -> GateResult:
         problem = validate_payload(job.kind, job.payload)
-        return GateResult("G1_payload", problem is None, problem)
+        return PASSED["G1_payload"] if problem is None else GateResult("G1_payload", False, problem)
 
     def _g2_kind(self, job: JobState) -> GateResult:
         if job.kind in self.policy.forbidden_kinds:
             return GateResult("G2_kind", False, f"kind {job.kind!r} is forbidden")
         if job.kind not in self.policy.allowed_kinds:
             return GateResult("G2_kind", False, f"kind {job.kind!r} is not on the allowlist")
-        return GateResult("G2_kind", True)
+        return PASSED["G2_kind"]
 
     def _g3_paths(self, strings: list[tuple[str, str]]) -> GateResult:
         for key, text in strings:
@@ -127,7 +140,7 @@ class JobGates:
                 problem = path_problem(text, self.workspace, self.policy.forbidden_path_prefixes)
                 if problem:
                     return GateResult("G3_path", False, f"{key or 'value'}: {problem}")
-        return GateResult("G3_path", True)
+        return PASSED["G3_path"]
 
     def _g4_escalation(self, strings: list[tuple[str, str]]) -> GateResult:
         markers = [m.lower() for m in self.policy.escalation_markers]
@@ -136,13 +149,13 @@ class JobGates:
             for marker in markers:
                 if marker in lowered:
                     return GateResult("G4_escalation", False, f"{key or 'value'} holds {marker!r}")
-        return GateResult("G4_escalation", True)
+        return PASSED["G4_escalation"]
 
     @staticmethod
     def _readonly(job: JobState, constraints: dict[str, Any]) -> GateResult:
         if constraints.get("readonly") and job.kind in WRITE_KINDS:
             return GateResult("readonly", False, f"{job.kind} writes, and the job is readonly")
-        return GateResult("readonly", True)
+        return PASSED["readonly"]
 
 
 def worker_gates(
@@ -179,7 +192,7 @@ def _g0_barrier(
         return GateResult(
             "G0_barrier", False, f"untrusted provenance zone {sorted(untrusted)[0]!r}"
         )
-    return GateResult("G0_barrier", True)
+    return PASSED["G0_barrier"]
 
 
 def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
@@ -188,4 +201,4 @@ def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
         return GateResult(
             "budget", False, f"worker {worker.id} costs {worker.cost_hint}, budget is {budget}"
         )
-    return GateResult("budget", True)
+    return PASSED["budget"]

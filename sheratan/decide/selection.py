@@ -56,8 +56,14 @@ class SelectionPolicy:
         return f"always:{self.worker}" if self.name == "always" else self.name
 
 
-def ucb_bonus(c: float, total_visits: int, visits: int) -> float:
-    return c * math.sqrt(math.log(max(1, total_visits)) / (max(0, visits) + 1))
+def log_visits(total_visits: int) -> float:
+    """ln(N) of the UCB bonus, N at least 1 (computed once per decision)."""
+    return math.log(max(1, total_visits))
+
+
+def ucb_bonus(c: float, log_total: float, visits: int) -> float:
+    """c * sqrt(ln(N) / (n + 1)), given ln(N) from ``log_visits``."""
+    return c * math.sqrt(log_total / (max(0, visits) + 1))
 
 
 def probabilities(
