@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from uuid import UUID
 
 import click
 import msgspec
 
 from events.jobs import PRIORITIES
-from projections.jobs import JobsView
+from projections.jobs import JobsView, Status
 from sheratan.app import InvalidInputError, NotFoundError
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
@@ -46,18 +46,7 @@ BAD_INPUT = (
     PolicyParseError,
     ProfileError,
 )
-STATUSES = (
-    "created",
-    "queued",
-    "dispatched",
-    "running",
-    "completed",
-    "failed",
-    "retry_scheduled",
-    "timed_out",
-    "cancelled",
-    "quarantined",
-)
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 class SheratanGroup(click.Group):

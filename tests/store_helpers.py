@@ -199,3 +199,14 @@ def assert_saves_whole(lines: list[dict[str, Any]]) -> None:
         assert [line["pos"] for line in save] == list(range(first, first + len(save)))
         assert [line["ver"] for line in save] == list(range(1, len(save) + 1))
         assert {line["end"] for line in save} == {save[-1]["pos"]}
+
+
+def assert_log_whole(home: Path, events: int) -> list[dict[str, Any]]:
+    """Positions 1..events, every save whole, and the chain verifies to the last event."""
+    lines = decoded_lines(home)
+    assert [line["pos"] for line in lines] == list(range(1, events + 1))
+    assert_saves_whole(lines)
+    result = verify_home(home)
+    assert result.ok, result.problem
+    assert result.verified == events
+    return lines

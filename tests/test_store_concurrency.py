@@ -14,7 +14,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from store_helpers import (
     Ack,
-    assert_saves_whole,
+    assert_log_whole,
     decoded_lines,
     only_segment,
     parse_ack,
@@ -33,15 +33,9 @@ from sheratan.store.recorders import JsonlApplicationRecorder
 
 def _assert_log_is_whole(home: Path, expected_events: int) -> list[dict[str, Any]]:
     """Gapless positions, no duplicate (stream, version), each save's lines contiguous."""
-    lines = decoded_lines(home)
-    assert [line["pos"] for line in lines] == list(range(1, expected_events + 1))
+    lines = assert_log_whole(home, expected_events)
     keys = [(line["stream"], line["ver"]) for line in lines]
     assert len(set(keys)) == len(keys), "a (stream, version) was written twice"
-    # each save is one stream's versions 1..n: its lines are adjacent and end at its last line
-    assert_saves_whole(lines)
-    result = verify_home(home)
-    assert result.ok, result.problem
-    assert result.verified == expected_events
     return lines
 
 

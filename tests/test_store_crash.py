@@ -20,8 +20,7 @@ from store_helpers import (
     Ack,
     all_lines,
     append_bytes,
-    assert_saves_whole,
-    decoded_lines,
+    assert_log_whole,
     only_segment,
     parse_ack,
     save_of,
@@ -79,12 +78,7 @@ def _check_home(home: Path, acks: list[Ack]) -> int:
             assert by_position[position].originator_id == ack.stream
     # every save in the log is whole: each writer save is versions 1..n of its own stream,
     # so a stream's lines are contiguous and each names the stream's last line as its end
-    lines = decoded_lines(home)
-    assert [line["pos"] for line in lines] == list(range(1, last + 1))
-    assert_saves_whole(lines)
-    result = verify_home(home)
-    assert result.ok, result.problem
-    assert result.verified == last
+    assert_log_whole(home, last)
     return last
 
 
