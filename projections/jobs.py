@@ -288,4 +288,3 @@ class JobsView:
 
     def summary(self) -> dict[str, Any]:
         return {"jobs": len(self.jobs), "counts": self.counts()}
-
