@@ -357,14 +357,18 @@ def events_tail(count: int, follow: bool, home: str | None, as_json: bool) -> No
     ledger = open_home(home).ledger
     last = ledger.last_position()
     position = max(1, last - count + 1)
-    while True:
-        for _, raw in ledger.lines(position, last):
-            click.echo(raw.decode() if as_json else _event_row(raw))
-        if not follow:
-            return
-        position = last + 1
-        while (last := ledger.last_position()) < position:
-            time.sleep(0.2)
+    try:
+        while True:
+            for _, raw in ledger.lines(position, last):
+                click.echo(raw.decode() if as_json else _event_row(raw))
+            if not follow:
+                return
+            sys.stdout.flush()  # a pipe reader sees each event as it is committed
+            position = last + 1
+            while (last := ledger.last_position()) < position:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends --follow; that is not an error
 
 
 def _event_row(raw: bytes) -> str:

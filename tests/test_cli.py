@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +154,39 @@ def test_docs_cli_md_matches_the_help(tmp_path: Path) -> None:
     spec.loader.exec_module(module)
     on_disk = (Path(cli_module.__file__).parent / "docs" / "cli.md").read_text()
     assert module.render() == on_disk, "docs/cli.md is stale: run python scripts/gen_cli_docs.py"
+
+
+def test_events_tail_follow_prints_new_events_as_they_are_committed(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    run(home, "init")
+    cli_path = Path(cli_module.__file__)
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            str(cli_path),
+            "events",
+            "tail",
+            "-n",
+            "1",
+            "--follow",
+            "--json",
+            "--home",
+            str(home),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(30, follower.kill)  # a broken --follow fails, never hangs
+    watchdog.start()
+    try:
+        assert follower.stdout is not None
+        ready = json.loads(follower.stdout.readline())  # the last event so far: it is following
+        job_id = run(home, "job", "create", "noop")["id"]
+        seen = [json.loads(follower.stdout.readline()) for _ in range(2)]
+        assert [line["topic"] for line in seen] == ["job.created", "job.queued"]
+        assert seen[0]["pos"] == ready["pos"] + 1
+        assert {line["stream"] for line in seen} == {job_id}
+    finally:
+        watchdog.cancel()
+        follower.terminate()
+        follower.wait(timeout=10)
