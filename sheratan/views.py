@@ -292,7 +292,6 @@ class Views:
                     progress(count)
         finally:
             if collecting:
-                gc.freeze()  # the view's objects are long-lived: spare them the first full pass
                 gc.enable()
         view.position = max(view.position, last)
 

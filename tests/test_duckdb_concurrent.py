@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -25,17 +26,26 @@ from sheratan.store.ledger import Ledger
 COUNT_BY_TOPIC = "SELECT topic, count(*) FROM {source} GROUP BY topic"
 
 
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A real in-memory DuckDB, closed after the test (no native objects left at exit)."""
+    connection = duckdb.connect()
+    yield connection
+    connection.close()
+
+
 def _counts(con: duckdb.DuckDBPyConnection, files: list[str]) -> Counter[str]:
     rows = con.execute(COUNT_BY_TOPIC.format(source=read_ndjson_sql(files))).fetchall()
     return Counter({topic: count for topic, count in rows})
 
 
-def test_queries_while_a_writer_appends_never_fail(tmp_path: Path) -> None:
+def test_queries_while_a_writer_appends_never_fail(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     # small segments, so the writer also seals and rolls segments under the reader's feet
     writer = start_writer(tmp_path, home, "W", 2_000, env={"SHERATAN_SEGMENT_BYTES": "65536"})
-    con = duckdb.connect()
     totals: list[int] = []
     with CommittedLog(home) as log:
         while len(totals) < 100 or writer.poll() is None:
@@ -64,7 +74,9 @@ def test_queries_while_a_writer_appends_never_fail(tmp_path: Path) -> None:
     assert any(0 < t < totals[-1] for t in totals), "no query ran while the writer wrote"
 
 
-def test_partial_tail_and_incomplete_save_stay_invisible(tmp_path: Path) -> None:
+def test_partial_tail_and_incomplete_save_stay_invisible(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection
+) -> None:
     """A writer caught mid-write: a partial line after the complete lines of an unfinished
     save. A raw read of the segments fails (or, ignoring errors, miscounts); the committed
     view sees exactly the committed events."""
@@ -79,7 +91,6 @@ def test_partial_tail_and_incomplete_save_stay_invisible(tmp_path: Path) -> None
     del writer
     truncate(segment, committed)
 
-    con = duckdb.connect()
     with CommittedLog(home) as log:
         assert sum(_counts(con, log.files()).values()) == 10
         # the writer is mid-write: two lines of its save are out, the third is half written
@@ -101,9 +112,8 @@ def test_partial_tail_and_incomplete_save_stay_invisible(tmp_path: Path) -> None
         assert log.last_position == 13
 
 
-def test_an_empty_log_and_a_corrupt_log(tmp_path: Path) -> None:
+def test_an_empty_log_and_a_corrupt_log(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
     home = tmp_path / "home"
-    con = duckdb.connect()
     with CommittedLog(home) as log:
         assert _counts(con, log.files()) == Counter()
         assert log.last_position == 0
