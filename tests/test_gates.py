@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -14,7 +14,6 @@ from events.decisions import DecisionMade, DecisionScored
 from projections.jobs import JobState
 from projections.priors import PriorsView
 from projections.workers import WorkerState
-from sheratan.app import payload_hash
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.policy import load_gates, load_scoring
 from sheratan.decide.selection import SelectionPolicy
@@ -23,43 +22,15 @@ from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.workers.outcome import Outcome
 from tests.decision_helpers import decisions
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+from tests.states import NOW, job_state, worker_state
 
 
 def job(kind: str = "file_read", payload: dict[str, Any] | None = None) -> JobState:
-    payload = {"path": "README.md"} if payload is None else payload
-    return JobState(
-        id=uuid4(),
-        version=2,
-        status="queued",
-        kind=kind,
-        payload=payload,
-        payload_hash=payload_hash(payload),
-        priority="normal",
-        timeout_seconds=60.0,
-        depends_on=(),
-        idempotency_key=None,
-        max_retries=1,
-        created_at=NOW,
-        updated_at=NOW,
-    )
+    return job_state(kind, {"path": "README.md"} if payload is None else payload)
 
 
 def worker(worker_id: str, **changes: Any) -> WorkerState:
-    fields: dict[str, Any] = {
-        "id": worker_id,
-        "stream": uuid4(),
-        "version": 1,
-        "kinds": ("file_read", "llm_call", "shell_exec"),
-        "transport": "local",
-        "cost_hint": 1.0,
-        "profile": None,
-        "registered_at": NOW,
-        "last_seen": NOW,
-    }
-    fields.update(changes)
-    return WorkerState(**fields)
+    return worker_state(worker_id, **changes)
 
 
 def decide(

@@ -3,46 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 from projections.jobs import JobState
-from projections.workers import WorkerState
-from sheratan.app import payload_hash
 from sheratan.workers.local import LocalTransport
+from tests.states import job_state, worker_state
 
-NOW = datetime(2026, 11, 21, tzinfo=UTC)
-WORKER = WorkerState(
-    id="local",
-    stream=uuid4(),
-    version=1,
-    kinds=("noop", "file_read", "file_write", "patch_apply"),
-    transport="local",
-    cost_hint=0.0,
-    profile=None,
-    registered_at=NOW,
-    last_seen=NOW,
+WORKER = worker_state(
+    "local", kinds=("noop", "file_read", "file_write", "patch_apply"), cost_hint=0.0
 )
 
 
 def job(kind: str, payload: dict[str, Any]) -> JobState:
-    return JobState(
-        id=uuid4(),
-        version=3,
-        status="running",
-        kind=kind,
-        payload=payload,
-        payload_hash=payload_hash(payload),
-        priority="normal",
-        timeout_seconds=5.0,
-        depends_on=(),
-        idempotency_key=None,
-        max_retries=0,
-        created_at=NOW,
-        updated_at=NOW,
-    )
+    return job_state(kind, payload, version=3, status="running", timeout_seconds=5.0, max_retries=0)
 
 
 def test_write_patch_and_read_a_file(tmp_path: Path) -> None:
