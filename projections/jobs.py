@@ -9,7 +9,7 @@ one that was allowed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
@@ -97,116 +97,39 @@ def _created(event: JobCreated) -> JobState:
     )
 
 
-_replace = msgspec.structs.replace
-
-
-def _queued(job: JobState, e: Any) -> JobState:
-    t = e.timestamp
-    return _replace(job, version=e.originator_version, updated_at=t, status="queued", queued_at=t)
-
-
-def _dispatched(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="dispatched",
-        worker=e.worker,
-        attempt=e.attempt,
-        lease_until=e.lease_until,
-    )
-
-
-def _started(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="running",
-        worker=e.worker,
-        attempt=e.attempt,
-    )
-
-
-def _completed(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="completed",
-        result=e.result,
-        lease_until=None,
-    )
-
-
-def _failed(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="failed",
-        error=e.error,
-        error_code=e.code,
-        lease_until=None,
-    )
-
-
-def _retry_scheduled(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="retry_scheduled",
-        retry_count=e.retry_count,
-    )
-
-
-def _timed_out(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="timed_out",
-        error="timed out",
-        error_code="timeout",
-        lease_until=None,
-    )
-
-
-def _cancelled(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="cancelled",
-        error=e.reason or None,
-        lease_until=None,
-    )
-
-
-def _quarantined(job: JobState, e: Any) -> JobState:
-    return _replace(
-        job,
-        version=e.originator_version,
-        updated_at=e.timestamp,
-        status="quarantined",
-        error=e.reason,
-        lease_until=None,
+def _advance(job: JobState, event: Any, **changes: Any) -> JobState:
+    """The job one event later: its version and time, and what the event changes."""
+    return msgspec.structs.replace(
+        job, version=event.originator_version, updated_at=event.timestamp, **changes
     )
 
 
 #: How each non-creating job event changes a job (a table, not a chain of isinstance checks:
 #: the fold runs for every event of a rebuild).
-_STEPS: dict[type[Event], Any] = {
-    JobQueued: _queued,
-    JobDispatched: _dispatched,
-    JobStarted: _started,
-    JobCompleted: _completed,
-    JobFailed: _failed,
-    JobRetryScheduled: _retry_scheduled,
-    JobTimedOut: _timed_out,
-    JobCancelled: _cancelled,
-    JobQuarantined: _quarantined,
+_STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
+    JobQueued: lambda j, e: _advance(j, e, status="queued", queued_at=e.timestamp),
+    JobDispatched: lambda j, e: _advance(
+        j, e, status="dispatched", worker=e.worker, attempt=e.attempt, lease_until=e.lease_until
+    ),
+    JobStarted: lambda j, e: _advance(j, e, status="running", worker=e.worker, attempt=e.attempt),
+    JobCompleted: lambda j, e: _advance(
+        j, e, status="completed", result=e.result, lease_until=None
+    ),
+    JobFailed: lambda j, e: _advance(
+        j, e, status="failed", error=e.error, error_code=e.code, lease_until=None
+    ),
+    JobRetryScheduled: lambda j, e: _advance(
+        j, e, status="retry_scheduled", retry_count=e.retry_count
+    ),
+    JobTimedOut: lambda j, e: _advance(
+        j, e, status="timed_out", error="timed out", error_code="timeout", lease_until=None
+    ),
+    JobCancelled: lambda j, e: _advance(
+        j, e, status="cancelled", error=e.reason or None, lease_until=None
+    ),
+    JobQuarantined: lambda j, e: _advance(
+        j, e, status="quarantined", error=e.reason, lease_until=None
+    ),
 }
 
 

@@ -83,12 +83,7 @@ class LogIndex:
     head: str = GENESIS_HASH
 
     def segment_index_of(self, position: int) -> int:
-        firsts = self.segment_firsts
-        return bisect.bisect_right(firsts, position) - 1
-
-    @property
-    def segment_firsts(self) -> list[int]:
-        return [s.first_pos for s in self.segments]
+        return bisect.bisect_right(self.segments, position, key=lambda s: s.first_pos) - 1
 
     def span(self, first: int, last: int) -> tuple[Segment, int, int, int]:
         """Where positions first..last lie: (segment, start byte, end byte, last position).

@@ -23,7 +23,6 @@ import binascii
 import hashlib
 import uuid
 from binascii import hexlify
-from collections.abc import Iterator
 from hashlib import sha256
 from typing import Any, NamedTuple
 
@@ -177,15 +176,3 @@ def state_of(line: Any) -> bytes:
     """The stored state bytes of a decoded line, exactly as they were saved."""
     raw = line.raw
     return raw if raw is not None else bytes(line.data)
-
-
-def split_lines(buf: bytes) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, line-without-newline) for every complete line in ``buf``."""
-    start = 0
-    find = buf.find
-    while True:
-        nl = find(b"\n", start)
-        if nl < 0:
-            return
-        yield start, buf[start:nl]
-        start = nl + 1

@@ -166,16 +166,14 @@ class JsonlApplicationRecorder(JsonlAggregateRecorder, ApplicationRecorder):
         markers = [f'"topic":{msgspec.json.encode(t).decode()},'.encode() for t in topics]
         wanted = set(topics)
         results: list[Notification] = []
-        decode = self.lines.decode
+        decode = self.lines.notification
         for _, raw in self.ledger.lines(first, last):
             if markers and not any(m in raw for m in markers):
                 continue
-            line = decode(raw)
-            if wanted and line.topic not in wanted:
+            notification = decode(raw)
+            if wanted and notification.topic not in wanted:
                 continue
-            results.append(
-                Notification(line.stream, line.ver, line.topic, state_of(line), line.pos)
-            )
+            results.append(notification)
             if len(results) >= limit:
                 break
         return results
