@@ -116,6 +116,8 @@ class DecisionMade(Event, frozen=True, kw_only=True):
     rng: Rng
     input_hash: str
     output_hash: str
+    #: The ``policy.recorded`` snapshot (scoring, gates, workspace) this decision ran under.
+    policy_id: str | None = None
 
 
 class DecisionScored(Event, frozen=True, kw_only=True):

@@ -40,6 +40,7 @@ from events.missions import (
     MissionCreated,
     TaskCreated,
 )
+from events.policy import PolicyRecorded, ReplayRun
 from events.workers import (
     Transport,
     WorkerHeartbeat,
@@ -52,7 +53,7 @@ from projections.missions import MissionState, TaskState, project_mission, proje
 from projections.workers import WorkerState, project_worker
 from sheratan.decide.policy import PriorSeed
 from sheratan.lifecycle import job_event
-from sheratan.streams import priors_stream, worker_stream
+from sheratan.streams import policy_stream, priors_stream, worker_stream
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
@@ -309,6 +310,35 @@ class Sheratan(Application[UUID]):
         except IntegrityError:
             return 0
         return len(events)
+
+    # ------------------------------------------------------------ policy, replay
+
+    def record_policy(
+        self, policy_id: str, scoring: dict[str, Any], gates: dict[str, Any], workspace: str
+    ) -> bool:
+        """Record a policy snapshot once (idempotent by id). True when it was new."""
+        event = self._new(
+            PolicyRecorded,
+            policy_stream(policy_id),
+            1,
+            policy_id=policy_id,
+            scoring=scoring,
+            gates=gates,
+            workspace=workspace,
+        )
+        try:
+            self.save(event)
+        except IntegrityError:
+            return False
+        return True
+
+    def record_replay_run(
+        self, mode: str, options: dict[str, Any], summary: dict[str, Any]
+    ) -> UUID:
+        """Append one replay run's mode, options and summary (its own stream)."""
+        run_id = uuid4()
+        self.save(self._new(ReplayRun, run_id, 1, mode=mode, options=options, summary=summary))
+        return run_id
 
     # ------------------------------------------------------------------- helpers
 

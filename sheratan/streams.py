@@ -25,3 +25,8 @@ def priors_stream(intent: str, action_key: str) -> UUID:
 @lru_cache(maxsize=1024)
 def baseline_stream(intent: str) -> UUID:
     return uuid5(NAMESPACE, f"baseline:{intent}")
+
+
+@lru_cache(maxsize=64)
+def policy_stream(policy_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"policy:{policy_id}")

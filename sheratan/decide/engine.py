@@ -62,6 +62,7 @@ class DecisionEngine:
         rng: random.Random,
         seed: int,
         build_id: str,
+        policy_id: str | None = None,
     ) -> None:
         self.scoring = scoring
         self.gate_policy = gates
@@ -70,6 +71,7 @@ class DecisionEngine:
         self.rng = rng
         self.seed = seed
         self.build_id = build_id
+        self.policy_id = policy_id
 
     def decide(
         self,
@@ -156,6 +158,7 @@ class DecisionEngine:
             ),
             input_hash=input_hash(intent, job, constraints, candidates, total, self.selection),
             output_hash=output_hash(candidates, chosen),
+            policy_id=self.policy_id,
         )
 
 

@@ -6,6 +6,8 @@ path of the bad field rather than half-applied.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,3 +84,40 @@ def load_prior_seeds(path: Path | None = None) -> dict[str, dict[str, PriorSeed]
         return msgspec.convert(raw, dict[str, dict[str, PriorSeed]])
     except msgspec.ValidationError as error:
         raise PolicyError(f"priors.json: {error}") from None
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """The scoring and gate policy and workspace a run decides under, named by a digest.
+
+    Recorded once per distinct snapshot (``policy.recorded``) and named by every decision,
+    so replay re-runs a decision under exactly what it ran with.
+    """
+
+    scoring: ScoringPolicy
+    gates: GatePolicy
+    workspace: str
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return {
+            "scoring": msgspec.to_builtins(self.scoring),
+            "gates": msgspec.to_builtins(self.gates),
+            "workspace": self.workspace,
+        }
+
+    @property
+    def policy_id(self) -> str:
+        canonical = msgspec.json.encode(self.plain, order="sorted")
+        return hashlib.sha256(canonical).hexdigest()[:32]
+
+    @classmethod
+    def from_plain(cls, scoring: dict[str, Any], gates: dict[str, Any], workspace: str) -> Any:
+        try:
+            return cls(
+                msgspec.convert(scoring, ScoringPolicy),
+                msgspec.convert(gates, GatePolicy),
+                workspace,
+            )
+        except (msgspec.ValidationError, ValueError) as error:
+            raise PolicyError(f"recorded policy: {error}") from None

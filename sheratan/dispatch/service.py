@@ -21,7 +21,13 @@ from events.workers import WorkerRegistered
 from sheratan.app import payload_hash
 from sheratan.decide.breaches import BreachLog
 from sheratan.decide.engine import DecisionEngine
-from sheratan.decide.policy import GatePolicy, ScoringPolicy, load_gates, load_scoring
+from sheratan.decide.policy import (
+    GatePolicy,
+    PolicySnapshot,
+    ScoringPolicy,
+    load_gates,
+    load_scoring,
+)
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.loop import Dispatcher, EngineViews, RunStats
 from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
@@ -69,6 +75,10 @@ class EngineConfig:
             load_scoring(scoring_path), gates, selection, seed, (workspace or Path.cwd()).resolve()
         )
 
+    @property
+    def snapshot(self) -> PolicySnapshot:
+        return PolicySnapshot(self.scoring, self.gates, str(self.workspace))
+
 
 def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
     views = home.views
@@ -97,6 +107,8 @@ def build_dispatcher(
     views: EngineViews | None = None,
 ) -> Dispatcher:
     views = views or load_views(home, config.scoring)
+    snapshot = config.snapshot
+    home.app.record_policy(snapshot.policy_id, **snapshot.plain)
     transports: dict[str, Transport] = {
         "local": LocalTransport(config.workspace, config.gates.forbidden_path_prefixes),
         "simulated": SimulatedTransport(outcomes_rng),
@@ -109,6 +121,7 @@ def build_dispatcher(
         rng=random.Random(f"{config.seed}:{views.jobs.position}:select"),
         seed=config.seed,
         build_id=BUILD_ID,
+        policy_id=snapshot.policy_id,
     )
     return Dispatcher(
         views=views,
