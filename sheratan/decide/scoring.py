@@ -10,7 +10,7 @@ defaults in ``fixed`` mode (so a score does not depend on which policy ran).
 
 from __future__ import annotations
 
-from events.decisions import BaselineUsed, Breakdown, Percentiles
+from events.decisions import BaselineUsed, Breakdown, Percentiles, Weights
 from projections.baselines import BaselinesView
 from sheratan.decide.policy import ScoringPolicy
 
@@ -70,8 +70,12 @@ def score_v1(
     s, q, r, k = clamp01(success), clamp01(quality), clamp01(reliability), clamp01(risk)
     l_norm = normalize(latency_ms, baseline.latency_ms.p50, baseline.latency_ms.p95)
     c_norm = normalize(cost, baseline.cost.p50, baseline.cost.p95)
-    score = w.wS * s + w.wQ * q + w.wR * r - w.wL * l_norm - w.wC * c_norm - w.wK * k
     breakdown = Breakdown(
         S=s, Q=q, R=r, L_norm=l_norm, C_norm=c_norm, K=k, weights=w, baseline=baseline
     )
-    return score, breakdown
+    return weighted_score(w, breakdown), breakdown
+
+
+def weighted_score(w: Weights, b: Breakdown) -> float:
+    """The score of a breakdown's terms under weights ``w`` (regression re-scores with it)."""
+    return w.wS * b.S + w.wQ * b.Q + w.wR * b.R - w.wL * b.L_norm - w.wC * b.C_norm - w.wK * b.K

@@ -22,7 +22,6 @@ from events.decisions import (
     DecisionMade,
     DecisionScored,
     ErrorInfo,
-    GateResult,
     Metrics,
     PriorsUpdated,
     ResultStatus,
@@ -42,17 +41,23 @@ from projections.baselines import BaselinesView
 from projections.jobs import JobState, JobsView
 from projections.priors import PriorsView
 from projections.workers import WorkerState, WorkersView
-from sheratan.decide.engine import MAX_CANDIDATES, CandidateSpec, DecisionEngine
+from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.policy import ScoringPolicy
 from sheratan.decide.scoring import baseline_for, score_v1
 from sheratan.decide.trace import Violation, check, encode, trace_record
+from sheratan.dispatch.candidates import (
+    DISPATCH,
+    RECOVER,
+    capable_workers,
+    decision_constraints,
+    dispatch_specs,
+    recovery_specs,
+)
 from sheratan.dispatch.recording import Clock, Ids, Recorder
 from sheratan.lifecycle import job_event
 from sheratan.streams import baseline_stream, priors_stream
 from sheratan.workers.outcome import Outcome, Transport
 
-DISPATCH = "dispatch_job"
-RECOVER = "recover_failure"
 BLOCKING_STATUSES = frozenset({"cancelled", "quarantined"})
 
 
@@ -193,14 +198,7 @@ class Dispatcher:
     # ------------------------------------------------------------- decisions
 
     def dispatch(self, job: JobState) -> None:
-        specs = [
-            CandidateSpec("ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id})
-            for w in self._capable_workers(job)
-        ]
-        if len(specs) > MAX_CANDIDATES:
-            priors = self.views.priors
-            specs.sort(key=lambda s: -priors.get(DISPATCH, s.key).mean_score)
-            specs = specs[:MAX_CANDIDATES]
+        specs = dispatch_specs(self.views.workers, self.views.priors, job)
         made = self._decide(DISPATCH, job, specs, trace=self.ids.new(), parent=None, depth=0)
         if made.chosen < 0:
             self._abort(job, made)
@@ -217,10 +215,6 @@ class Dispatcher:
         parent: DecisionMade | None,
         depth: int,
     ) -> DecisionMade:
-        constraints = dict(self.constraints)
-        job_constraints = job.payload.get("constraints")
-        if isinstance(job_constraints, dict):
-            constraints.update(job_constraints)
         made = self.engine.decide(
             decision_id=self.ids.new(),
             trace_id=trace,
@@ -230,7 +224,7 @@ class Dispatcher:
             job=job,
             specs=specs,
             priors=self.views.priors,
-            constraints=constraints,
+            constraints=decision_constraints(self.constraints, job),
             now=self.clock.now(),
         )
         self.recorder.record(made)
@@ -383,34 +377,8 @@ class Dispatcher:
     # -------------------------------------------------------------- recovery
 
     def _recover(self, job: JobState, failed: WorkerState, parent: DecisionMade) -> None:
-        retries_left = job.retry_count < job.max_retries
-        retry_gate = GateResult(
-            "retries", retries_left, None if retries_left else f"all {job.max_retries} retries used"
-        )
-        others = [w for w in self._capable_workers(job) if w.id != failed.id]
-        takeover = any(w.status == "active" for w in others)
-        last_worker_gate = GateResult(
-            "last_worker", takeover, None if takeover else "no other worker could take over"
-        )
-        specs = [
-            CandidateSpec(
-                "RETRY", f"RETRY:{failed.id}", failed, {"worker": failed.id}, (retry_gate,)
-            )
-        ]
-        specs += [
-            CandidateSpec("FALLBACK", f"FALLBACK:{w.id}", w, {"worker": w.id}, (retry_gate,))
-            for w in others[: MAX_CANDIDATES - 3]
-        ]
-        specs.append(
-            CandidateSpec(
-                "QUARANTINE",
-                f"QUARANTINE:{failed.id}",
-                None,
-                {"worker": failed.id},
-                (retry_gate, last_worker_gate),
-            )
-        )
-        specs.append(CandidateSpec("ABORT", "ABORT", None, {}, (), runs_job=False))
+        failed = self.views.workers.workers.get(failed.id, failed)  # as of now, as replay sees it
+        specs = recovery_specs(self.views.workers, job, failed)
         made = self._decide(
             RECOVER, job, specs, trace=parent.trace_id, parent=parent, depth=parent.depth + 1
         )
@@ -444,8 +412,7 @@ class Dispatcher:
     # --------------------------------------------------------------- helpers
 
     def _capable_workers(self, job: JobState) -> list[WorkerState]:
-        workers = self.views.workers.workers
-        return sorted((w for w in workers.values() if job.kind in w.kinds), key=lambda w: w.id)
+        return capable_workers(self.views.workers, job)
 
     def _next_prior_version(self, intent: str, key: str) -> int:
         stream = self.views.priors.streams.get((intent, key))

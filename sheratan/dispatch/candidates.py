@@ -1,0 +1,80 @@
+"""The candidate actions of each decision the dispatcher opens, as pure functions of state.
+
+The live loop and replay build candidates with the same functions, so a replayed decision
+sees exactly the candidates (and extra gates) the recorded one saw, given the views as of
+its position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.decisions import GateResult
+from projections.jobs import JobState
+from projections.priors import PriorsView
+from projections.workers import WorkerState, WorkersView
+from sheratan.decide.engine import MAX_CANDIDATES, CandidateSpec
+
+DISPATCH = "dispatch_job"
+RECOVER = "recover_failure"
+
+
+def capable_workers(workers: WorkersView, job: JobState) -> list[WorkerState]:
+    """Workers that run the job's kind, by id (whatever their status: gates judge that)."""
+    return sorted((w for w in workers.workers.values() if job.kind in w.kinds), key=lambda w: w.id)
+
+
+def decision_constraints(base: dict[str, Any], job: JobState) -> dict[str, Any]:
+    """The run's constraints, overridden by the job payload's ``constraints`` object."""
+    constraints = dict(base)
+    job_constraints = job.payload.get("constraints")
+    if isinstance(job_constraints, dict):
+        constraints.update(job_constraints)
+    return constraints
+
+
+def dispatch_specs(workers: WorkersView, priors: PriorsView, job: JobState) -> list[CandidateSpec]:
+    """ROUTE to each capable worker; past MAX_CANDIDATES, the ones with the best priors."""
+    specs = [
+        CandidateSpec("ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id})
+        for w in capable_workers(workers, job)
+    ]
+    if len(specs) > MAX_CANDIDATES:
+        specs.sort(key=lambda s: -priors.get(DISPATCH, s.key).mean_score)
+        specs = specs[:MAX_CANDIDATES]
+    return specs
+
+
+def recovery_specs(workers: WorkersView, job: JobState, failed: WorkerState) -> list[CandidateSpec]:
+    """RETRY on the failed worker, FALLBACK to others, QUARANTINE it, or ABORT.
+
+    All but ABORT are gated once ``max_retries`` is used up; QUARANTINE also when no other
+    active worker could take over.
+    """
+    retries_left = job.retry_count < job.max_retries
+    retry_gate = GateResult(
+        "retries", retries_left, None if retries_left else f"all {job.max_retries} retries used"
+    )
+    others = [w for w in capable_workers(workers, job) if w.id != failed.id]
+    takeover = any(w.status == "active" for w in others)
+    last_worker_gate = GateResult(
+        "last_worker", takeover, None if takeover else "no other worker could take over"
+    )
+    specs = [
+        CandidateSpec("RETRY", f"RETRY:{failed.id}", failed, {"worker": failed.id}, (retry_gate,))
+    ]
+    specs += [
+        CandidateSpec("FALLBACK", f"FALLBACK:{w.id}", w, {"worker": w.id}, (retry_gate,))
+        for w in others[: MAX_CANDIDATES - 3]
+    ]
+    specs.append(
+        CandidateSpec(
+            "QUARANTINE",
+            f"QUARANTINE:{failed.id}",
+            None,
+            {"worker": failed.id},
+            (retry_gate, last_worker_gate),
+        )
+    )
+    specs.append(CandidateSpec("ABORT", "ABORT", None, {}, (), runs_job=False))
+    return specs
