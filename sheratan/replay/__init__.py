@@ -1,0 +1,1 @@
+"""Replay: exact, counterfactual (off-policy estimators) and regression."""
