@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -42,3 +44,27 @@ def fields(record: dict[str, Any]) -> str:
         shown = _json.encode(value).decode() if isinstance(value, dict | list | tuple) else value
         out.append(f"{key.ljust(width)}  {'-' if shown is None else shown}")
     return "\n".join(out)
+
+
+def _cell(value: Any) -> Any:
+    """A query value for a table or CSV cell: nested values as JSON, times as ISO text."""
+    if isinstance(value, dict | list | tuple):
+        return _json.encode(to_plain(value)).decode()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return to_plain(value)
+
+
+def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output: str) -> str:
+    """Query rows as ``table``, ``json`` (a list of objects) or ``csv``, ending in a newline."""
+    if output == "json":
+        objects = [dict(zip(columns, row, strict=True)) for row in rows]
+        return _json.encode(to_plain(objects)).decode() + "\n"
+    cells = [[_cell(v) for v in row] for row in rows]
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(cells)
+        return buffer.getvalue()
+    return table(cells, columns) + "\n"

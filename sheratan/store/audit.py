@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,18 @@ class Verification:
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    def summary(self) -> dict[str, Any]:
+        """The outcome as plain data (``audit verify --json`` and the audit report)."""
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "verified": self.verified,
+            "head": self.head,
+            "checkpoints": self.checkpoints,
+            "first_bad_position": self.first_bad_position,
+            "problem": self.problem,
+        }
 
 
 def read_checkpoints(path: Path) -> list[Checkpoint]:

@@ -1,0 +1,254 @@
+"""Why answers: a decision node in the seed's WHY shape, a trace, a job, and statistics.
+
+Every answer is read from the analytics views (never from the live engine: the WHY path
+imports reader logic only and cannot change priors, scores or baselines) and passes through
+``redact`` before it leaves, so secrets in job payloads or worker results never show.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA, drift_report
+from sheratan.analytics.redact import redact
+from sheratan.analytics.session import Analytics
+
+#: The columns every node answer needs, from the ``decisions`` view.
+_NODE_COLUMNS = """
+    pos, ts, node_id, trace_id, parent_node_id, intent, job_id, depth, candidates, chosen,
+    reason, policy, epsilon, draw, seed, input_hash, output_hash, status, score, latency_ms,
+    cost, error_code, error_message, breakdown, artifacts
+"""
+_WINDOW = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+TOP_ACTIONS = 5
+
+
+class WhyNotFoundError(LookupError):
+    """No decision matches (an unknown trace or job, or an empty log)."""
+
+
+def parse_window(text: str) -> timedelta:
+    """``30m``, ``12h``, ``7d``, ``2w`` as a timedelta; anything else is a clear error."""
+    match = _WINDOW.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        msg = f"window must be a positive number with s, m, h, d or w (like 7d), not {text!r}"
+        raise ValueError(msg)
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def node_answer(row: dict[str, Any]) -> dict[str, Any]:
+    """One decision node in the WHY shape: chosen, alternatives, result, breakdown."""
+    candidates = row["candidates"] or []
+    chosen_index = row["chosen"]
+    described = [_candidate(c) for c in candidates]
+    chosen = described[chosen_index] if 0 <= chosen_index < len(described) else None
+    alternatives = [c for i, c in enumerate(described) if i != chosen_index]
+    error = None
+    if row["error_code"] is not None:
+        error = {"code": row["error_code"], "message": row["error_message"]}
+    scored = row["status"] is not None
+    return {
+        "ok": True,
+        "trace_id": row["trace_id"],
+        "node_id": row["node_id"],
+        "parent_node_id": row["parent_node_id"],
+        "job_id": row["job_id"],
+        "intent": row["intent"],
+        "depth": row["depth"],
+        "timestamp": _iso(row["ts"]),
+        "position": row["pos"],
+        "chosen": chosen or {"type": "ABORT", "action_id": f"{row['node_id']}:abort"},
+        "alternatives": alternatives,
+        "reason": row["reason"],
+        "rng": {
+            "policy": row["policy"],
+            "epsilon": row["epsilon"],
+            "draw": row["draw"],
+            "seed": row["seed"],
+        },
+        "result": {
+            "status": row["status"] if scored else "pending",
+            "score": row["score"],
+            "latency_ms": row["latency_ms"],
+            "cost": row["cost"],
+            "error": error,
+        },
+        "breakdown": row["breakdown"],
+        "artifacts": list(row["artifacts"] or []),
+        "determinism": {"input_hash": row["input_hash"], "output_hash": row["output_hash"]},
+    }
+
+
+def _candidate(c: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "action_id": c["action_id"],
+        "type": c["type"],
+        "action_key": c["key"],
+        "params": msgspec.json.decode(c["params"]) if c["params"] else {},
+        "select_score": c["select_score"],
+        "probability": c["probability"],
+        "risk_gate": not c["gated"],
+        "mean": c["mean"],
+        "visits": c["visits"],
+        "ucb_bonus": c["ucb_bonus"],
+        "risk_penalty": c["risk_penalty"],
+        "gates": [
+            {"gate": g["gate"], "passed": g["passed"], "reason": g["reason"]}
+            for g in c["gates"] or []
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Why:
+    """The why questions over one analytics session; every answer redacted."""
+
+    def __init__(self, analytics: Analytics, workspace: Path | None = None) -> None:
+        self.an = analytics
+        self.workspace = workspace or self._recorded_workspace() or Path.cwd()
+
+    def _recorded_workspace(self) -> Path | None:
+        rows = self.an.rows(
+            "SELECT data->>'workspace' AS w FROM events "
+            "WHERE topic = 'policy.recorded' ORDER BY pos DESC LIMIT 1"
+        )
+        return Path(rows[0]["w"]) if rows and rows[0]["w"] else None
+
+    def _clean(self, value: Any) -> Any:
+        return redact(value, workspace=self.workspace)
+
+    def latest(self, intent: str | None = None) -> dict[str, Any]:
+        where, params = ("WHERE intent = ?", [intent]) if intent else ("", [])
+        rows = self.an.rows(
+            f"SELECT {_NODE_COLUMNS} FROM decisions {where} ORDER BY pos DESC LIMIT 1", params
+        )
+        if not rows:
+            what = f" for intent {intent!r}" if intent else ""
+            raise WhyNotFoundError(f"no decision{what} in the log yet")
+        return self._clean(node_answer(rows[0]))
+
+    def trace(self, trace_id: str) -> dict[str, Any]:
+        """Every node of a trace (the dispatch and its recoveries), in order."""
+        rows = self.an.rows(
+            f"SELECT {_NODE_COLUMNS} FROM decisions WHERE trace_id = ? ORDER BY pos", [trace_id]
+        )
+        if not rows:
+            rows = self.an.rows(
+                f"SELECT {_NODE_COLUMNS} FROM decisions WHERE trace_id = "
+                "(SELECT trace_id FROM decisions WHERE node_id = ?) ORDER BY pos",
+                [trace_id],
+            )
+        if not rows:
+            raise WhyNotFoundError(f"no trace or decision node {trace_id}")
+        nodes = [node_answer(r) for r in rows]
+        root = nodes[0]
+        return self._clean(
+            {
+                "ok": True,
+                "trace_id": root["trace_id"],
+                "job_id": root["job_id"],
+                "intent": root["intent"],
+                "chosen": root["chosen"],
+                "result": nodes[-1]["result"],
+                "nodes": nodes,
+            }
+        )
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The job as the log has it (payload included, redacted) and every decision on it."""
+        jobs = self.an.rows("SELECT * FROM jobs WHERE job_id = ?", [job_id])
+        if not jobs:
+            raise WhyNotFoundError(f"no job {job_id}")
+        created = self.an.rows(
+            "SELECT data FROM events WHERE stream = ? AND topic = 'job.created'", [job_id]
+        )
+        job = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in jobs[0].items()}
+        if created:
+            data = msgspec.json.decode(created[0]["data"])
+            job["payload"] = data.get("payload", {})
+            job["max_retries"] = data.get("max_retries")
+        rows = self.an.rows(
+            f"SELECT {_NODE_COLUMNS} FROM decisions WHERE job_id = ? ORDER BY pos", [job_id]
+        )
+        return self._clean(
+            {
+                "ok": True,
+                "job_id": job_id,
+                "job": job,
+                "traces": sorted({r["trace_id"] for r in rows}),
+                "decisions": [node_answer(r) for r in rows],
+            }
+        )
+
+    def stats(self, intent: str | None = None, window: timedelta | None = None) -> dict[str, Any]:
+        """Count, success rate, mean score, p50/p95 latency and cost, top actions, failures."""
+        filters, params = ["status IS NOT NULL"], []
+        if intent:
+            filters.append("intent = ?")
+            params.append(intent)
+        since = None
+        if window is not None:
+            since = datetime.now(UTC).replace(tzinfo=None) - window
+            filters.append("ts >= ?")
+            params.append(since)
+        where = " AND ".join(filters)
+        measures = """
+            count(*) AS count,
+            avg((status IN ('success', 'recovered'))::INT) AS success_rate,
+            avg(score) AS mean_score,
+            quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
+            quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
+            quantile_cont(cost, 0.5) AS cost_p50,
+            quantile_cont(cost, 0.95) AS cost_p95
+        """
+        self.an.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE stats_rows AS SELECT intent, chosen_key, status, "
+            f"score, latency_ms, cost, error_code FROM decisions WHERE {where}",
+            params,
+        )
+        total = self.an.rows(f"SELECT {measures} FROM stats_rows")[0]
+        per_action = self.an.rows(
+            f"SELECT intent, chosen_key AS action, {measures} FROM stats_rows "
+            "GROUP BY ALL ORDER BY count DESC, intent, action"
+        )
+        failures = self.an.rows(
+            "SELECT error_code AS code, count(*) AS count FROM stats_rows "
+            "WHERE error_code IS NOT NULL GROUP BY ALL ORDER BY count DESC, code"
+        )
+        self.an.con.execute("DROP TABLE stats_rows")
+        return self._clean(
+            {
+                "ok": True,
+                "intent": intent,
+                "window": None if window is None else str(window),
+                "since": _iso(since),
+                **total,
+                "top_actions": [
+                    {"intent": a["intent"], "action": a["action"], "count": a["count"]}
+                    for a in per_action[:TOP_ACTIONS]
+                ],
+                "failure_codes": failures,
+                "per_action": per_action,
+            }
+        )
+
+    def drift(
+        self,
+        window: timedelta,
+        *,
+        intent: str | None = None,
+        delta: float = PH_DELTA,
+        threshold: float = PH_LAMBDA,
+    ) -> dict[str, Any]:
+        """Latency and cost per (intent, action) per window against the baseline."""
+        report = drift_report(self.an, window, intent=intent, delta=delta, threshold=threshold)
+        return self._clean(report)
