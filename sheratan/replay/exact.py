@@ -1,0 +1,138 @@
+"""Exact replay: is every recorded decision what the engine decides again, as of its position?
+
+Each decision is re-run (``History``) and compared with the record:
+
+- ``major``: another choice, another candidate set, or another gate result;
+- ``minor``: the same choice and gates, but a select score or probability differs by more
+  than ``TOLERANCE``, the input or output hash differs, or the recorded score differs from
+  the score re-computed from its recorded metrics;
+- ``none``: everything equal.
+
+Any major drift makes the CLI exit 1, so CI can gate on determinism.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.decisions import Candidate, DecisionMade
+from sheratan.replay.history import DecisionStep, History, ScoreStep
+
+TOLERANCE = 1e-9
+MAX_SHOWN = 20
+DRIFTS = ("none", "minor", "major")
+
+
+@dataclass
+class Finding:
+    """How one decision drifted, and in what."""
+
+    position: int
+    node_id: str
+    intent: str
+    drift: str
+    differences: list[str]
+
+
+def compare(recorded: DecisionMade, rerun: DecisionMade) -> tuple[str, list[str]]:
+    """The drift class of a re-run decision and what differs."""
+    major: list[str] = []
+    minor: list[str] = []
+    keys = [c.key for c in recorded.candidates]
+    if keys != [c.key for c in rerun.candidates]:
+        major.append(f"candidates {keys} -> {[c.key for c in rerun.candidates]}")
+    else:
+        for old, new in zip(recorded.candidates, rerun.candidates, strict=True):
+            major += _gate_differences(old, new)
+            minor += _score_differences(old, new)
+    if _chosen_key(recorded) != _chosen_key(rerun):
+        major.append(f"chosen {_chosen_key(recorded)} -> {_chosen_key(rerun)}")
+    if recorded.input_hash != rerun.input_hash:
+        minor.append("input hash differs")
+    if recorded.output_hash != rerun.output_hash:
+        minor.append("output hash differs")
+    if major:
+        return "major", major + minor
+    return ("minor", minor) if minor else ("none", [])
+
+
+def _chosen_key(made: DecisionMade) -> str:
+    return made.candidates[made.chosen].key if made.chosen >= 0 else "ABORT (all gated)"
+
+
+def _gate_differences(old: Candidate, new: Candidate) -> list[str]:
+    before = [(g.gate, g.passed) for g in old.gates]
+    after = [(g.gate, g.passed) for g in new.gates]
+    return [] if before == after else [f"{old.key} gates {before} -> {after}"]
+
+
+def _score_differences(old: Candidate, new: Candidate) -> list[str]:
+    out = []
+    for name in ("select_score", "probability", "mean", "ucb_bonus", "risk_penalty"):
+        a, b = getattr(old, name), getattr(new, name)
+        if (a is None) != (b is None) or (a is not None and abs(a - b) > TOLERANCE):
+            out.append(f"{old.key} {name} {a} -> {b}")
+    return out
+
+
+@dataclass
+class ExactReport:
+    decisions: int = 0
+    scores: int = 0
+    drift: Counter[str] = field(default_factory=Counter)
+    input_hash_matches: int = 0
+    output_hash_matches: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    unrecorded_policy: int = 0
+
+    def add(self, finding: Finding) -> None:
+        self.drift[finding.drift] += 1
+        if finding.drift != "none" and len(self.findings) < MAX_SHOWN:
+            self.findings.append(finding)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "mode": "exact",
+            "decisions": self.decisions,
+            "scores_checked": self.scores,
+            "drift": {d: self.drift.get(d, 0) for d in DRIFTS},
+            "input_hash_matches": self.input_hash_matches,
+            "output_hash_matches": self.output_hash_matches,
+            "policy_not_recorded": self.unrecorded_policy,
+            "ok": self.drift.get("major", 0) == 0,
+            "findings": [vars(f) for f in self.findings],
+        }
+
+
+def replay_exact(
+    history: History,
+    *,
+    check_from: int = 1,
+    trace_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExactReport:
+    """Re-run every decision at or after ``check_from`` (or of one trace) and compare."""
+    wanted = None if trace_id is None else (lambda made: str(made.trace_id) == trace_id)
+    report = ExactReport()
+    for step in history.steps(check_from=check_from, wanted=wanted, progress=progress):
+        if isinstance(step, DecisionStep):
+            report.decisions += 1
+            drift, differences = compare(step.recorded, step.rerun)
+            report.input_hash_matches += step.recorded.input_hash == step.rerun.input_hash
+            report.output_hash_matches += step.recorded.output_hash == step.rerun.output_hash
+            report.add(_finding(step.position, step.recorded, drift, differences))
+        elif isinstance(step, ScoreStep) and step.recomputed is not None:
+            report.scores += 1
+            gap = abs(step.recomputed - step.recorded.score)
+            if gap > TOLERANCE:
+                differences = [f"score {step.recorded.score} -> recomputed {step.recomputed}"]
+                report.add(_finding(step.position, step.made, "minor", differences))
+    report.unrecorded_policy = history.unrecorded_policy
+    return report
+
+
+def _finding(position: int, made: DecisionMade, drift: str, differences: list[str]) -> Finding:
+    return Finding(position, str(made.originator_id), made.intent, drift, differences)

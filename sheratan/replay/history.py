@@ -1,0 +1,307 @@
+"""One pass over the log that re-runs every decision against the state as of its position.
+
+Rebuilding the views "as of position N" for each decision separately would fold the log
+once per decision. The log is ordered, so one forward pass does the same: the jobs, workers,
+priors and baselines views are folded event by event, and when a ``decision.made`` line comes
+they hold exactly the state the live engine decided on (the events before it). The decision
+is then re-run by the real engine (the candidate builders of ``sheratan.dispatch.candidates``
+and ``DecisionEngine``) under the policy it recorded (``policy.recorded``), with its recorded
+draw; each ``decision.scored`` is re-scored from its recorded metrics against the baseline
+as of its position.
+
+Overrides turn the same pass into a regression check: another scoring policy (weights) and
+other starter priors. Re-scored outcomes then feed the replayed priors in place of the
+recorded scores, so later decisions see what the new weights would have taught.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from events import Event
+from events.decisions import (
+    BaselineUpdated,
+    DecisionMade,
+    DecisionScored,
+    PriorsSeeded,
+    PriorsUpdated,
+    Rng,
+)
+from events.policy import PolicyRecorded
+from projections.baselines import BaselinesView
+from projections.jobs import JobsView
+from projections.priors import PriorsView
+from projections.workers import WorkersView
+from sheratan.decide.engine import DecisionEngine
+from sheratan.decide.policy import GatePolicy, PolicySnapshot, PriorSeed, ScoringPolicy
+from sheratan.decide.scoring import baseline_for, score_v1, weighted_score
+from sheratan.decide.selection import SelectionPolicy
+from sheratan.dispatch.candidates import (
+    DISPATCH,
+    RECOVER,
+    decision_constraints,
+    dispatch_specs,
+    recovery_specs,
+)
+from sheratan.store.ledger import Ledger
+from sheratan.views import EventReader
+
+OK_STATUSES = frozenset({"success", "recovered"})
+PROGRESS_EVERY = 10_000
+
+
+class ReplayError(ValueError):
+    """The log cannot be replayed (a decision on an unknown job, an unknown intent)."""
+
+
+class _RecordedDraw(random.Random):
+    """Hands the engine the recorded uniform draw instead of a fresh one."""
+
+    draw = 0.0
+
+    def random(self) -> float:
+        return self.draw
+
+
+@dataclass(frozen=True)
+class DecisionStep:
+    """A recorded decision and the same decision re-run as of its position."""
+
+    position: int
+    recorded: DecisionMade
+    rerun: DecisionMade
+
+
+@dataclass(frozen=True)
+class ScoreStep:
+    """A recorded score, the score re-computed under the recorded policy, and under the
+    replay's scoring policy (the same unless weights are overridden)."""
+
+    position: int
+    made: DecisionMade
+    recorded: DecisionScored
+    recomputed: float | None
+    rescored: float
+
+
+Step = DecisionStep | ScoreStep
+
+
+class History:
+    """The replay pass over one ledger."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        scoring: ScoringPolicy | None = None,
+        seeds: dict[str, dict[str, PriorSeed]] | None = None,
+        reader: EventReader | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.scoring_override = scoring
+        self.seeds_override = seeds
+        self.reader = reader or EventReader()
+        self.jobs = JobsView()
+        self.workers = WorkersView()
+        self.priors = PriorsView()
+        self.baselines: dict[int, BaselinesView] = {}
+        self.policies: dict[str, PolicySnapshot] = {}
+        self.unrecorded_policy = 0
+        self._engines: dict[tuple[Any, ...], tuple[DecisionEngine, _RecordedDraw]] = {}
+        self._pending: dict[Any, DecisionMade] = {}
+        self._rescored: dict[Any, float] = {}
+        self._routes: dict[type[Event], list[Any]] = {}
+        for view in (self.jobs, self.workers):
+            for event_type in view.FOLDS:
+                self._routes.setdefault(event_type, []).append(view)
+
+    def steps(
+        self,
+        *,
+        check_from: int = 1,
+        wanted: Callable[[DecisionMade], bool] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[Step]:
+        """Fold the whole log; yield a step for each decision (and score) at or after
+        ``check_from`` that ``wanted`` accepts."""
+        if self.seeds_override is not None:
+            self._seed(self.seeds_override)
+        last = self.ledger.last_position()
+        routes = self._routes
+        for count, (position, event) in enumerate(self.reader.events(self.ledger, 1, last), 1):
+            kind = type(event)
+            if kind is DecisionMade:
+                made: DecisionMade = event  # type: ignore[assignment]
+                self._pending[made.originator_id] = made
+                if position >= check_from and (wanted is None or wanted(made)):
+                    yield DecisionStep(position, made, self.rerun(made))
+            elif kind is DecisionScored:
+                step = self._score(position, event)  # type: ignore[arg-type]
+                selected = step is not None and (wanted is None or wanted(step.made))
+                if selected and position >= check_from:
+                    yield step  # type: ignore[misc]
+            elif kind is PriorsUpdated or kind is PriorsSeeded:
+                self._prior(position, event)
+            elif kind is PolicyRecorded:
+                recorded: PolicyRecorded = event  # type: ignore[assignment]
+                self.policies[recorded.policy_id] = PolicySnapshot.from_plain(
+                    recorded.scoring, recorded.gates, recorded.workspace
+                )
+            else:
+                for view in routes.get(kind, ()):
+                    view.apply(position, event)
+                if kind is BaselineUpdated:
+                    for baselines in self.baselines.values():
+                        baselines.apply(position, event)
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(position)
+        if progress is not None:
+            progress(last)
+
+    # ------------------------------------------------------------- decisions
+
+    def policy(self, made: DecisionMade) -> PolicySnapshot:
+        """The policy a decision ran under; the current files for logs that predate
+        ``policy.recorded`` (counted in ``unrecorded_policy``)."""
+        snapshot = self.policies.get(made.policy_id or "")
+        if snapshot is None:
+            self.unrecorded_policy += 1
+            snapshot = self.policies.setdefault(
+                "", PolicySnapshot(ScoringPolicy(), GatePolicy(), str(Path.cwd()))
+            )
+        return snapshot
+
+    def rerun(self, made: DecisionMade) -> DecisionMade:
+        """The decision re-run by the engine on the state as of its position."""
+        job = self.jobs.jobs.get(made.job_id) if made.job_id else None
+        if job is None:
+            raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
+        if made.intent == DISPATCH:
+            specs = dispatch_specs(self.workers, self.priors, job)
+        elif made.intent == RECOVER:
+            failed = self.workers.workers.get(job.worker or "")
+            if failed is None:
+                raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
+            specs = recovery_specs(self.workers, job, failed)
+        else:
+            raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
+        engine = self._engine(made)
+        return engine.decide(
+            decision_id=made.originator_id,
+            trace_id=made.trace_id,
+            parent=made.parent_node_id,
+            depth=made.depth,
+            intent=made.intent,
+            job=job,
+            specs=specs,
+            priors=self.priors,
+            constraints=decision_constraints({}, job),
+            now=made.timestamp,
+        )
+
+    def _engine(self, made: DecisionMade) -> DecisionEngine:
+        snapshot = self.policy(made)
+        scoring = self.scoring_override or snapshot.scoring
+        rng: Rng = made.rng
+        key = (made.policy_id, rng.policy, rng.c, rng.epsilon, rng.seed, made.build_id)
+        cached = self._engines.get(key)
+        if cached is None:
+            draw = _RecordedDraw()
+            engine = DecisionEngine(
+                scoring=scoring,
+                gates=snapshot.gates,
+                selection=SelectionPolicy.parse(rng.policy, c=rng.c, epsilon=rng.epsilon),
+                workspace=Path(snapshot.workspace),
+                rng=draw,
+                seed=rng.seed,
+                build_id=made.build_id,
+                policy_id=made.policy_id,
+            )
+            cached = self._engines[key] = (engine, draw)
+        engine, draw = cached
+        draw.draw = rng.draw
+        return engine
+
+    # ---------------------------------------------------------------- scores
+
+    def _baselines(self, window: int) -> BaselinesView:
+        view = self.baselines.get(window)
+        if view is None:
+            if self.baselines:
+                msg = "policies with different baseline windows in one log cannot be replayed"
+                raise ReplayError(msg)
+            view = self.baselines[window] = BaselinesView(window)
+        return view
+
+    def _score(self, position: int, scored: DecisionScored) -> ScoreStep | None:
+        made = self._pending.pop(scored.originator_id, None)
+        if made is None:
+            return None
+        snapshot = self.policy(made)
+        recomputed = None
+        rescored = scored.score
+        if scored.breakdown is not None:
+            baselines = self._baselines(snapshot.scoring.baselines.window)
+            recomputed = self._recompute(snapshot.scoring, baselines, made, scored)
+            if self.scoring_override is not None:
+                rescored = weighted_score(self.scoring_override.weights, scored.breakdown)
+        self._rescored[made.originator_id] = rescored
+        return ScoreStep(position, made, scored, recomputed, rescored)
+
+    @staticmethod
+    def _recompute(
+        scoring: ScoringPolicy, baselines: BaselinesView, made: DecisionMade, scored: DecisionScored
+    ) -> float:
+        ok = scored.status in OK_STATUSES
+        metrics = scored.metrics
+        score, _ = score_v1(
+            scoring,
+            baseline_for(scoring, baselines, made.intent),
+            success=1.0 if ok else 0.0,
+            quality=metrics.quality,
+            reliability=1.0 / (1 + metrics.retries) if ok else 0.0,
+            latency_ms=metrics.latency_ms,
+            cost=metrics.cost,
+            risk=metrics.risk,
+        )
+        return score
+
+    # ---------------------------------------------------------------- priors
+
+    def _prior(self, position: int, event: Any) -> None:
+        if isinstance(event, PriorsSeeded) and self.seeds_override is not None:
+            return  # the override's seeds stand in for the recorded ones
+        if isinstance(event, PriorsUpdated) and self.scoring_override is not None:
+            rescored = self._rescored.pop(event.decision_id, None)
+            if rescored is not None:
+                event = PriorsUpdated(
+                    originator_id=event.originator_id,
+                    originator_version=event.originator_version,
+                    timestamp=event.timestamp,
+                    intent=event.intent,
+                    action_key=event.action_key,
+                    score=rescored,
+                    decision_id=event.decision_id,
+                )
+        self.priors.apply(position, event)
+
+    def _seed(self, seeds: dict[str, dict[str, PriorSeed]]) -> None:
+        for intent, actions in seeds.items():
+            for key, seed in actions.items():
+                self.priors.apply(
+                    0,
+                    PriorsSeeded(
+                        timestamp=datetime(1970, 1, 1, tzinfo=UTC),
+                        intent=intent,
+                        action_key=key,
+                        visits=seed.visits,
+                        mean_score=seed.mean_score,
+                        last_scores=seed.last_scores,
+                    ),
+                )
