@@ -19,6 +19,11 @@ import msgspec
 
 from events.jobs import PRIORITIES
 from projections.jobs import JobsView, Status
+from sheratan.analytics.audit_report import home_report, render_markdown
+from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
+from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
+from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
+from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.app import InvalidInputError, NotFoundError
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
@@ -29,7 +34,16 @@ from sheratan.dispatch.service import summary as run_summary
 from sheratan.home import Home, HomeMissingError, init_home, resolve_home
 from sheratan.lifecycle import IllegalTransitionError
 from sheratan.policy_report import priors_diff, priors_rows
-from sheratan.render import emit_json, fields, table, to_plain
+from sheratan.render import emit_json, fields, render_rows, table, to_plain
+from sheratan.replay.counterfactual import CounterfactualError
+from sheratan.replay.estimators import ESTIMATORS, SupportError
+from sheratan.replay.history import ReplayError
+from sheratan.replay.service import (
+    run_counterfactual,
+    run_counterfactual_at,
+    run_exact,
+    run_regression,
+)
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
 from sheratan.workers.simulated import ProfileError, check_worker_profile, load_profiles
@@ -45,6 +59,12 @@ BAD_INPUT = (
     PolicyError,
     PolicyParseError,
     ProfileError,
+    ReadOnlyError,
+    QueryError,
+    WhyNotFoundError,
+    CounterfactualError,
+    SupportError,
+    ReplayError,
 )
 STATUSES: tuple[str, ...] = get_args(Status)
 
@@ -473,6 +493,12 @@ def engine_options(command: F) -> F:
     command = click.option(
         "--policy", default="ucb", show_default=True, help="ucb, random or always:<worker>."
     )(command)
+    command = click.option(
+        "--gates",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A gates.json of your own.",
+    )(command)
     return click.option(
         "--scoring",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -495,6 +521,7 @@ def dispatch(
     until_idle: bool,
     workspace: Path | None,
     scoring: Path | None,
+    gates: Path | None,
     policy: str,
     epsilon: float | None,
     seed: int,
@@ -504,7 +531,12 @@ def dispatch(
     """Dispatch the next ready job (or all of them) to the registered workers."""
     opened = open_home(home)
     config = EngineConfig.load(
-        policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, workspace=workspace
+        policy=policy,
+        epsilon=epsilon,
+        seed=seed,
+        scoring_path=scoring,
+        gates_path=gates,
+        workspace=workspace,
     )
     stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1)
     report = run_summary(stats, 0)
@@ -533,6 +565,7 @@ def simulate(
     workers_file: Path,
     jobs: int,
     scoring: Path | None,
+    gates: Path | None,
     policy: str,
     epsilon: float | None,
     seed: int,
@@ -541,7 +574,9 @@ def simulate(
 ) -> None:
     """Run the real engine and store with simulated workers on virtual time."""
     opened = open_home(home)
-    config = EngineConfig.load(policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring)
+    config = EngineConfig.load(
+        policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
+    )
     profiles = load_profiles(workers_file)
     with progress_bar(jobs, "simulating") as advance:
         report = run_simulation(opened, config, profiles, jobs, progress=advance)
@@ -680,17 +715,7 @@ def audit_verify(home: str | None, as_json: bool) -> None:
     """Recompute the whole hash chain; exit 1 naming the first bad position."""
     result = open_home(home).verify()
     if as_json:
-        emit_json(
-            {
-                "ok": result.ok,
-                "events": result.events,
-                "verified": result.verified,
-                "head": result.head,
-                "checkpoints": result.checkpoints,
-                "first_bad_position": result.first_bad_position,
-                "problem": result.problem,
-            }
-        )
+        emit_json(result.summary())
     elif result.ok:
         click.echo(
             f"{result.verified}/{result.events} events verified, "
@@ -708,6 +733,317 @@ def audit_checkpoint(home: str | None, as_json: bool) -> None:
     """Record the current position and chain head as a checkpoint."""
     record = open_home(home).ledger.checkpoint()
     emit_json(record) if as_json else click.echo(f"checkpoint at {record['pos']}: {record['hash']}")
+
+
+@audit.command("report")
+@click.option(
+    "--since", type=click.IntRange(min=1), default=1, show_default=True, help="A log position."
+)
+@common
+def audit_report_cmd(since: int, home: str | None, as_json: bool) -> None:
+    """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs."""
+    opened = open_home(home)
+    report = home_report(opened, since=since)
+    emit_json(report) if as_json else click.echo(render_markdown(report), nl=False)
+
+
+# ----------------------------------------------------------------------- sql
+
+
+@cli.command()
+@click.argument("statement", required=False)
+@click.option("--schema", is_flag=True, help="List the views and their columns.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@common
+def sql(statement: str | None, schema: bool, output: str, home: str | None, as_json: bool) -> None:
+    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores."""
+    if not schema and not statement:
+        raise click.UsageError("give a SELECT statement, or --schema")
+    with Analytics(open_home(home).path) as analytics:
+        if schema:
+            views = analytics.schema()
+            if as_json:
+                emit_json(
+                    {v: [{"name": n, "type": t} for n, t in cols] for v, cols in views.items()}
+                )
+            else:
+                for view, cols in views.items():
+                    click.echo(f"{view}\n" + "".join(f"  {n}  {t}\n" for n, t in cols))
+            return
+        result = analytics.query(statement or "")
+    click.echo(render_rows(result.columns, result.rows, "json" if as_json else output), nl=False)
+
+
+# ----------------------------------------------------------------------- why
+
+
+def parse_window_option(_ctx: Any, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_window(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+def workspace_option(command: F) -> F:
+    return click.option(
+        "--workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Show paths relative to this folder (default: the one the engine recorded).",
+    )(command)
+
+
+@contextmanager
+def asking_why(home: str | None, workspace: Path | None) -> Iterator[Why]:
+    with Analytics(open_home(home).path) as analytics:
+        yield Why(analytics, workspace)
+
+
+@cli.group()
+def why() -> None:
+    """Why a decision was taken: read-only, redacted answers from the log."""
+
+
+@why.command("latest")
+@click.option("--intent", default=None, help="Only this intent (dispatch_job, recover_failure).")
+@workspace_option
+@common
+def why_latest(intent: str | None, workspace: Path | None, home: str | None, as_json: bool) -> None:
+    """The most recent decision."""
+    with asking_why(home, workspace) as asked:
+        answer = asked.latest(intent)
+    emit_json(answer) if as_json else click.echo(node_text(answer))
+
+
+@why.command("trace")
+@click.argument("trace_id", callback=parse_uuid)
+@workspace_option
+@common
+def why_trace(trace_id: UUID, workspace: Path | None, home: str | None, as_json: bool) -> None:
+    """Every node of a trace (also accepts a node id)."""
+    with asking_why(home, workspace) as asked:
+        answer = asked.trace(str(trace_id))
+    if as_json:
+        emit_json(answer)
+    else:
+        click.echo("\n\n".join(node_text(n) for n in answer["nodes"]))
+
+
+@why.command("job")
+@click.argument("job_id", callback=parse_uuid)
+@workspace_option
+@common
+def why_job(job_id: UUID, workspace: Path | None, home: str | None, as_json: bool) -> None:
+    """A job as the log has it, and every decision taken on it."""
+    with asking_why(home, workspace) as asked:
+        answer = asked.job(str(job_id))
+    if as_json:
+        emit_json(answer)
+        return
+    click.echo(fields(answer["job"]))
+    for node in answer["decisions"]:
+        click.echo("\n" + node_text(node))
+
+
+@why.command("stats")
+@click.option("--intent", default=None, help="Only this intent.")
+@click.option("--window", callback=parse_window_option, help="Only the last 30m, 12h, 7d, 2w, ...")
+@common
+def why_stats(intent: str | None, window: Any, home: str | None, as_json: bool) -> None:
+    """Count, success rate, mean score, p50/p95 latency and cost, per action, failures."""
+    with asking_why(home, None) as asked:
+        answer = asked.stats(intent, window)
+    emit_json(answer) if as_json else click.echo(stats_text(answer))
+
+
+@why.command("drift")
+@click.option(
+    "--window",
+    callback=parse_window_option,
+    default="1h",
+    show_default=True,
+    help="Width of each time window.",
+)
+@click.option("--intent", default=None, help="Only this intent.")
+@click.option(
+    "--delta",
+    type=click.FloatRange(min=0),
+    default=PH_DELTA,
+    show_default=True,
+    help="Page-Hinkley: tolerated change of the normalized mean.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    default=PH_LAMBDA,
+    show_default=True,
+    help="Page-Hinkley: alarm threshold (lambda).",
+)
+@common
+def why_drift(
+    window: Any,
+    intent: str | None,
+    delta: float,
+    threshold: float,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Latency and cost p50/p95 per (intent, action) per window against the baseline."""
+    with asking_why(home, None) as asked:
+        report = asked.drift(window, intent=intent, delta=delta, threshold=threshold)
+    emit_json(report) if as_json else click.echo(drift_text(report))
+
+
+# -------------------------------------------------------------------- replay
+
+
+@cli.command()
+@click.option("--exact", "mode", flag_value="exact", help="Re-run decisions; compare hashes.")
+@click.option(
+    "--counterfactual",
+    "mode",
+    flag_value="counterfactual",
+    help="Estimate another policy's mean score from the logged probabilities.",
+)
+@click.option(
+    "--regression",
+    "mode",
+    flag_value="regression",
+    help="Re-score and re-select history under new weights or priors.",
+)
+@click.option("--trace", "trace_id", callback=parse_uuid, help="exact: only this trace.")
+@click.option(
+    "--since", type=click.IntRange(min=1), default=None, help="exact: from this position."
+)
+@click.option("--all", "everything", is_flag=True, help="exact: every decision (the default).")
+@click.option(
+    "--policy",
+    default=None,
+    help="counterfactual: always:<worker>, random or ucb:c=<c>,epsilon=<e>.",
+)
+@click.option("--estimator", type=click.Choice(ESTIMATORS), default="dr", show_default=True)
+@click.option(
+    "--ci",
+    "confidence",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Confidence of the bootstrap interval.",
+)
+@click.option(
+    "--resamples",
+    type=click.IntRange(min=1, max=100_000),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--intent",
+    default="dispatch_job",
+    show_default=True,
+    help="counterfactual: the decisions to estimate over.",
+)
+@click.option(
+    "--last",
+    type=click.IntRange(min=2),
+    default=None,
+    help="counterfactual: only the most recent N decisions.",
+)
+@click.option("--at", "node", callback=parse_uuid, help="counterfactual: one decision node.")
+@click.option("--action", default=None, help="counterfactual --at: the action (key or worker).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="regression: a scoring.json with new weights.",
+)
+@click.option(
+    "--priors",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="regression: a priors.json with new starter priors.",
+)
+@click.option(
+    "--fail-if-drop",
+    type=float,
+    default=None,
+    help="regression: exit 1 when the mean score drops by more than this.",
+)
+@common
+def replay(
+    mode: str | None,
+    trace_id: UUID | None,
+    since: int | None,
+    everything: bool,
+    policy: str | None,
+    estimator: str,
+    confidence: float,
+    resamples: int,
+    seed: int,
+    intent: str,
+    last: int | None,
+    node: UUID | None,
+    action: str | None,
+    weights: Path | None,
+    priors: Path | None,
+    fail_if_drop: float | None,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Re-run history: --exact (determinism), --counterfactual, --regression."""
+    if mode is None:
+        raise click.UsageError("choose one of --exact, --counterfactual, --regression")
+    opened = open_home(home)
+    if mode == "exact":
+        if everything and (trace_id or since):
+            raise click.UsageError("--all cannot be combined with --trace or --since")
+        with progress_bar(opened.ledger.last_position(), "replaying") as advance:
+            summary = run_exact(
+                opened,
+                trace_id=str(trace_id) if trace_id else None,
+                since=since or 1,
+                progress=advance,
+            )
+        failed = not summary["ok"]
+    elif mode == "counterfactual":
+        if node is not None:
+            if not action:
+                raise click.UsageError("--at needs --action")
+            summary = run_counterfactual_at(opened, str(node), action)
+        else:
+            if not policy:
+                raise click.UsageError("--counterfactual needs --policy (or --at NODE --action A)")
+            summary = run_counterfactual(
+                opened,
+                policy,
+                estimator=estimator,
+                confidence=confidence,
+                resamples=resamples,
+                seed=seed,
+                intent=intent,
+                last=last,
+            )
+        failed = False
+    else:
+        if weights is None and priors is None:
+            raise click.UsageError("--regression needs --weights and/or --priors")
+        with progress_bar(opened.ledger.last_position(), "replaying") as advance:
+            summary = run_regression(
+                opened, weights=weights, priors=priors, fail_if_drop=fail_if_drop, progress=advance
+            )
+        failed = not summary["ok"]
+    emit_json(summary) if as_json else click.echo(replay_text(summary))
+    if failed:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------- bench
@@ -753,6 +1089,65 @@ def bench_decide(decisions: int, jobs: int, repeats: int, home: str | None, as_j
     if as_json:
         emit_json(report)
         return
+    click.echo(bench_table(report))
+
+
+@bench.command("analytics")
+@click.option(
+    "--decisions",
+    type=click.IntRange(min=100, max=20_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Decision events (made + scored) in the generated log.",
+)
+@click.option(
+    "--quick", is_flag=True, help="A small run (20,000 decision events; 10,000 decisions x 200)."
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Generate the log here once and reuse it while the parameters match.",
+)
+@click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True)
+@click.option(
+    "--counterfactual-decisions", type=click.IntRange(min=1), default=100_000, hidden=True
+)
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, hidden=True)
+@common
+def bench_analytics(
+    decisions: int,
+    quick: bool,
+    keep: Path | None,
+    repeats: int,
+    counterfactual_decisions: int,
+    resamples: int,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """why stats, trace, exact replay, counterfactual against Parquet and msgspec anchors."""
+    from sheratan.bench.analytics import run_analytics_bench
+
+    if quick:
+        decisions, counterfactual_decisions, resamples = 20_000, 10_000, 200
+    report = run_analytics_bench(
+        decisions=decisions,
+        home=keep,
+        repeats=repeats,
+        counterfactual_decisions=counterfactual_decisions,
+        resamples=resamples,
+        progress=progress_bar,
+    )
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"{report['decision_events']:,} decision events, {report['events']:,} events; "
+        f"session open cold {report['session_open_cold_s']:.2f} s, "
+        f"warm {report['session_open_warm_s']:.3f} s; "
+        f"why stats in a fresh process {report['why_stats_process_s']:.2f} s"
+    )
     click.echo(bench_table(report))
 
 
