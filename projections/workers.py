@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, ClassVar, Literal
+from uuid import UUID
 
 import msgspec
 
@@ -20,7 +21,7 @@ from events.workers import (
 
 class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
     id: str
-    stream: Any
+    stream: UUID
     version: int
     kinds: tuple[str, ...]
     transport: Transport

@@ -118,3 +118,18 @@ def test_bad_decision_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, [*args, "--home", str(home)])
         assert result.exit_code == 2, (args, result.output)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_run_after_quarantining_a_saved_worker_goes_on(tmp_path: Path) -> None:
+    """The saved workers view keeps stream ids as UUIDs, so a later quarantine event finds
+    its worker (it was reloaded as text once, and the next run failed with a KeyError)."""
+    home = tmp_path / "home"
+    workers = str(EXAMPLE_WORKERS)
+    run(home, "init")
+    run(home, "simulate", "--workers", workers, "--jobs", "30")
+    run(home, "worker", "quarantine", "fast-cheap")
+    report = run(home, "simulate", "--workers", workers, "--jobs", "20")
+    assert report["jobs"] == 20
+    assert "fast-cheap" not in report["per_worker"]
+    listed = run(home, "worker", "list")
+    assert {w["id"]: w["status"] for w in listed}["fast-cheap"] == "quarantined"
