@@ -29,18 +29,27 @@ the accepted price of the heuristics (a ``token_count`` key, a long random-looki
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-__all__ = ["MAX_CHARS", "MAX_DEPTH", "REDACTED", "is_secret_key", "redact"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "OUTSIDE_WORKSPACE",
+    "REDACTED",
+    "TOO_DEEP",
+    "is_secret_key",
+    "redact",
+]
 
 #: What a secret becomes.
 REDACTED = "[redacted]"
@@ -129,10 +138,12 @@ def is_secret_key(key: str) -> bool:
         return True
     if any(word in _SECRET_WORDS for word in words):
         return True
-    return any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
-_EXEMPT_KEYS = frozenset({"input_hash", "output_hash", "payload_hash", "hash", "prev", "sha256"})
+_EXEMPT_KEYS = frozenset(
+    {"input_hash", "output_hash", "payload_hash", "hash", "prev", "head", "sha256"}
+)
 
 
 def _is_digest_key(key: str) -> bool:
@@ -375,6 +386,8 @@ def _scrub(text: str, workspace: str | None, heuristics: bool) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Redactor:
+    """One call's settings, carried down the walk instead of threaded through every helper."""
+
     workspace: str | None
     max_chars: int
 
@@ -487,3 +500,41 @@ def redact(value: Any, *, workspace: Path | None = None, max_chars: int = MAX_CH
         raise ValueError(msg)
     redactor = _Redactor(_workspace_text(workspace), max_chars)
     return redactor.value(value, 0)
+
+
+def redact_rows(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], workspace: Path | None = None
+) -> list[tuple[Any, ...]]:
+    """Query rows (``sql``) made safe to show, cell by cell.
+
+    A column whose name names a secret (``SELECT data->>'api_key' AS api_key``, or the
+    expression's own text) is redacted whole; JSON text (DuckDB's JSON columns arrive as
+    strings) is decoded and redacted as structure; numbers and times pass as they are. This
+    is a guard against showing secrets by accident, not a sandbox: SQL can always transform
+    a value past any pattern, and the log itself is the protected thing.
+    """
+    secret = [is_secret_key(column) for column in columns]
+    redactor = _Redactor(_workspace_text(workspace), MAX_CHARS)
+    out = []
+    for row in rows:
+        cells = []
+        for hidden, value in zip(secret, row, strict=True):
+            if hidden and value is not None:
+                cells.append(REDACTED)
+            elif isinstance(value, str):
+                cells.append(redactor.value(_json_or_text(value), 0))
+            elif isinstance(value, dict | list | tuple):
+                cells.append(redactor.value(value, 0))
+            else:
+                cells.append(value)
+        out.append(tuple(cells))
+    return out
+
+
+def _json_or_text(value: str) -> Any:
+    if value[:1] in ("{", "["):
+        try:
+            return msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            pass
+    return value
