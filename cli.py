@@ -21,6 +21,7 @@ from events.jobs import PRIORITIES
 from projections.jobs import JobsView, Status
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
+from sheratan.analytics.redact import redact, redact_rows
 from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
@@ -333,8 +334,8 @@ def job_create(
 @common
 def job_show(job_id: UUID, home: str | None, as_json: bool) -> None:
     """One job's state."""
-    state = open_home(home).app.get_job(job_id)
-    emit_json(state) if as_json else click.echo(fields(to_plain(state)))
+    state = redact(to_plain(open_home(home).app.get_job(job_id)))
+    emit_json(state) if as_json else click.echo(fields(state))
 
 
 @job.command("list")
@@ -477,6 +478,15 @@ def worker_release(worker_id: str, home: str | None, as_json: bool) -> None:
 
 
 # ------------------------------------------------------------ dispatch, simulate
+
+
+def workspace_option(command: F) -> F:
+    return click.option(
+        "--workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Show paths relative to this folder (default: the one the engine recorded).",
+    )(command)
 
 
 def engine_options(command: F) -> F:
@@ -736,15 +746,20 @@ def audit_checkpoint(home: str | None, as_json: bool) -> None:
 
 
 @audit.command("report")
+@workspace_option
 @click.option(
     "--since", type=click.IntRange(min=1), default=1, show_default=True, help="A log position."
 )
 @common
-def audit_report_cmd(since: int, home: str | None, as_json: bool) -> None:
-    """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs."""
+def audit_report_cmd(since: int, workspace: Path | None, home: str | None, as_json: bool) -> None:
+    """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs.
+
+    Exits 1 when the chain does not verify (the report is printed all the same)."""
     opened = open_home(home)
-    report = home_report(opened, since=since)
+    report = home_report(opened, since=since, workspace=workspace)
     emit_json(report) if as_json else click.echo(render_markdown(report), nl=False)
+    if not report["chain"]["ok"]:
+        sys.exit(1)
 
 
 # ----------------------------------------------------------------------- sql
@@ -777,7 +792,8 @@ def sql(statement: str | None, schema: bool, output: str, home: str | None, as_j
                     click.echo(f"{view}\n" + "".join(f"  {n}  {t}\n" for n, t in cols))
             return
         result = analytics.query(statement or "")
-    click.echo(render_rows(result.columns, result.rows, "json" if as_json else output), nl=False)
+        rows = redact_rows(result.columns, result.rows, analytics.recorded_workspace())
+    click.echo(render_rows(result.columns, rows, "json" if as_json else output), nl=False)
 
 
 # ----------------------------------------------------------------------- why
@@ -790,15 +806,6 @@ def parse_window_option(_ctx: Any, param: click.Parameter, value: str | None) ->
         return parse_window(value)
     except ValueError as error:
         raise click.BadParameter(str(error), param=param) from None
-
-
-def workspace_option(command: F) -> F:
-    return click.option(
-        "--workspace",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Show paths relative to this folder (default: the one the engine recorded).",
-    )(command)
 
 
 @contextmanager
@@ -1101,7 +1108,9 @@ def bench_decide(decisions: int, jobs: int, repeats: int, home: str | None, as_j
     help="Decision events (made + scored) in the generated log.",
 )
 @click.option(
-    "--quick", is_flag=True, help="A small run (20,000 decision events; 10,000 decisions x 200)."
+    "--quick",
+    is_flag=True,
+    help="A small run: 20,000 decision events; counterfactual over 10,000, 200 resamples.",
 )
 @click.option(
     "--keep",

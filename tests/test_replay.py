@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from cli import cli
 from events.decisions import GateResult
 from events.policy import ReplayRun
+from sheratan.decide.engine import output_hash
 from sheratan.dispatch.recording import Ids, VirtualClock
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
@@ -177,12 +178,21 @@ def test_compare_classifies_drift(weighted_log: Path) -> None:
     assert compare(made, made) == ("none", [])
     first = made.candidates[0]
     nudged = msgspec.structs.replace(first, select_score=(first.select_score or 0.0) + 1e-6)
-    minor = msgspec.structs.replace(made, candidates=(nudged, *made.candidates[1:]))
+    # what the engine would record for each change: the hashes follow the content
+    candidates = (nudged, *made.candidates[1:])
+    minor = msgspec.structs.replace(
+        made, candidates=candidates, output_hash=output_hash(candidates, made.chosen)
+    )
     assert compare(made, minor)[0] == "minor"
     blocked = msgspec.structs.replace(first, gates=(GateResult("G1_kind", False, "no"),))
-    major = msgspec.structs.replace(made, candidates=(blocked, *made.candidates[1:]))
+    major = msgspec.structs.replace(
+        made, candidates=(blocked, *made.candidates[1:]), input_hash="another input"
+    )
     assert compare(made, major)[0] == "major"
-    other = msgspec.structs.replace(made, chosen=(made.chosen + 1) % len(made.candidates))
+    chosen = (made.chosen + 1) % len(made.candidates)
+    other = msgspec.structs.replace(
+        made, chosen=chosen, output_hash=output_hash(made.candidates, chosen)
+    )
     assert compare(made, other)[0] == "major"
 
 

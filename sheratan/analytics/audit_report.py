@@ -107,12 +107,15 @@ def audit_report(
     return redact(report, workspace=workspace)  # type: ignore[no-any-return]
 
 
-def home_report(home: Home, *, since: int = 1) -> dict[str, Any]:
-    """The audit report of a home: verify the chain, read breaches, query the views."""
+def home_report(home: Home, *, since: int = 1, workspace: Path | None = None) -> dict[str, Any]:
+    """The audit report of a home: verify the chain, read breaches, query the views.
+
+    Paths are shown relative to ``workspace`` (default: the one the engine recorded)."""
     verification = home.verify()
     breaches = BreachLog(open_ledger(home.path, "breaches")).all()
     with Analytics(home.path) as analytics:
-        return audit_report(analytics, verification, breaches, since=since)
+        workspace = workspace or analytics.recorded_workspace() or Path.cwd()
+        return audit_report(analytics, verification, breaches, since=since, workspace=workspace)
 
 
 def _iso(value: datetime) -> str:

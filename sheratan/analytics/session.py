@@ -184,6 +184,14 @@ class Analytics:
         columns = [d[0] for d in relation.description or ()]
         return [dict(zip(columns, row, strict=True)) for row in relation.fetchall()]
 
+    def recorded_workspace(self) -> Path | None:
+        """The workspace of the newest recorded policy: where job paths were confined."""
+        rows = self.rows(
+            "SELECT data->>'workspace' AS w FROM events "
+            "WHERE topic = 'policy.recorded' ORDER BY pos DESC LIMIT 1"
+        )
+        return Path(rows[0]["w"]) if rows and rows[0]["w"] else None
+
     def schema(self) -> dict[str, list[tuple[str, str]]]:
         """Every view with its columns and types."""
         out = {}

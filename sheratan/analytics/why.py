@@ -114,14 +114,7 @@ class Why:
 
     def __init__(self, analytics: Analytics, workspace: Path | None = None) -> None:
         self.an = analytics
-        self.workspace = workspace or self._recorded_workspace() or Path.cwd()
-
-    def _recorded_workspace(self) -> Path | None:
-        rows = self.an.rows(
-            "SELECT data->>'workspace' AS w FROM events "
-            "WHERE topic = 'policy.recorded' ORDER BY pos DESC LIMIT 1"
-        )
-        return Path(rows[0]["w"]) if rows and rows[0]["w"] else None
+        self.workspace = workspace or analytics.recorded_workspace() or Path.cwd()
 
     def _clean(self, value: Any) -> Any:
         return redact(value, workspace=self.workspace)
@@ -191,7 +184,8 @@ class Why:
 
     def stats(self, intent: str | None = None, window: timedelta | None = None) -> dict[str, Any]:
         """Count, success rate, mean score, p50/p95 latency and cost, top actions, failures."""
-        filters, params = ["status IS NOT NULL"], []
+        filters: list[str] = ["status IS NOT NULL"]
+        params: list[Any] = []
         if intent:
             filters.append("intent = ?")
             params.append(intent)

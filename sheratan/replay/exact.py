@@ -38,7 +38,14 @@ class Finding:
 
 
 def compare(recorded: DecisionMade, rerun: DecisionMade) -> tuple[str, list[str]]:
-    """The drift class of a re-run decision and what differs."""
+    """The drift class of a re-run decision and what differs.
+
+    Equal hashes cover the choice, every gate result, select score, probability and prior
+    exactly (floats are hashed as their shortest exact repr), so they settle the common case
+    without comparing field by field.
+    """
+    if recorded.input_hash == rerun.input_hash and recorded.output_hash == rerun.output_hash:
+        return "none", []
     major: list[str] = []
     minor: list[str] = []
     keys = [c.key for c in recorded.candidates]
