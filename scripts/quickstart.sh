@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a home in ./.sheratan, a simulation with the three
 # example workers (real engine and store, virtual time), what was decided and learned, a real
-# job read by a local worker, and the hash chain verified.
+# job read by a local worker, why/what-if/replay answers, and the hash chain verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sheratan() { .venv/bin/python cli.py "$@"; }
@@ -18,6 +18,14 @@ task=$(sheratan task create "$mission" "Read the project's README")
 job=$(sheratan job create file_read --task "$task" --payload '{"path": "README.md"}' --priority high)
 sheratan dispatch --until-idle
 sheratan job show "$job" | grep -E '^(status|worker|result) '
+echo; echo "== why the last dispatch went where it went (read-only, redacted)"
+sheratan why latest --intent dispatch_job
+echo; echo "== what if every job had gone to fast-cheap? (off-policy, doubly robust)"
+sheratan replay --counterfactual --policy always:fast-cheap
+echo; echo "== does the engine decide the same again? (exact replay; exit 1 on major drift)"
+sheratan replay --exact
+echo; echo "== ad-hoc SQL over the log (read-only views)"
+sheratan sql "SELECT chosen_key, count(*) AS n, round(avg(score), 3) AS mean_score FROM decisions GROUP BY 1 ORDER BY n DESC"
 echo; echo "== the last events"
 sheratan events tail -n 5
 echo; echo "== the chain"
