@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from sheratan.store.factory import open_ledger
 from sheratan.store.ledger import CorruptLogError
@@ -49,7 +50,8 @@ LINE_COLUMNS: dict[str, str] = {
 _COPY_CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
+    """``text`` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -58,15 +60,33 @@ def read_ndjson_sql(files: Sequence[str], columns: dict[str, str] = LINE_COLUMNS
 
     Errors are never ignored: every byte handed over is a complete, committed line.
     """
-    paths = ", ".join(_sql_string(f) for f in files)
-    cols = ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in columns.items())
+    paths = ", ".join(sql_string(f) for f in files)
+    cols = ", ".join(f"{sql_string(k)}: {sql_string(v)}" for k, v in columns.items())
     return (
         f"read_ndjson([{paths}], columns={{{cols}}}, format='newline_delimited', "
         f"ignore_errors=false, maximum_object_size={2 * MAX_LINE_BYTES})"
     )
 
 
-class CommittedLog:
+class Closing:
+    """``with`` support for an object with ``close()``: ``__enter__`` returns it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class CommittedLog(Closing):
     """Hands DuckDB the committed lines of a home's log, as of each ``files()`` call.
 
     Not for use by several threads at once; give each thread its own (snapshots of the two
@@ -132,17 +152,6 @@ class CommittedLog:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> CommittedLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _copy_range(src: int, dst: int, offset: int, count: int) -> int:

@@ -21,12 +21,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import duckdb
 
-from sheratan.analytics.reader import CommittedLog, read_ndjson_sql
+from sheratan.analytics.reader import Closing, CommittedLog, read_ndjson_sql, sql_string
 from sheratan.analytics.shapes import BASE_TABLES, VIEWS, empty_lines
 
 CACHE_DIR = "analytics"
@@ -49,7 +48,7 @@ class Result:
     rows: list[tuple[Any, ...]]
 
 
-class Analytics:
+class Analytics(Closing):
     """DuckDB with ``events``, ``decisions``, ``jobs``, ``priors_history`` and ``scores``."""
 
     def __init__(self, home: Path, *, progress: Callable[[int, int], None] | None = None) -> None:
@@ -121,7 +120,7 @@ class Analytics:
                 partial = files[table].with_suffix(f".{os.getpid()}.tmp")
                 query = sql.replace("{lines}", "segment_lines")
                 self.con.execute(
-                    f"COPY ({query}) TO {_sql_str(str(partial))} "
+                    f"COPY ({query}) TO {sql_string(str(partial))} "
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
                 )
                 os.replace(partial, files[table])
@@ -205,24 +204,9 @@ class Analytics:
             self.con.close()
         self.log.close()
 
-    def __enter__(self) -> Analytics:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
 
 def _sql_list(items: list[str]) -> str:
-    return "[" + ", ".join(_sql_str(i) for i in items) + "]"
+    return "[" + ", ".join(sql_string(i) for i in items) + "]"
 
 
 def _first_line(error: Exception) -> str:
