@@ -22,7 +22,7 @@ import numpy as np
 
 from sheratan.analytics.session import Analytics
 from sheratan.decide.selection import PolicyParseError, SelectionPolicy, probabilities
-from sheratan.replay.estimators import LoggedData, action_means, estimate
+from sheratan.replay.estimators import LoggedData, SupportError, action_means, estimate
 
 DEFAULT_INTENT = "dispatch_job"
 _UCB = re.compile(r"^ucb(?::(.*))?$")
@@ -106,9 +106,9 @@ def _load(analytics: Analytics, intent: str, last: int | None) -> _Candidates:
 
 def logged_data(
     analytics: Analytics, target: SelectionPolicy, intent: str, last: int | None = None
-) -> LoggedData:
-    """The logged decisions of ``intent`` (the ``last`` N, or all) and the target's
-    probabilities on each."""
+) -> tuple[LoggedData, list[str]]:
+    """The logged decisions of ``intent`` (the ``last`` N, or all), the target's
+    probabilities on each, and the action keys the columns stand for."""
     rows = _load(analytics, intent, last)
     if rows.decision.size == 0:
         raise CounterfactualError(f"no scored {intent} decisions in the log")
@@ -130,7 +130,8 @@ def logged_data(
         probs = probabilities(target, scores, list(rows.worker[lo:hi]))
         target_p[i, key_index[lo:hi]] = probs
     model = np.broadcast_to(action_means(rewards, chosen, k), (n, k))
-    return LoggedData(rewards=rewards, chosen=chosen, logged=logged, target=target_p, model=model)
+    data = LoggedData(rewards=rewards, chosen=chosen, logged=logged, target=target_p, model=model)
+    return data, [str(key) for key in keys]
 
 
 def _target_select(rows: _Candidates, target: SelectionPolicy) -> np.ndarray:
@@ -155,8 +156,19 @@ def counterfactual(
     """The off-policy estimate of ``policy``'s mean score, with its interval, over the
     ``last`` N scored decisions of ``intent`` (default: all)."""
     target = parse_target(policy)
-    data = logged_data(analytics, target, intent, last)
-    result = estimate(data, estimator, confidence=confidence, resamples=resamples, seed=seed)
+    data, keys = logged_data(analytics, target, intent, last)
+    try:
+        result = estimate(data, estimator, confidence=confidence, resamples=resamples, seed=seed)
+    except SupportError as error:
+        never = ", ".join(keys[a] for a in error.actions)
+        msg = (
+            f"{estimator} cannot estimate {policy}: in {error.decisions} of {error.n} decisions "
+            f"it would choose an action the logged policy gave probability 0 ({never}); use "
+            "--estimator dm (model-based), or logs with exploration (epsilon > 0)"
+        )
+        raise CounterfactualError(msg) from None
+    except ValueError as error:
+        raise CounterfactualError(str(error)) from None
     return {
         "mode": "counterfactual",
         "policy": policy,
