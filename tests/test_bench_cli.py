@@ -77,3 +77,52 @@ def test_bench_decide_reports_cpu_per_decision_and_simulate_rate(tmp_path: Path)
     for figure in figures.values():
         assert set(figure) >= FIGURE_KEYS
         assert figure["ratio"] == figure["value"] / figure["anchor_value"]
+
+
+def test_bench_analytics_reports_figures_against_anchors() -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "analytics",
+            "--decisions",
+            "3000",
+            "--repeats",
+            "1",
+            "--counterfactual-decisions",
+            "1000",
+            "--resamples",
+            "50",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["decision_events"] >= 3000 and report["events"] > report["decision_events"]
+    for key in (
+        "why_stats_warm_s",
+        "why_stats_query_s",
+        "session_open_cold_s",
+        "session_open_warm_s",
+        "trace_lookup_s",
+        "exact_replay_decisions_per_s",
+        "counterfactual_dr_s",
+    ):
+        assert report[key] > 0, key
+    assert set(report["anchors"]) >= {"parquet_stats_s", "parquet_trace_s", "msgspec_scan_s"}
+    assert all(v > 0 for v in report["anchors"].values())
+    assert report["ratios"] and all(v > 0 for v in report["ratios"].values())
+    assert set(report["targets"]) == {
+        "why_stats_warm_s",
+        "trace_lookup_s",
+        "exact_replay_decisions_per_s",
+        "counterfactual_dr_s",
+    }
+    for target in report["targets"].values():
+        assert target["measured"] > 0 and isinstance(target["met"], bool)
+    for name, figure in report["figures"].items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+    # the anchors compute the same stats on the same data, and the replay finds no drift
+    assert report["checks"]["same_count"] and report["checks"]["same_mean_score"]
+    assert report["checks"]["exact_replay_ok"]

@@ -55,6 +55,11 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def sql_list(items: Sequence[str]) -> str:
+    """``items`` as a SQL list of string literals."""
+    return "[" + ", ".join(sql_string(i) for i in items) + "]"
+
+
 def read_ndjson_sql(files: Sequence[str], columns: dict[str, str] = LINE_COLUMNS) -> str:
     """A ``read_ndjson(...)`` table expression over ``files`` with the ledger's columns.
 

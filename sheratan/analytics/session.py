@@ -25,7 +25,13 @@ from typing import Any
 
 import duckdb
 
-from sheratan.analytics.reader import Closing, CommittedLog, read_ndjson_sql, sql_string
+from sheratan.analytics.reader import (
+    Closing,
+    CommittedLog,
+    read_ndjson_sql,
+    sql_list,
+    sql_string,
+)
 from sheratan.analytics.shapes import BASE_TABLES, VIEWS, empty_lines
 
 CACHE_DIR = "analytics"
@@ -88,7 +94,7 @@ class Analytics(Closing):
             self.con.execute(f"CREATE TEMP TABLE {tail} AS {query}")
             sources = [f"SELECT * FROM {tail}"]
             if cached[table]:
-                sources.insert(0, f"SELECT * FROM read_parquet({_sql_list(cached[table])})")
+                sources.insert(0, f"SELECT * FROM read_parquet({sql_list(cached[table])})")
             self.con.execute(f"CREATE VIEW base_{table} AS {' UNION ALL '.join(sources)}")
         self.con.execute("DROP TABLE tail_lines")
         for name, sql in VIEWS.items():
@@ -143,7 +149,7 @@ class Analytics(Closing):
 
     def _lock_down(self) -> None:
         allowed = [str(self.cache_dir)] if self.cache_dir.is_dir() else []
-        self.con.execute(f"SET allowed_directories = {_sql_list(allowed)}")
+        self.con.execute(f"SET allowed_directories = {sql_list(allowed)}")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 
@@ -203,10 +209,6 @@ class Analytics(Closing):
         with contextlib.suppress(Exception):
             self.con.close()
         self.log.close()
-
-
-def _sql_list(items: list[str]) -> str:
-    return "[" + ", ".join(sql_string(i) for i in items) + "]"
 
 
 def _first_line(error: Exception) -> str:

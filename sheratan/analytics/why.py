@@ -19,7 +19,7 @@ from sheratan.analytics.redact import redact
 from sheratan.analytics.session import Analytics
 
 #: The columns every node answer needs, from the ``decisions`` view.
-_NODE_COLUMNS = """
+NODE_COLUMNS = """
     pos, ts, node_id, trace_id, parent_node_id, intent, job_id, depth, candidates, chosen,
     reason, policy, epsilon, draw, seed, input_hash, output_hash, status, score, latency_ms,
     cost, error_code, error_message, breakdown, artifacts
@@ -122,7 +122,7 @@ class Why:
     def latest(self, intent: str | None = None) -> dict[str, Any]:
         where, params = ("WHERE intent = ?", [intent]) if intent else ("", [])
         rows = self.an.rows(
-            f"SELECT {_NODE_COLUMNS} FROM decisions {where} ORDER BY pos DESC LIMIT 1", params
+            f"SELECT {NODE_COLUMNS} FROM decisions {where} ORDER BY pos DESC LIMIT 1", params
         )
         if not rows:
             what = f" for intent {intent!r}" if intent else ""
@@ -132,11 +132,11 @@ class Why:
     def trace(self, trace_id: str) -> dict[str, Any]:
         """Every node of a trace (the dispatch and its recoveries), in order."""
         rows = self.an.rows(
-            f"SELECT {_NODE_COLUMNS} FROM decisions WHERE trace_id = ? ORDER BY pos", [trace_id]
+            f"SELECT {NODE_COLUMNS} FROM decisions WHERE trace_id = ? ORDER BY pos", [trace_id]
         )
         if not rows:
             rows = self.an.rows(
-                f"SELECT {_NODE_COLUMNS} FROM decisions WHERE trace_id = "
+                f"SELECT {NODE_COLUMNS} FROM decisions WHERE trace_id = "
                 "(SELECT trace_id FROM decisions WHERE node_id = ?) ORDER BY pos",
                 [trace_id],
             )
@@ -170,7 +170,7 @@ class Why:
             job["payload"] = data.get("payload", {})
             job["max_retries"] = data.get("max_retries")
         rows = self.an.rows(
-            f"SELECT {_NODE_COLUMNS} FROM decisions WHERE job_id = ? ORDER BY pos", [job_id]
+            f"SELECT {NODE_COLUMNS} FROM decisions WHERE job_id = ? ORDER BY pos", [job_id]
         )
         return self._clean(
             {

@@ -30,6 +30,7 @@ from events.decisions import DecisionMade
 from projections.jobs import JobState
 from projections.workers import WorkerState
 from sheratan.app import payload_hash
+from sheratan.bench.figures import figure
 from sheratan.decide.engine import CandidateSpec
 from sheratan.dispatch.recording import Ids, Recorder, WallClock
 from sheratan.dispatch.service import EngineConfig, build_dispatcher, simulate
@@ -39,20 +40,6 @@ from sheratan.workers.simulated import load_profiles
 
 POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
 BATCH = 100
-
-
-def _figure(
-    value: float, unit: str, anchor: str, anchor_value: float, target: str, met: bool
-) -> dict[str, Any]:
-    return {
-        "value": value,
-        "unit": unit,
-        "anchor": anchor,
-        "anchor_value": anchor_value,
-        "ratio": value / anchor_value,
-        "target": target,
-        "met": met,
-    }
 
 
 def _worker(worker_id: str) -> WorkerState:
@@ -140,7 +127,7 @@ def bench_decision(root: Path, decisions: int) -> dict[str, Any]:
     floor = (time.thread_time_ns() - began) / 1000 / decisions
     median = statistics.median(per_decision)
     home.close()
-    return _figure(
+    return figure(
         median,
         "us CPU per decision",
         "msgspec encode of the same event",
@@ -173,17 +160,16 @@ def bench_simulate(root: Path, jobs: int) -> dict[str, Any]:
     finally:
         os.close(fd)
     bare_rate = jobs / (time.perf_counter() - began)
-    figure = _figure(
+    return figure(
         rate,
         "jobs/s",
         "bare loop: msgspec-encode and write the run's events",
         bare_rate,
         "value >= 3000",
         rate >= 3000,
+        events_per_job=per_job,
+        mean_score=report["mean_score"],
     )
-    figure["events_per_job"] = per_job
-    figure["mean_score"] = report["mean_score"]
-    return figure
 
 
 def run_decide_bench(decisions: int = 5000, jobs: int = 5000, repeats: int = 3) -> dict[str, Any]:

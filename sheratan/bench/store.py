@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import sqlite3
@@ -35,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -48,6 +46,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from events import Event
 from events.jobs import JobCompleted, JobCreated, JobDispatched, JobQueued, JobStarted
 from projections.jobs import project_job
+from sheratan.bench.figures import environment
 from sheratan.codec import MsgspecMapper
 from sheratan.store.files import UtcClock
 from sheratan.store.ledger import Ledger
@@ -423,27 +422,6 @@ def _probe(op: str, **args: Any) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _environment(sqlite_pragmas: dict[str, Any]) -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for package in ("eventsourcing", "msgspec"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlite_pragmas": sqlite_pragmas,
-        **versions,
-    }
-
-
-# ------------------------------------------------------------------------- the bench
-
-
 def run_store_bench(
     jobs: int = 20_000,
     rebuild_events: int = 1_000_000,
@@ -590,7 +568,11 @@ def _run(
             "page_size": PAGE_SIZE,
             "get_job_samples": GET_JOB_SAMPLES,
         },
-        "environment": _environment(sqlite_pragmas),
+        "environment": environment(
+            ("eventsourcing", "msgspec"),
+            sqlite=sqlite3.sqlite_version,
+            sqlite_pragmas=sqlite_pragmas,
+        ),
         "figures": figures,
         "info": info,
         "targets_met": sum(met),

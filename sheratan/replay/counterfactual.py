@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from sheratan.analytics.session import Analytics
@@ -66,18 +67,29 @@ class _Candidates:
     score: np.ndarray
 
 
-def _load(analytics: Analytics, intent: str, last: int | None) -> _Candidates:
-    limit = "" if last is None else f"ORDER BY pos DESC LIMIT {int(last)}"
-    analytics.con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE cf_decisions AS
-           SELECT row_number() OVER (ORDER BY pos) - 1 AS decision, candidates, chosen,
-                  c AS logged_c, score
-           FROM (SELECT * FROM decisions
-                 WHERE intent = ? AND status IS NOT NULL AND chosen >= 0 {limit})""",
-        [intent],
-    )
-    columns = analytics.con.execute(
-        """SELECT decision, i - 1 AS position, cand.key AS key,
+def candidate_rows(
+    con: duckdb.DuckDBPyConnection, source: str, intent: str, last: int | None
+) -> dict[str, Any]:
+    """The scored decisions of ``intent`` in ``source`` (the ``last`` N, or all) as numpy
+    columns, one row per candidate.
+
+    The cut is found first with a narrow query (positions only), so the wide candidates
+    column is read for the chosen decisions alone.
+    """
+    wanted = "intent = ? AND status IS NOT NULL AND chosen >= 0"
+    cut = 0
+    if last is not None:
+        found = con.execute(
+            f"SELECT pos FROM {source} WHERE {wanted} ORDER BY pos DESC LIMIT 1 OFFSET ?",
+            [intent, max(0, last - 1)],
+        ).fetchone()
+        cut = 0 if found is None else int(found[0])
+    return con.execute(  # type: ignore[no-any-return]
+        f"""WITH cf AS (
+               SELECT row_number() OVER (ORDER BY pos) - 1 AS decision, candidates, chosen,
+                      c AS logged_c, score
+               FROM {source} WHERE {wanted} AND pos >= ?)
+           SELECT decision, i - 1 AS position, cand.key AS key,
                   coalesce(cand.params->>'worker', '') AS worker,
                   cand.probability AS probability,
                   coalesce(cand.select_score, 'NaN'::DOUBLE) AS select, cand.mean AS mean,
@@ -85,10 +97,14 @@ def _load(analytics: Analytics, intent: str, last: int | None) -> _Candidates:
                   (i - 1 = chosen) AS chosen, score
            FROM (SELECT decision, chosen, logged_c, score,
                         unnest(candidates) AS cand, generate_subscripts(candidates, 1) AS i
-                 FROM cf_decisions)
-           ORDER BY decision, position"""
+                 FROM cf)
+           ORDER BY decision, position""",
+        [intent, cut],
     ).fetchnumpy()
-    analytics.con.execute("DROP TABLE cf_decisions")
+
+
+def _load(analytics: Analytics, intent: str, last: int | None) -> _Candidates:
+    columns = candidate_rows(analytics.con, "decisions", intent, last)
     return _Candidates(
         decision=np.asarray(columns["decision"], dtype=np.int64),
         key=np.asarray(columns["key"], dtype=object),
