@@ -85,4 +85,5 @@ class Home:
     def close(self) -> None:
         if "app" in self.__dict__:
             self.app.close()
-        self.ledger.close()
+        if "ledger" in self.__dict__:  # never open a ledger only to close it
+            self.ledger.close()

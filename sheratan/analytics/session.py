@@ -87,16 +87,17 @@ class Analytics(Closing):
         self._remove_stale(cached)
         tail_files = self.log.files()[tail_from:]
         lines = read_ndjson_sql(tail_files) if tail_files else empty_lines()
-        self.con.execute(f"CREATE TEMP TABLE tail_lines AS SELECT * FROM {lines}")
+        events_sql = BASE_TABLES["events"].replace("{lines}", lines)
+        self.con.execute(f"CREATE TEMP TABLE tail_events AS {events_sql}")
         for table, sql in BASE_TABLES.items():
             tail = f"tail_{table}"
-            query = sql.replace("{lines}", "tail_lines")
-            self.con.execute(f"CREATE TEMP TABLE {tail} AS {query}")
+            if table != "events":  # the tail's lines are parsed once, into tail_events
+                query = sql.replace("{lines}", "tail_events")
+                self.con.execute(f"CREATE TEMP TABLE {tail} AS {query}")
             sources = [f"SELECT * FROM {tail}"]
             if cached[table]:
                 sources.insert(0, f"SELECT * FROM read_parquet({sql_list(cached[table])})")
             self.con.execute(f"CREATE VIEW base_{table} AS {' UNION ALL '.join(sources)}")
-        self.con.execute("DROP TABLE tail_lines")
         for name, sql in VIEWS.items():
             self.con.execute(f"CREATE VIEW {name} AS {sql}")
         self._lock_down()
@@ -121,10 +122,13 @@ class Analytics(Closing):
         try:
             self.cache_dir.mkdir(exist_ok=True)
             lines = read_ndjson_sql([str(segment)])
-            self.con.execute(f"CREATE TEMP TABLE segment_lines AS SELECT * FROM {lines}")
+            events_sql = BASE_TABLES["events"].replace("{lines}", lines)
+            self.con.execute(f"CREATE TEMP TABLE segment_events AS {events_sql}")
             for table, sql in BASE_TABLES.items():
                 partial = files[table].with_suffix(f".{os.getpid()}.tmp")
-                query = sql.replace("{lines}", "segment_lines")
+                query = sql.replace("{lines}", "segment_events")
+                if table == "events":
+                    query = "SELECT * FROM segment_events"
                 self.con.execute(
                     f"COPY ({query}) TO {sql_string(str(partial))} "
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
@@ -133,7 +137,7 @@ class Analytics(Closing):
         except OSError:
             return None
         finally:
-            self.con.execute("DROP TABLE IF EXISTS segment_lines")
+            self.con.execute("DROP TABLE IF EXISTS segment_events")
         return {t: str(f) for t, f in files.items()}
 
     def _remove_stale(self, cached: dict[str, list[str]]) -> None:

@@ -10,7 +10,9 @@ and rebuilt.
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,86 @@ class StreamVersions:
         return at < len(versions) and versions[at] == version
 
 
+class Streams:
+    """stream id -> StreamVersions, each made on first use from the sidecar's flat arrays.
+
+    A log of a million streams would otherwise make a million objects (and two million array
+    slices) every time it is opened, seconds before any command can start, while most
+    commands look up a handful of streams or none.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, StreamVersions] = {}
+        self._rows: dict[str, int] = {}
+        self._starts = array("q")
+        self._counts = array("q")
+        self._versions = array("q")
+        self._positions = array("q")
+
+    @classmethod
+    def from_flat(cls, ids: list[str], counts: array, versions: array, positions: array) -> Streams:
+        if (
+            len(ids) != len(counts)
+            or sum(counts) != len(versions)
+            or len(versions) != len(positions)
+        ):
+            msg = "stream index arrays disagree in length"
+            raise ValueError(msg)
+        streams = cls()
+        streams._rows = dict(zip(ids, range(len(ids)), strict=True))
+        streams._starts = array("q", itertools.accumulate(counts, initial=0))
+        streams._counts, streams._versions, streams._positions = counts, versions, positions
+        return streams
+
+    def get(self, stream: str) -> StreamVersions | None:
+        made = self._made.get(stream)
+        if made is not None:
+            return made
+        row = self._rows.pop(stream, None)
+        if row is None:
+            return None
+        start, end = self._starts[row], self._starts[row] + self._counts[row]
+        made = StreamVersions(self._versions[start:end], self._positions[start:end])
+        self._made[stream] = made
+        return made
+
+    def __getitem__(self, stream: str) -> StreamVersions:
+        made = self.get(stream)
+        if made is None:
+            raise KeyError(stream)
+        return made
+
+    def __setitem__(self, stream: str, versions: StreamVersions) -> None:
+        self._rows.pop(stream, None)
+        self._made[stream] = versions
+
+    def __contains__(self, stream: object) -> bool:
+        return stream in self._made or stream in self._rows
+
+    def __len__(self) -> int:
+        return len(self._made) + len(self._rows)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._made
+        yield from self._rows
+
+    def flat(self) -> tuple[list[str], array, array, array]:
+        """(ids, counts, versions, positions): the sidecar's layout, without making objects."""
+        ids = list(self._made)
+        counts = array("q", (len(v.versions) for v in self._made.values()))
+        versions, positions = array("q"), array("q")
+        for made in self._made.values():
+            versions.extend(made.versions)
+            positions.extend(made.positions)
+        for stream, row in self._rows.items():
+            start, end = self._starts[row], self._starts[row] + self._counts[row]
+            ids.append(stream)
+            counts.append(end - start)
+            versions.extend(self._versions[start:end])
+            positions.extend(self._positions[start:end])
+        return ids, counts, versions, positions
+
+
 class _Sidecar(msgspec.Struct):
     format: int
     last_pos: int
@@ -76,7 +158,7 @@ class LogIndex:
 
     segments: list[Segment] = field(default_factory=list)
     offsets: array = field(default_factory=lambda: array("q"))
-    streams: dict[str, StreamVersions] = field(default_factory=dict)
+    streams: Streams = field(default_factory=Streams)
     tracking: dict[str, int] = field(default_factory=dict)
     tracking_size: int = 0
     last_pos: int = 0
@@ -118,13 +200,7 @@ class LogIndex:
             self.tracking[trk.app] = trk.id
 
     def save(self, path: Path) -> None:
-        ids = list(self.streams)
-        counts = array("q", (len(self.streams[i].versions) for i in ids))
-        versions = array("q")
-        positions = array("q")
-        for i in ids:
-            versions.extend(self.streams[i].versions)
-            positions.extend(self.streams[i].positions)
+        ids, counts, versions, positions = self.streams.flat()
         sidecar = _Sidecar(
             format=SIDECAR_FORMAT,
             last_pos=self.last_pos,
@@ -162,13 +238,10 @@ class LogIndex:
         versions.frombytes(sidecar.versions)
         positions = array("q")
         positions.frombytes(sidecar.positions)
-        at = 0
-        streams = index.streams
-        for stream_id, count in zip(sidecar.stream_ids, counts, strict=True):
-            streams[stream_id] = StreamVersions(
-                versions[at : at + count], positions[at : at + count]
-            )
-            at += count
+        try:
+            index.streams = Streams.from_flat(sidecar.stream_ids, counts, versions, positions)
+        except ValueError:
+            return None
         index.tracking = dict(sidecar.tracking)
         index.tracking_size = sidecar.tracking_size
         if len(index.offsets) != index.last_pos:
