@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from cli import cli
 from events import Event
 from events.decisions import DecisionMade, DecisionScored
 from sheratan.home import Home
+from tests.cli_helpers import as_json, invoke
 from tests.decision_helpers import EXAMPLE_WORKERS, decisions, events, simulated_home
 
 SECTIONS = {
@@ -40,16 +41,6 @@ HEADINGS = (
     "## Replay runs",
 )
 QUARANTINE_REASON = "too many timeouts"
-
-
-def invoke(home: Path, *args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, [*args, "--home", str(home)])
-    assert result.exit_code == code, result.output + result.stderr
-    return result
-
-
-def as_json(home: Path, *args: str) -> Any:
-    return json.loads(invoke(home, *args, "--json").stdout)
 
 
 def topics(home: Home, since: int = 1) -> Counter[str]:

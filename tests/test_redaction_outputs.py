@@ -13,12 +13,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from cli import cli
+from tests.cli_helpers import as_json, invoke
 
 SECRET_API_KEY = "sk-Xq7Lm2Pw9Rt4Vb8Nzz"
 SECRET_BEARER = "s3cr3t-b3ar3r-t0k3n-Q9"
@@ -28,16 +26,6 @@ REDACTED = "[redacted]"
 PROFILE = json.dumps(
     {"success": 1.0, "latency_ms": {"p50": 100, "p95": 300}, "cost": 1.0, "quality": 0.9}
 )
-
-
-def invoke(home: Path, *args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, [*args, "--home", str(home)])
-    assert result.exit_code == code, result.output + result.stderr
-    return result
-
-
-def as_json(home: Path, *args: str) -> Any:
-    return json.loads(invoke(home, *args, "--json").stdout)
 
 
 @dataclass(frozen=True)

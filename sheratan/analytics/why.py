@@ -24,6 +24,16 @@ NODE_COLUMNS = """
     reason, policy, epsilon, draw, seed, input_hash, output_hash, status, score, latency_ms,
     cost, error_code, error_message, breakdown, artifacts
 """
+#: What ``why stats`` measures over a set of scored decisions (SQL select items).
+STATS_MEASURES = """
+    count(*) AS count,
+    avg((status IN ('success', 'recovered'))::INT) AS success_rate,
+    avg(score) AS mean_score,
+    quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
+    quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
+    quantile_cont(cost, 0.5) AS cost_p50,
+    quantile_cont(cost, 0.95) AS cost_p95
+"""
 _WINDOW = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 TOP_ACTIONS = 5
@@ -195,15 +205,7 @@ class Why:
             filters.append("ts >= ?")
             params.append(since)
         where = " AND ".join(filters)
-        measures = """
-            count(*) AS count,
-            avg((status IN ('success', 'recovered'))::INT) AS success_rate,
-            avg(score) AS mean_score,
-            quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
-            quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-            quantile_cont(cost, 0.5) AS cost_p50,
-            quantile_cont(cost, 0.95) AS cost_p95
-        """
+        measures = STATS_MEASURES
         self.an.con.execute(
             f"CREATE OR REPLACE TEMP TABLE stats_rows AS SELECT intent, chosen_key, status, "
             f"score, latency_ms, cost, error_code FROM decisions WHERE {where}",

@@ -55,7 +55,7 @@ import numpy as np
 from sheratan.analytics.reader import CommittedLog, read_ndjson_sql, sql_list, sql_string
 from sheratan.analytics.session import CACHE_DIR, Analytics
 from sheratan.analytics.shapes import BASE_TABLES, VIEWS
-from sheratan.analytics.why import NODE_COLUMNS, Why
+from sheratan.analytics.why import NODE_COLUMNS, STATS_MEASURES, Why
 from sheratan.bench.figures import environment
 from sheratan.bench.figures import figure as figure_of
 from sheratan.dispatch.service import EngineConfig, simulate
@@ -104,16 +104,6 @@ log = logging.getLogger(__name__)
 
 #: The columns ``Why`` reads for a node (the same list as ``sheratan.analytics.why``).
 
-#: The measures of ``Why.stats``.
-MEASURES = """
-    count(*) AS count,
-    avg((status IN ('success', 'recovered'))::INT) AS success_rate,
-    avg(score) AS mean_score,
-    quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
-    quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-    quantile_cont(cost, 0.5) AS cost_p50,
-    quantile_cont(cost, 0.95) AS cost_p95
-"""
 OK_STATUSES = frozenset({"success", "recovered"})
 
 
@@ -333,9 +323,9 @@ def _parquet_stats(file: Path) -> dict[str, Any]:
     try:
         source = f"read_parquet({sql_string(str(file))})"
         where = "WHERE status IS NOT NULL"
-        total = con.execute(f"SELECT {MEASURES} FROM {source} {where}").fetchall()
+        total = con.execute(f"SELECT {STATS_MEASURES} FROM {source} {where}").fetchall()
         per_action = con.execute(
-            f"SELECT intent, chosen_key AS action, {MEASURES} FROM {source} {where} "
+            f"SELECT intent, chosen_key AS action, {STATS_MEASURES} FROM {source} {where} "
             "GROUP BY ALL ORDER BY count DESC, intent, action"
         ).fetchall()
         failures = con.execute(

@@ -1,0 +1,22 @@
+"""CLI calls for tests that read text and JSON from ``cli.py`` with a home."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from cli import cli
+
+
+def invoke(home: Path, *args: str, code: int = 0) -> Result:
+    """Run ``cli.py ARGS --home HOME``, asserting the exit code."""
+    result = CliRunner().invoke(cli, [*args, "--home", str(home)])
+    assert result.exit_code == code, result.output + result.stderr
+    return result
+
+
+def as_json(home: Path, *args: str) -> Any:
+    return json.loads(invoke(home, *args, "--json").stdout)
