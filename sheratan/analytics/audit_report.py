@@ -8,7 +8,6 @@ out zero on a healthy log); replay runs. Every text passes through ``redact``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import msgspec
 from sheratan.analytics.redact import redact
 from sheratan.analytics.session import Analytics
 from sheratan.decide.breaches import BreachLog
+from sheratan.decide.trace import iso_utc
 from sheratan.home import Home
 from sheratan.store.audit import Verification
 from sheratan.store.factory import open_ledger
@@ -80,7 +80,7 @@ def audit_report(
             ],
         },
         "quarantines": [
-            {**row, "ts": _iso(row["ts"])}
+            {**row, "ts": iso_utc(row["ts"])}
             for row in an.rows(
                 f"""SELECT pos, ts, topic, stream, data->>'reason' AS reason FROM events
                    WHERE topic IN ('worker.quarantined', 'job.quarantined') AND pos >= ?
@@ -92,7 +92,7 @@ def audit_report(
         "replay_runs": [
             {
                 "pos": row["pos"],
-                "ts": _iso(row["ts"]),
+                "ts": iso_utc(row["ts"]),
                 "mode": row["mode"],
                 "summary": msgspec.json.decode(row["summary"] or "{}"),
             }
@@ -116,10 +116,6 @@ def home_report(home: Home, *, since: int = 1, workspace: Path | None = None) ->
     with Analytics(home.path) as analytics:
         workspace = workspace or analytics.recorded_workspace() or Path.cwd()
         return audit_report(analytics, verification, breaches, since=since, workspace=workspace)
-
-
-def _iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -35,7 +35,11 @@ def node_text(node: dict[str, Any]) -> str:
     for c in [chosen, *node["alternatives"]]:
         if "action_key" not in c:
             continue
-        failed = [g["gate"] + (f" ({g['reason']})" if g["reason"] else "") for g in c["gates"]]
+        failed = [
+            g["gate"] + (f" ({g['reason']})" if g["reason"] else "")
+            for g in c["gates"]
+            if not g["passed"]
+        ]
         rows.append(
             (
                 "*" if c is chosen else "",
@@ -44,8 +48,7 @@ def node_text(node: dict[str, Any]) -> str:
                 _num(c["probability"]),
                 _num(c["mean"]),
                 c["visits"],
-                "; ".join(f for f, g in zip(failed, c["gates"], strict=True) if not g["passed"])
-                or "pass",
+                "; ".join(failed) or "pass",
             )
         )
     if rows:

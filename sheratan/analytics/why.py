@@ -17,6 +17,7 @@ import msgspec
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA, drift_report
 from sheratan.analytics.redact import redact
 from sheratan.analytics.session import Analytics
+from sheratan.decide.trace import iso_utc
 
 #: The columns every node answer needs, from the ``decisions`` view.
 NODE_COLUMNS = """
@@ -116,7 +117,7 @@ def _candidate(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if value is None else iso_utc(value)
 
 
 class Why:

@@ -76,6 +76,34 @@ def score_v1(
     return weighted_score(w, breakdown), breakdown
 
 
+def score_outcome(
+    policy: ScoringPolicy,
+    baseline: BaselineUsed,
+    *,
+    ok: bool,
+    quality: float,
+    retries: int,
+    latency_ms: float,
+    cost: float,
+    risk: float,
+) -> tuple[float, Breakdown]:
+    """Score v1 of one attempt: S is whether it succeeded, R = 1 / (1 + retries) when it did.
+
+    The live loop scores an outcome with it and replay re-scores a recorded one, so the two
+    cannot disagree on how an outcome maps to the score's terms.
+    """
+    return score_v1(
+        policy,
+        baseline,
+        success=1.0 if ok else 0.0,
+        quality=quality,
+        reliability=1.0 / (1 + retries) if ok else 0.0,
+        latency_ms=latency_ms,
+        cost=cost,
+        risk=risk,
+    )
+
+
 def weighted_score(w: Weights, b: Breakdown) -> float:
     """The score of a breakdown's terms under weights ``w`` (regression re-scores with it)."""
     return w.wS * b.S + w.wQ * b.Q + w.wR * b.R - w.wL * b.L_norm - w.wC * b.C_norm - w.wK * b.K

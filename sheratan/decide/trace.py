@@ -22,7 +22,8 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "schemas" / "decis
 SCHEMA_VERSION = "decision_trace_v1"
 
 
-def _iso(value: Any) -> str:
+def iso_utc(value: Any) -> str:
+    """A UTC time as the log and the trace records write it (``...%fZ``)."""
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -66,7 +67,7 @@ def trace_record(made: DecisionMade, scored: DecisionScored) -> dict[str, Any]:
         metrics["baselines"] = result["breakdown"]["baseline"]
     return {
         "schema_version": SCHEMA_VERSION,
-        "timestamp": _iso(made.timestamp),
+        "timestamp": iso_utc(made.timestamp),
         "trace_id": str(made.trace_id),
         "node_id": node,
         "parent_node_id": str(made.parent_node_id) if made.parent_node_id else None,

@@ -43,7 +43,7 @@ from projections.priors import PriorsView
 from projections.workers import WorkerState, WorkersView
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.policy import ScoringPolicy
-from sheratan.decide.scoring import baseline_for, score_v1
+from sheratan.decide.scoring import baseline_for, score_outcome
 from sheratan.decide.trace import Violation, check, encode, trace_record
 from sheratan.dispatch.candidates import (
     DISPATCH,
@@ -293,13 +293,12 @@ class Dispatcher:
         intent = decision.intent
         key = decision.candidates[decision.chosen].key
         baseline = baseline_for(self.scoring, self.views.baselines, intent)
-        reliability = 1.0 / (1 + job.retry_count) if outcome.ok else 0.0
-        score, breakdown = score_v1(
+        score, breakdown = score_outcome(
             self.scoring,
             baseline,
-            success=1.0 if outcome.ok else 0.0,
+            ok=outcome.ok,
             quality=outcome.quality,
-            reliability=reliability,
+            retries=job.retry_count,
             latency_ms=outcome.latency_ms,
             cost=outcome.cost,
             risk=outcome.risk,

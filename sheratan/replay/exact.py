@@ -4,11 +4,13 @@ Each decision is re-run (``History``) and compared with the record:
 
 - ``major``: another choice, another candidate set, or another gate result;
 - ``minor``: the same choice and gates, but a select score or probability differs by more
-  than ``TOLERANCE``, the input or output hash differs, or the recorded score differs from
-  the score re-computed from its recorded metrics;
+  than ``TOLERANCE``, or the input or output hash differs;
 - ``none``: everything equal.
 
-Any major drift makes the CLI exit 1, so CI can gate on determinism.
+Each recorded score is also re-computed from its recorded metrics against the baseline as
+of its position; a difference beyond ``TOLERANCE`` is counted in ``scores_drifted`` and
+listed as a minor finding (the drift counts are per decision). Any major drift makes the
+CLI exit 1, so CI can gate on determinism.
 """
 
 from __future__ import annotations
@@ -92,12 +94,14 @@ class ExactReport:
     drift: Counter[str] = field(default_factory=Counter)
     input_hash_matches: int = 0
     output_hash_matches: int = 0
+    scores_drifted: int = 0
     findings: list[Finding] = field(default_factory=list)
     unrecorded_policy: int = 0
 
-    def add(self, finding: Finding) -> None:
-        self.drift[finding.drift] += 1
-        if finding.drift != "none" and len(self.findings) < MAX_SHOWN:
+    def note(self, position: int, made: DecisionMade, drift: str, differences: list[str]) -> None:
+        """Keep a drifted decision or score among the findings shown (the first MAX_SHOWN)."""
+        if len(self.findings) < MAX_SHOWN:
+            finding = Finding(position, str(made.originator_id), made.intent, drift, differences)
             self.findings.append(finding)
 
     def summary(self) -> dict[str, Any]:
@@ -105,6 +109,7 @@ class ExactReport:
             "mode": "exact",
             "decisions": self.decisions,
             "scores_checked": self.scores,
+            "scores_drifted": self.scores_drifted,
             "drift": {d: self.drift.get(d, 0) for d in DRIFTS},
             "input_hash_matches": self.input_hash_matches,
             "output_hash_matches": self.output_hash_matches,
@@ -130,16 +135,14 @@ def replay_exact(
             drift, differences = compare(step.recorded, step.rerun)
             report.input_hash_matches += step.recorded.input_hash == step.rerun.input_hash
             report.output_hash_matches += step.recorded.output_hash == step.rerun.output_hash
-            report.add(_finding(step.position, step.recorded, drift, differences))
+            report.drift[drift] += 1
+            if drift != "none":
+                report.note(step.position, step.recorded, drift, differences)
         elif isinstance(step, ScoreStep) and step.recomputed is not None:
             report.scores += 1
-            gap = abs(step.recomputed - step.recorded.score)
-            if gap > TOLERANCE:
+            if abs(step.recomputed - step.recorded.score) > TOLERANCE:
+                report.scores_drifted += 1
                 differences = [f"score {step.recorded.score} -> recomputed {step.recomputed}"]
-                report.add(_finding(step.position, step.made, "minor", differences))
+                report.note(step.position, step.made, "minor", differences)
     report.unrecorded_policy = history.unrecorded_policy
     return report
-
-
-def _finding(position: int, made: DecisionMade, drift: str, differences: list[str]) -> Finding:
-    return Finding(position, str(made.originator_id), made.intent, drift, differences)

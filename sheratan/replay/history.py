@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from projections.priors import PriorsView
 from projections.workers import WorkersView
 from sheratan.decide.engine import DecisionEngine
 from sheratan.decide.policy import GatePolicy, PolicySnapshot, PriorSeed, ScoringPolicy
-from sheratan.decide.scoring import baseline_for, score_v1, weighted_score
+from sheratan.decide.scoring import baseline_for, score_outcome, weighted_score
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.candidates import (
     DISPATCH,
@@ -167,18 +168,19 @@ class History:
     # ------------------------------------------------------------- decisions
 
     def policy(self, made: DecisionMade) -> PolicySnapshot:
-        """The policy a decision ran under; the current files for logs that predate
-        ``policy.recorded`` (counted in ``unrecorded_policy``)."""
-        snapshot = self.policies.get(made.policy_id or "")
-        if snapshot is None:
-            self.unrecorded_policy += 1
-            snapshot = self.policies.setdefault(
-                "", PolicySnapshot(ScoringPolicy(), GatePolicy(), str(Path.cwd()))
-            )
-        return snapshot
+        """The policy a decision ran under; the defaults and the current folder for logs that
+        predate ``policy.recorded``."""
+        recorded = self.policies.get(made.policy_id or "")
+        return recorded if recorded is not None else self._unrecorded
+
+    @cached_property
+    def _unrecorded(self) -> PolicySnapshot:
+        return PolicySnapshot(ScoringPolicy(), GatePolicy(), str(Path.cwd()))
 
     def rerun(self, made: DecisionMade) -> DecisionMade:
         """The decision re-run by the engine on the state as of its position."""
+        if made.policy_id not in self.policies:
+            self.unrecorded_policy += 1
         job = self.jobs.jobs.get(made.job_id) if made.job_id else None
         if job is None:
             raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
@@ -258,14 +260,13 @@ class History:
     def _recompute(
         scoring: ScoringPolicy, baselines: BaselinesView, made: DecisionMade, scored: DecisionScored
     ) -> float:
-        ok = scored.status in OK_STATUSES
         metrics = scored.metrics
-        score, _ = score_v1(
+        score, _ = score_outcome(
             scoring,
             baseline_for(scoring, baselines, made.intent),
-            success=1.0 if ok else 0.0,
+            ok=scored.status in OK_STATUSES,
             quality=metrics.quality,
-            reliability=1.0 / (1 + metrics.retries) if ok else 0.0,
+            retries=metrics.retries,
             latency_ms=metrics.latency_ms,
             cost=metrics.cost,
             risk=metrics.risk,
