@@ -80,7 +80,14 @@ class Home:
         return Views(self.path, self.ledger)
 
     def verify(self) -> Verification:
-        return verify(self.ledger.dir, self.ledger.checkpoints_path)
+        """The chain from the files alone, and what opening the ledger found (seals, files)."""
+        result = verify(self.ledger.dir, self.ledger.checkpoints_path)
+        damage = self.ledger.damage
+        found = result.first_bad_position
+        if damage is not None and (found is None or damage.position < found):
+            result.first_bad_position = damage.position
+            result.problem = f"position {damage.position}: {damage.problem} ({damage.path})"
+        return result
 
     def close(self) -> None:
         if "app" in self.__dict__:

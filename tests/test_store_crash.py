@@ -62,7 +62,7 @@ def _check_home(home: Path, acks: list[Ack]) -> int:
     """Every acknowledged save is there, whole, at its positions; positions are gapless."""
     ledger = Ledger(home)  # a fresh open, not the process's cached one
     recorder = JsonlApplicationRecorder(ledger)
-    assert ledger.corruption is None
+    assert ledger.damage is None
     last = ledger.last_position()
     notifications = recorder.select_notifications(start=1, limit=last + 10)
     assert [n.id for n in notifications] == list(range(1, last + 1))
@@ -143,9 +143,17 @@ def test_torn_tail_is_quarantined_and_log_continues(tmp_path: Path, torn: str) -
     assert not tail.endswith(b"\n") or torn == "save_missing_last_line"
     append_bytes(segment, tail)
 
+    torn_bytes = segment.read_bytes()
     ledger = Ledger(home)
-    assert ledger.corruption is None
-    assert ledger.last_position() == 9
+    assert ledger.damage is None
+    assert ledger.last_position() == 9  # the torn save is invisible to readers
+    assert ledger.reports == []  # opening is read-only: the first write repairs
+    assert segment.read_bytes() == torn_bytes
+    assert not (home / "quarantine").exists()
+
+    recorder = JsonlApplicationRecorder(ledger)
+    stream = uuid.uuid4()
+    assert recorder.insert_events(save_of(stream, 2)) == [10, 11]
     assert len(ledger.reports) == 1
     report = ledger.reports[0]
     assert f"torn tail of {len(tail)} bytes after position 9" in report
@@ -154,13 +162,9 @@ def test_torn_tail_is_quarantined_and_log_continues(tmp_path: Path, torn: str) -
     assert len(quarantined) == 1
     assert str(quarantined[0]) in report
     assert quarantined[0].read_bytes() == tail
-    # committed bytes untouched, torn bytes gone from the log
-    assert segment.read_bytes() == committed_bytes
-    assert verify_home(home).ok
-
-    recorder = JsonlApplicationRecorder(ledger)
-    stream = uuid.uuid4()
-    assert recorder.insert_events(save_of(stream, 2)) == [10, 11]
+    # committed bytes untouched, torn bytes gone from the log, the new save after them
+    assert segment.read_bytes().startswith(committed_bytes)
+    assert tail not in segment.read_bytes()[len(committed_bytes) :]
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
     assert [n.id for n in recorder.select_notifications(1, 100)] == list(range(1, 12))
     result = verify_home(home)
@@ -185,6 +189,7 @@ def test_torn_tail_is_repaired_by_a_new_process(tmp_path: Path) -> None:
         "ledger = open_ledger(Path(sys.argv[1]))\n"
         "print(len(ledger.reports), ledger.last_position())\n"
         "print(*ledger.append([StoredEvent(uuid.uuid4(), 1, 't', b'{}')]))\n"
+        "print(len(ledger.reports))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(home)],
@@ -194,7 +199,7 @@ def test_torn_tail_is_repaired_by_a_new_process(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
-    assert out.stdout.split() == ["1", "9", "10"]
+    assert out.stdout.split() == ["0", "9", "10", "1"]  # repaired by the write, not the open
     assert "torn tail" in out.stderr  # logged as a warning
     assert segment.stat().st_size > committed
     assert len(list((home / "quarantine").iterdir())) == 1
@@ -220,14 +225,14 @@ def test_corrupt_line_in_the_middle_refuses_appends_and_drops_nothing(tmp_path: 
     before = tree_bytes(home)
 
     ledger = Ledger(home)
-    assert ledger.corruption is not None
+    assert ledger.damage is not None
     with pytest.raises(CorruptLogError) as raised:
         JsonlApplicationRecorder(ledger).insert_events([StoredEvent(uuid.uuid4(), 1, "t", b"{}")])
     message = str(raised.value)
     assert "position 3" in message
     assert "sheratan audit verify" in message
     assert "restore" in message
-    assert "quarantine" in message
+    assert "--up-to-damage" in message
     assert segment.name in message
     # nothing dropped, nothing rewritten, nothing quarantined
     assert tree_bytes(home) == before
@@ -269,7 +274,7 @@ def test_a_save_at_the_state_limit_survives_reopen(tmp_path: Path) -> None:
     assert recorder.insert_events([StoredEvent(stream, 1, "test.big", big)]) == [1]
     assert recorder.insert_events([StoredEvent(stream, 2, "t", b"{}")]) == [2]
     reopened = Ledger(home)  # rescans the log: the long line is not mistaken for damage
-    assert reopened.corruption is None
+    assert reopened.damage is None
     assert recorder.select_notifications(1, 10)[0].state == big
     assert reopened.last_position() == 2
     again = JsonlApplicationRecorder(reopened)

@@ -22,7 +22,7 @@ from store_helpers import (
 
 import sheratan.store.ledger as ledger_module
 from sheratan.store import CorruptLogError
-from sheratan.store.audit import read_checkpoints
+from sheratan.store.checkpoints import read_chain
 from sheratan.store.index import segment_name
 from sheratan.store.ledger import Ledger
 from sheratan.store.lines import line_body
@@ -108,7 +108,7 @@ def test_truncation_behind_a_checkpoint_names_the_first_missing_position(tmp_pat
     home, ledger = _home_of(tmp_path)
     record = ledger.checkpoint()
     assert record["pos"] == EVENTS
-    assert read_checkpoints(home / "checkpoints" / "events.jsonl")[-1].hash == ledger.index.head
+    assert read_chain(home / "checkpoints" / "events.jsonl").records[-1].hash == ledger.index.head
     assert verify_home(home).ok
     segment = only_segment(home)
     lines = all_lines(home)
@@ -179,7 +179,7 @@ def test_segments_roll_at_the_size_limit(tmp_path: Path, monkeypatch: pytest.Mon
         assert 2_000 <= path.stat().st_size < 2_000 + 2_000
     # a seal checkpoint vouches for the last position of every sealed segment
     seals = [
-        c for c in read_checkpoints(home / "checkpoints" / "events.jsonl") if c.reason == "seal"
+        c for c in read_chain(home / "checkpoints" / "events.jsonl").records if c.reason == "seal"
     ]
     assert [c.pos for c in seals] == [first - 1 for first in starts[1:]]
     for seal in seals:

@@ -116,6 +116,11 @@ class CommittedLog(Closing):
         cut, last_position = self.ledger.committed_cut()
         out: list[str] = []
         used: set[Path] = set()
+        if not cut:  # a log nothing was written to yet has no segment file
+            empty = self.workdir / "empty.jsonl"
+            empty.touch()
+            used.add(empty)
+            out.append(str(empty))
         for i, (path, size) in enumerate(cut):
             active = i == len(cut) - 1
             if not active and os.stat(path).st_size == size:

@@ -14,14 +14,9 @@ from typing import Any
 
 import msgspec
 
+from sheratan.store.checkpoints import read_chain
+from sheratan.store.integrity import SEGMENT_FILE
 from sheratan.store.lines import GENESIS_HASH, LinePointer, compute_hash, pointer_decoder
-
-
-class Checkpoint(msgspec.Struct):
-    pos: int
-    hash: str
-    ts: str
-    reason: str = "manual"
 
 
 @dataclass
@@ -53,13 +48,6 @@ class Verification:
         }
 
 
-def read_checkpoints(path: Path) -> list[Checkpoint]:
-    if not path.exists():
-        return []
-    decoder = msgspec.json.Decoder(Checkpoint)
-    return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
-
-
 def verify(
     log_dir: Path,
     checkpoints_path: Path,
@@ -67,13 +55,20 @@ def verify(
 ) -> Verification:
     """Verify every line of the log in ``log_dir``; stop at the first bad position."""
     result = Verification()
-    checkpoints = read_checkpoints(checkpoints_path)
+    chain = read_chain(checkpoints_path)
+    checkpoints = chain.records
     result.checkpoints = len(checkpoints)
+    if chain.problem is not None:
+        after = chain.last.pos + 1 if chain.last else 1
+        return _fail(result, after, chain.problem)
     expected_hash_at = {c.pos: c.hash for c in checkpoints}
+    seals = chain.seals
     head = GENESIS_HASH
     expected = 1
-    for path in sorted(log_dir.glob("*.jsonl")):
+    for path in sorted(p for p in log_dir.iterdir() if not p.name.startswith(".")):
         result.segments.append(path.name)
+        if not SEGMENT_FILE.match(path.name):
+            return _fail(result, expected, f"{path.name} is not a segment file")
         if int(path.stem) != expected:
             return _fail(result, expected, f"segment {path.name} should start at {expected}")
         with path.open("rb") as handle:
@@ -99,6 +94,17 @@ def verify(
                 expected += 1
                 if progress is not None and result.verified % 100_000 == 0:
                     progress(result.verified)
+        seal = seals.get(path.name)
+        if seal is not None and (seal.last != expected - 1 or seal.size != path.stat().st_size):
+            return _fail(
+                result,
+                min(expected, seal.last + 1),
+                f"segment {path.name} ends at {expected - 1} with {path.stat().st_size} bytes, "
+                f"but was sealed at {seal.last} with {seal.size}",
+            )
+    missing = seals.get(f"{expected:020d}.jsonl")
+    if missing is not None:
+        return _fail(result, expected, f"sealed segment {missing.name} is missing")
     result.head = head
     last = expected - 1
     beyond = [c for c in checkpoints if c.pos > last]

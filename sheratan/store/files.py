@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``: temp file, fsync, rename, fsync dir."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace ``path`` atomically with ``data``: temp file, fsync, rename, fsync dir.
+
+    The temp file's name is the writer's own (process and thread), so two writers replacing
+    one file never share, truncate or rename each other's temp file: the last rename wins.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from sheratan.store.files import write_durably
 from sheratan.store.limits import SEGMENT_NAME_DIGITS
 from sheratan.store.lines import GENESIS_HASH, Trk
 
-SIDECAR_FORMAT = 1
+SIDECAR_FORMAT = 2
+_CHECKSUM_BYTES = 4
 
 
 @dataclass
@@ -150,6 +152,8 @@ class _Sidecar(msgspec.Struct):
     positions: bytes
     tracking: dict[str, int]
     tracking_size: int
+    verified: dict[int, tuple[int, int, int, int]]
+    active_crc: int
 
 
 @dataclass
@@ -163,6 +167,12 @@ class LogIndex:
     tracking_size: int = 0
     last_pos: int = 0
     head: str = GENESIS_HASH
+    #: Segment files known to be intact, by first position: the stamp (size, inode, ctime,
+    #: mtime) each had when it was verified, so an unchanged file is not read again on open.
+    verified: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    #: crc32 of the active (last) segment's indexed bytes: an open whose file stamp changed
+    #: re-checks that prefix at memory speed instead of re-hashing every line.
+    active_crc: int = 0
 
     def segment_index_of(self, position: int) -> int:
         return bisect.bisect_right(self.segments, position, key=lambda s: s.first_pos) - 1
@@ -213,15 +223,26 @@ class LogIndex:
             positions=positions.tobytes(),
             tracking=dict(self.tracking),
             tracking_size=self.tracking_size,
+            verified=dict(self.verified),
+            active_crc=self.active_crc,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_durably(path, msgspec.msgpack.encode(sidecar))
+        payload = msgspec.msgpack.encode(sidecar)
+        write_durably(path, payload + zlib.crc32(payload).to_bytes(_CHECKSUM_BYTES, "big"))
 
     @classmethod
     def load(cls, path: Path, segment_dir: Path) -> LogIndex | None:
-        """The index saved at ``path``, or None when it is missing or unreadable."""
+        """The index saved at ``path``, or None when it is missing, unreadable or altered.
+
+        A checksum over the saved bytes catches a damaged or hand-edited sidecar; it is then
+        rebuilt from the log, like a missing one.
+        """
         try:
-            sidecar = msgspec.msgpack.decode(path.read_bytes(), type=_Sidecar)
+            data = path.read_bytes()
+            payload, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
+            if zlib.crc32(payload).to_bytes(_CHECKSUM_BYTES, "big") != checksum:
+                return None
+            sidecar = msgspec.msgpack.decode(payload, type=_Sidecar)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             return None
         if sidecar.format != SIDECAR_FORMAT:
@@ -244,6 +265,8 @@ class LogIndex:
             return None
         index.tracking = dict(sidecar.tracking)
         index.tracking_size = sidecar.tracking_size
+        index.verified = dict(sidecar.verified)
+        index.active_crc = sidecar.active_crc
         if len(index.offsets) != index.last_pos:
             return None
         return index

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,24 @@ from typing import Any
 import msgspec
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
+from sheratan.store.checkpoints import (
+    Checkpoint,
+    CheckpointChain,
+    Seal,
+    append_record,
+    file_digest,
+    read_chain,
+)
 from sheratan.store.files import FileLock, UtcClock, append_durably, fsync_dir
 from sheratan.store.index import LogIndex, Segment, StreamVersions, segment_name
+from sheratan.store.integrity import (
+    Damage,
+    Layout,
+    check_layout,
+    first_bad_line,
+    stamp,
+    stamp_if_exists,
+)
 from sheratan.store.limits import (
     MAX_EVENTS_PER_SAVE,
     MAX_LINE_BYTES,
@@ -42,7 +59,7 @@ from sheratan.store.limits import (
 from sheratan.store.lines import (
     Prepared,
     Trk,
-    compute_hash,
+    check_line,
     encode_line,
     pointer_decoder,
     prepare,
@@ -118,54 +135,156 @@ class Ledger:
         self._listeners: set[threading.Event] = set()
         self._events_since_sidecar = 0
         self.reports: list[str] = []
-        self.corruption: str | None = None
+        #: The first damage found (on open, or in lines another process wrote since): the
+        #: log then refuses appends, and reads unless ``serve_intact_prefix`` was asked for.
+        self.damage: Damage | None = None
+        self._serving_prefix = False
+        self._limit: int | None = None  # with a damaged log: index no position from here on
+        self._chain = CheckpointChain()
+        self._unsealed: list[tuple[int, Path]] = []
+        self._sidecar_stale = False  # checks learned something the sidecar should remember
         with self._state, self._flock.held():
-            self.index = self._load_sidecar() or LogIndex()
-            if not self.index.segments:
-                self._discover_segments()
-            self._catch_up(repair=True)
-            self._check_segments_follow()
+            self._open()
         self._finalizer = weakref.finalize(
             self, _close_fds, self._read_fds, self._write_fds, self._flock
         )
 
     # ------------------------------------------------------------------ opening
 
-    def _discover_segments(self) -> None:
-        paths = sorted(self.dir.glob("*.jsonl"))
-        if not paths:
-            first = self.dir / segment_name(1)
-            first.touch()
-            fsync_dir(self.dir)
-            paths = [first]
-        # Index from the first segment; _catch_up follows the others by name, in order.
-        self.index.segments.append(Segment(int(paths[0].stem), paths[0], 0))
+    def _open(self) -> None:
+        """Check the files against the checkpoint chain, then index the log; never repair.
 
-    def _check_segments_follow(self) -> None:
-        """Refuse appends if a segment lies beyond the indexed ones (one is missing between)."""
-        if self.corruption is not None:
+        Opening is read-only: a torn tail stays where it is (invisible, like a save still
+        being written) until a writer quarantines it, and damage is only described.
+        """
+        self._chain = chain = read_chain(self.checkpoints_path)
+        if chain.problem is not None:
+            last = chain.last
+            self._set_damage(
+                Damage(last.pos + 1 if last else 1, self.checkpoints_path, chain.problem)
+            )
+        sidecar = self._load_sidecar()
+        layout = check_layout(self.dir, chain, sidecar.verified if sidecar else {})
+        if layout.damage is not None:
+            self._set_damage(layout.damage)
+        if self.damage is not None:
+            self.index = LogIndex(segments=[Segment(1, self.dir / segment_name(1), 0)])
             return
-        last = self.index.segments[-1]
-        for path in sorted(self.dir.glob("*.jsonl")):
-            if path.stem.isdigit() and int(path.stem) > last.first_pos:
-                missing = segment_name(self.index.last_pos + 1)
-                self.corruption = (
-                    f"segment {missing} is missing from {self.dir}, yet the log goes on in "
-                    f"{path.name} (position {self.index.last_pos + 1} is the first one lost). "
-                    f"The log accepts no appends until repaired: restore {missing} from a "
-                    f"backup, or move the later segments aside if their events may be discarded."
+        self._unsealed = [
+            (first, path) for first, path in layout.segments[:-1] if path.name not in chain.seals
+        ]
+        self.index = self._trusted(sidecar, layout) or LogIndex(
+            segments=[Segment(layout.segments[0][0], layout.segments[0][1], 0)]
+        )
+        if layout.verified or self.index is not sidecar:
+            self.index.verified.update(layout.verified)
+            self._sidecar_stale = True
+        self._catch_up(repair=False)
+        if self.damage is None:
+            self._check_all_indexed(layout)
+        if self.damage is None:
+            self._check_checkpoints_reached()
+
+    def _trusted(self, sidecar: LogIndex | None, layout: Layout) -> LogIndex | None:
+        """The sidecar, if its segments are the layout's and the active prefix is unchanged.
+
+        An active segment whose file stamp differs from the one remembered is re-checked by
+        the crc32 of its indexed bytes; a mismatch there is damage, named by a chain scan.
+        """
+        if sidecar is None:
+            return None
+        indexed = [(s.first_pos, s.path) for s in sidecar.segments]
+        if indexed != layout.segments[: len(indexed)]:
+            return None
+        active = sidecar.segments[-1]
+        if sidecar.verified.get(active.first_pos) == stamp_if_exists(active.path):
+            return sidecar
+        if self._crc(active.path, active.size) == sidecar.active_crc:
+            self._sidecar_stale = True
+            return sidecar
+        prev = layout.active_prev if len(indexed) == len(layout.segments) else None
+        bad = first_bad_line(active.path, active.first_pos, prev, active.size) if prev else None
+        self._set_damage(
+            bad
+            or Damage(
+                active.first_pos,
+                active.path,
+                "its bytes differ from the ones indexed before (changed in place)",
+            )
+        )
+        return None
+
+    def _crc(self, path: Path, size: int) -> int:
+        crc, offset = 0, 0
+        while offset < size:
+            chunk = self._pread(path, offset, min(READ_CHUNK_BYTES, size - offset))
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            offset += len(chunk)
+        return crc
+
+    def _check_all_indexed(self, layout: Layout) -> None:
+        """Every segment file must have been reached by following the chain from position 1."""
+        index = self.index
+        reached = {s.first_pos for s in index.segments}
+        for first, path in layout.segments:
+            if first not in reached:
+                last = index.segments[-1]
+                self._set_damage(
+                    Damage(
+                        index.last_pos + 1,
+                        path,
+                        f"the log ends at position {index.last_pos} in {last.path.name}, yet "
+                        f"this segment follows (named for position {first})",
+                    )
                 )
-                log.error(self.corruption)
                 return
 
+    def _check_checkpoints_reached(self) -> None:
+        """The log must still hold every position a checkpoint vouches for, with its hash."""
+        index = self.index
+        active_first = index.segments[-1].first_pos
+        for record in self._chain.records:
+            if record.pos > index.last_pos:
+                self._set_damage(
+                    Damage(
+                        index.last_pos + 1,
+                        self.checkpoints_path,
+                        f"the log ends at position {index.last_pos}, but a checkpoint vouches "
+                        f"for position {record.pos}: it was truncated",
+                    )
+                )
+                return
+            if record.pos >= active_first and record.pos and record.seal is None:
+                segment, start, end, _ = index.span(record.pos, record.pos)
+                line = self._pread(segment.path, start, end - start).rstrip(b"\n")
+                if pointer_decoder.decode(line).hash != record.hash:
+                    self._set_damage(
+                        Damage(
+                            record.pos,
+                            segment.path,
+                            "the line's hash differs from the checkpoint's",
+                            start,
+                        )
+                    )
+                    return
+
+    def _set_damage(self, damage: Damage) -> None:
+        if self.damage is None or damage.position < self.damage.position:
+            self.damage = damage  # raised to whoever reads or writes next, not logged twice
+
     def _load_sidecar(self) -> LogIndex | None:
+        """The saved index, if it parses and its last line still carries its head hash.
+
+        A segment shorter than the index knows is not the sidecar's fault: ``_trusted``
+        names that damage.
+        """
         index = LogIndex.load(self.sidecar_path, self.dir)
         if index is None or not index.segments:
             return None
-        for segment in index.segments:
-            if not segment.path.exists() or segment.path.stat().st_size < segment.size:
-                log.warning("sidecar index of %s is stale; rebuilding from the log", self.dir)
-                return None
+        if any(_size_of(s.path) < s.size for s in index.segments):
+            return index
         if index.last_pos:
             segment, start, end, _ = index.span(index.last_pos, index.last_pos)
             line = self._pread(segment.path, start, end - start).rstrip(b"\n")
@@ -175,6 +294,32 @@ class Ledger:
             except msgspec.DecodeError:
                 return None
         return index
+
+    def serve_intact_prefix(self) -> int:
+        """Let reads answer from the positions before the first damage; returns the last one.
+
+        The index is rebuilt from position 1 and stops before the damaged position (at a
+        save boundary); appends stay refused. Without damage this changes nothing.
+        """
+        with self._state:
+            if self.damage is None:
+                return self.index.last_pos
+            self._serving_prefix = True
+            self._limit = self.damage.position
+            first = sorted(self.dir.glob("*.jsonl"))
+            start = int(first[0].stem) if first and first[0].stem.isdigit() else 1
+            self.index = LogIndex(segments=[Segment(start, self.dir / segment_name(start), 0)])
+            damage, self.damage = self.damage, None
+            try:
+                self._catch_up(repair=False)
+            finally:
+                if self.damage is None or damage.position <= self.damage.position:
+                    self.damage = damage
+            return self.index.last_pos
+
+    def _readable(self) -> None:
+        if self.damage is not None and not self._serving_prefix:
+            raise CorruptLogError(self.damage.message())
 
     # ----------------------------------------------------------------- catch-up
 
@@ -186,47 +331,64 @@ class Ledger:
     def _catch_up(self, *, repair: bool) -> None:
         """Scan and index complete saves past the indexed end of the log.
 
-        With ``repair`` (only while holding the file lock, so no writer is mid-write) a torn
-        tail is quarantined; without it, an incomplete tail is simply not visible yet.
+        With ``repair`` (writers only, holding the file lock, so no writer is mid-write) a
+        torn tail of the last segment is quarantined; without it, an incomplete tail is simply
+        not visible yet. Bytes left over in a segment that another one follows are damage.
         """
-        if self.corruption is not None:
+        if self.damage is not None:
             return
         index = self.index
         while True:
             segment = index.segments[-1]
-            size = os.stat(segment.path).st_size
+            size = _size_of(segment.path)
             if size > segment.size:
-                self._scan(segment, size, repair=repair)
-                if self.corruption is not None:
+                self._scan(segment, size)
+                if self.damage is not None:
                     return
             following = self.dir / segment_name(index.last_pos + 1)
             if index.last_pos + 1 != segment.first_pos and os.path.exists(following):
+                if segment.size < size:
+                    self._set_damage(
+                        Damage(
+                            index.last_pos + 1,
+                            segment.path,
+                            "an incomplete line or save in a segment that another one follows",
+                            segment.size,
+                        )
+                    )
+                    return
                 index.segments.append(Segment(index.last_pos + 1, following, 0))
+                index.active_crc = 0
                 self._close_write_fd()
                 continue
+            if segment.size < size and repair:
+                self._quarantine_tail(segment, size)
             break
         self._catch_up_tracking()
 
-    def _scan(self, segment: Segment, size: int, *, repair: bool) -> None:
+    def _scan(self, segment: Segment, size: int) -> None:
+        """Chain-check and index the complete saves of ``segment`` past its indexed size."""
         index = self.index
         offset = segment.size
         head = index.head
         expected = index.last_pos + 1
         pending = _Pending(offset)
         want = READ_CHUNK_BYTES
+        crc = index.active_crc  # over every complete line; kept up to the last complete save
         while offset < size:
             chunk = self._pread(segment.path, offset, min(want, size - offset))
             consumed = 0
             while True:
                 nl = chunk.find(b"\n", consumed)
-                if nl < 0:
+                if nl < 0 or expected == self._limit:
                     break
                 line = chunk[consumed:nl]
                 line_offset = offset + consumed
+                crc = zlib.crc32(chunk[consumed : nl + 1], crc)
                 consumed = nl + 1
-                problem, pointer = _check_line(line, expected, head)
+                problem, pointer = check_line(line, expected, head)
                 if problem:
-                    self._mark_corrupt(segment, line_offset, expected, problem)
+                    self._set_damage(Damage(expected, segment.path, problem, line_offset))
                     return
                 assert pointer is not None
                 if not pending.entries:
@@ -239,19 +401,20 @@ class Ledger:
                 if pointer.pos == pointer.end:
                     self._index_save(pending, head)
                     segment.size = offset + consumed
+                    index.active_crc = crc
                     pending = _Pending(segment.size)
+            if expected == self._limit:
+                break
             if consumed == 0:
                 if len(chunk) < want:
                     break  # an unterminated line at the end
                 if want >= MAX_LINE_BYTES:
-                    msg = f"a line longer than {MAX_LINE_BYTES} bytes at byte {offset}"
-                    self._mark_corrupt(segment, offset, expected, msg)
+                    msg = f"a line longer than {MAX_LINE_BYTES} bytes"
+                    self._set_damage(Damage(expected, segment.path, msg, offset))
                     return
                 want = min(2 * want, MAX_LINE_BYTES)  # a long line: read it whole
                 continue
             offset += consumed
-        if segment.size < size and repair:
-            self._quarantine_tail(segment, size)
 
     def _index_save(self, pending: _Pending, head: str) -> None:
         index = self.index
@@ -262,17 +425,12 @@ class Ledger:
         index.head = head
         self._events_since_sidecar += len(pending.entries)  # close() saves what we scanned
 
-    def _mark_corrupt(self, segment: Segment, offset: int, pos: int, problem: str) -> None:
-        self.corruption = (
-            f"{segment.path} is corrupt at byte {offset} (position {pos}): {problem}. "
-            f"The log accepts no appends until repaired: run `sheratan audit verify` to see "
-            f"the damage, then restore {segment.path.name} from a backup or, if the events "
-            f"from position {pos} on may be discarded, move the segment's bytes from offset "
-            f"{offset} on into a file under {self.quarantine_dir} and truncate it there."
-        )
-        log.error(self.corruption)
-
     def _quarantine_tail(self, segment: Segment, size: int) -> None:
+        """Move the bytes after the last complete save aside and cut the segment there.
+
+        Only a writer calls this, holding the file lock, and only for the last segment: no
+        save is being written, so these bytes belong to a save that was never acknowledged.
+        """
         torn = self._pread(segment.path, segment.size, size - segment.size)
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         stamp = self._clock.now().replace(":", "").replace("-", "")
@@ -370,8 +528,9 @@ class Ledger:
                 self._flock.acquire()
                 try:
                     self._catch_up(repair=True)
-                    if self.corruption is not None:
-                        raise CorruptLogError(self.corruption)
+                    if self.damage is not None:
+                        raise CorruptLogError(self.damage.message())
+                    self._seal_unsealed()
                     self._write(batch)
                 finally:
                     self._flock.release()
@@ -417,7 +576,9 @@ class Ledger:
             if save.trk is not None and not save.events:
                 tracking_lines.append(_tracking_encoder.encode(save.trk) + b"\n")
         if parts:
-            _write_all(self._write_fd_for(segment), b"".join(parts))
+            data = b"".join(parts)
+            _write_all(self._write_fd_for(segment), data)
+            index.active_crc = zlib.crc32(data, index.active_crc)
         if tracking_lines:
             append_durably(self.tracking_path, b"".join(tracking_lines))
             index.tracking_size = os.stat(self.tracking_path).st_size
@@ -463,10 +624,11 @@ class Ledger:
         return accepted
 
     def _active_segment(self) -> Segment:
+        """The segment to append to; a full one is sealed first and a new one started."""
         segment = self.index.segments[-1]
         if segment.size < SEGMENT_MAX_BYTES:
             return segment
-        self.checkpoint(reason="seal")
+        self._seal(segment.first_pos, segment.path, self.index.last_pos, self.index.head)
         first = self.index.last_pos + 1
         path = self.dir / segment_name(first)
         path.touch()
@@ -474,12 +636,38 @@ class Ledger:
         self._close_write_fd()
         new = Segment(first, path, 0)
         self.index.segments.append(new)
+        self.index.active_crc = 0
         self._save_sidecar()
         return new
 
+    def _seal(self, first: int, path: Path, last: int, head: str) -> None:
+        """Record what a segment is as the ledger rolls past it (or adopts an old one)."""
+        size = os.stat(path).st_size
+        seal = Seal(path.name, first, last, size, file_digest(path))
+        record = Checkpoint(pos=last, hash=head, ts=self._clock.now(), reason="seal", seal=seal)
+        self._append_checkpoint(record)
+        self.index.verified[first] = stamp(path)
+
+    def _seal_unsealed(self) -> None:
+        """Seal the segments that a Sheratan before seal records rolled past (once, on the
+        first write), so later opens check them by digest instead of re-reading their chain."""
+        while self._unsealed:
+            first, path = self._unsealed.pop(0)
+            at = self.index.segment_index_of(first)
+            last = self.index.segments[at + 1].first_pos - 1
+            self._seal(first, path, last, self._hash_of(last))
+
+    def _hash_of(self, position: int) -> str:
+        segment, start, end, _ = self.index.span(position, position)
+        return pointer_decoder.decode(self._pread(segment.path, start, end - start)).hash
+
     def _write_fd_for(self, segment: Segment) -> int:
         if not self._write_fds:
-            self._write_fds.append(os.open(segment.path, os.O_WRONLY | os.O_APPEND))
+            created = not segment.path.exists()
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            self._write_fds.append(os.open(segment.path, flags, 0o644))
+            if created:
+                fsync_dir(self.dir)
         return self._write_fds[0]
 
     def _close_write_fd(self) -> None:
@@ -489,29 +677,52 @@ class Ledger:
     # ------------------------------------------------------------- checkpoints
 
     def checkpoint(self, reason: str = "manual") -> dict[str, Any]:
-        """Record (position, chain head, time) durably; audit verify holds the log to it."""
-        with self._state:
-            record = {
-                "pos": self.index.last_pos,
-                "hash": self.index.head,
-                "ts": self._clock.now(),
-                "reason": reason,
-            }
-            append_durably(self.checkpoints_path, msgspec.json.encode(record) + b"\n")
-            if reason != "seal":
-                self._save_sidecar()
-            return record
+        """Record (position, chain head, time) durably; every open holds the log to it."""
+        with self._state, self._flock.held():
+            self._catch_up(repair=False)
+            if self.damage is not None:
+                raise CorruptLogError(self.damage.message())
+            record = Checkpoint(
+                pos=self.index.last_pos, hash=self.index.head, ts=self._clock.now(), reason=reason
+            )
+            chained = self._append_checkpoint(record)
+            self._save_sidecar()
+            return msgspec.to_builtins(chained)
+
+    def _append_checkpoint(self, record: Checkpoint) -> Checkpoint:
+        """Chain ``record`` after the records on disk now (other processes add some too)."""
+        self._chain = read_chain(self.checkpoints_path)
+        if self._chain.problem is not None:
+            damage = Damage(record.pos + 1, self.checkpoints_path, self._chain.problem)
+            self._set_damage(damage)
+            raise CorruptLogError(damage.message())
+        return append_record(self.checkpoints_path, self._chain, record)
 
     def _save_sidecar(self) -> None:
-        self.index.save(self.sidecar_path)
+        """Persist the index, remembering the active segment's stamp if we indexed all of it."""
+        index = self.index
+        active = index.segments[-1]
+        now = stamp_if_exists(active.path)
+        if now is not None and now[0] == active.size:
+            index.verified[active.first_pos] = now
+        else:
+            index.verified.pop(active.first_pos, None)
+        index.save(self.sidecar_path)
         self._events_since_sidecar = 0
+        self._sidecar_stale = False
 
     # -------------------------------------------------------------------- reads
 
     def lines(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
-        """Yield (position, line) for positions first..last that exist, in order."""
+        """Yield (position, line) for positions first..last that exist, in order.
+
+        Each line must start with its own position: a line read from anywhere else (an index
+        that disagrees with the file) raises instead of passing as another event.
+        """
         with self._state:
+            self._readable()
             self._catch_up(repair=False)
+            self._readable()
             last = min(last, self.index.last_pos)
             spans = []
             while first <= last:
@@ -531,6 +742,7 @@ class Ledger:
                     want *= 2
                     continue
                 for line in chunk[:cut].splitlines():
+                    _expect_position(line, pos, path)
                     yield pos, line
                     pos += 1
                 offset += cut
@@ -539,22 +751,30 @@ class Ledger:
         """The lines at the given (indexed, ascending) positions; adjacent ones read together."""
         out: list[bytes] = []
         with self._state:
+            self._readable()
             for first, last in _runs(positions):
                 while first <= last:
                     segment, start, end, span_last = self.index.span(first, last)
-                    out.extend(self._pread(segment.path, start, end - start).splitlines())
+                    lines = self._pread(segment.path, start, end - start).splitlines()
+                    for pos, line in enumerate(lines, first):
+                        _expect_position(line, pos, segment.path)
+                    out.extend(lines)
                     first = span_last + 1
         return out
 
     def last_position(self) -> int:
         """The last committed position (0 for an empty log), including other processes' saves."""
         with self._state:
+            self._readable()
             self._catch_up(repair=False)
+            self._readable()
             return self.index.last_pos
 
     def max_tracking_id(self, application_name: str) -> int | None:
         with self._state:
+            self._readable()
             self._catch_up(repair=False)
+            self._readable()
             return self.index.tracking.get(application_name)
 
     def committed_cut(self) -> tuple[list[tuple[Path, int]], int]:
@@ -564,10 +784,11 @@ class Ledger:
         torn); readers that bypass the ledger (DuckDB) must stop there.
         """
         with self._state:
+            self._readable()
             self._catch_up(repair=False)
-            if self.corruption is not None:
-                raise CorruptLogError(self.corruption)
-            return [(s.path, s.size) for s in self.index.segments], self.index.last_pos
+            self._readable()
+            segments = [(s.path, s.size) for s in self.index.segments if s.path.exists()]
+            return segments, self.index.last_pos
 
     def hash_at(self, position: int) -> str | None:
         """The chain hash of the line at ``position`` (None past the end): names a history."""
@@ -577,7 +798,9 @@ class Ledger:
 
     def stream(self, stream_id: str) -> Any:
         with self._state:
+            self._readable()
             self._catch_up(repair=False)
+            self._readable()
             return self.index.streams.get(stream_id)
 
     def _pread(self, path: Path, offset: int, size: int) -> bytes:
@@ -606,7 +829,8 @@ class Ledger:
         Read handles and the lock file close when the last recorder drops the ledger.
         """
         with self._state:
-            if self._events_since_sidecar and self.corruption is None:
+            dirty = self._events_since_sidecar or self._sidecar_stale
+            if dirty and self.damage is None:
                 with contextlib.suppress(OSError):
                     self._save_sidecar()
             self._close_write_fd()
@@ -623,23 +847,6 @@ def _runs(positions: Sequence[int]) -> Iterator[tuple[int, int]]:
             first = pos
         last = pos
     yield first, last
-
-
-def _check_line(line: bytes, expected: int, head: str) -> tuple[str, Any]:
-    """Why a complete line cannot follow (position ``expected - 1``, ``head``), or ''."""
-    try:
-        pointer = pointer_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        return f"not a valid ledger line ({error})", None
-    if pointer.pos != expected:
-        return f"position {pointer.pos} where {expected} was expected", None
-    if pointer.prev != head:
-        return "its prev does not match the previous line's hash", None
-    if compute_hash(head, line) != pointer.hash:
-        return "its hash does not match its content", None
-    if pointer.end < pointer.pos:
-        return f"its save ends at {pointer.end}, before the line itself", None
-    return "", pointer
 
 
 def _save_problem(
@@ -673,6 +880,20 @@ def _save_problem(
             return f"tracking {app} {save.trk.id} is not after {current}"
     claimed.update(seen)
     return ""
+
+
+def _expect_position(line: bytes, pos: int, path: Path) -> None:
+    if not line.startswith(b'{"pos":%d,' % pos):
+        msg = f"{path} changed under the ledger: the line read for position {pos} is not it"
+        raise CorruptLogError(msg)
+
+
+def _size_of(path: Path) -> int:
+    """A segment's size; a segment not created yet (a new, empty log) holds nothing."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -176,3 +176,20 @@ def state_of(line: Any) -> bytes:
     """The stored state bytes of a decoded line, exactly as they were saved."""
     raw = line.raw
     return raw if raw is not None else bytes(line.data)
+
+
+def check_line(line: bytes, expected: int, head: str) -> tuple[str, Any]:
+    """Why a complete line cannot follow (position ``expected - 1``, ``head``), or ''."""
+    try:
+        pointer = pointer_decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        return f"not a valid ledger line ({error})", None
+    if pointer.pos != expected:
+        return f"position {pointer.pos} where {expected} was expected", None
+    if pointer.prev != head:
+        return "its prev does not match the previous line's hash", None
+    if compute_hash(head, line) != pointer.hash:
+        return "its hash does not match its content", None
+    if pointer.end < pointer.pos:
+        return f"its save ends at {pointer.end}, before the line itself", None
+    return "", pointer
