@@ -107,12 +107,39 @@ def common(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
 
 
+def reading(command: F) -> F:
+    """--home and --json, and --up-to-damage: for commands that only read the log."""
+    command = click.option(
+        "--up-to-damage",
+        is_flag=True,
+        expose_value=False,
+        callback=_serve_intact_prefix,
+        help="On a damaged log, answer from the positions before the first damage.",
+    )(command)
+    return common(command)
+
+
 _opened: list[Home] = []
+_intact_prefix: list[bool] = []
+
+
+def _serve_intact_prefix(_ctx: Any, _param: click.Parameter, value: bool) -> None:
+    if value:
+        _intact_prefix.append(True)
 
 
 def open_home(home: str | None) -> Home:
     opened = Home.open(resolve_home(home))
     _opened.append(opened)
+    if _intact_prefix:
+        damage = opened.ledger.damage
+        last = opened.ledger.serve_intact_prefix()
+        if damage is not None:
+            click.echo(
+                f"note: the log is damaged at position {damage.position} ({damage.path}: "
+                f"{damage.problem}); answering from positions 1..{last} only",
+                err=True,
+            )
     return opened
 
 
@@ -194,7 +221,7 @@ def mission_create(title: str, description: str, home: str | None, as_json: bool
 
 
 @mission.command("list")
-@common
+@reading
 def mission_list(home: str | None, as_json: bool) -> None:
     """All missions."""
     view = open_home(home).views.current(MISSIONS)
@@ -210,7 +237,7 @@ def mission_list(home: str | None, as_json: bool) -> None:
 
 @mission.command("show")
 @click.argument("mission_id", callback=parse_uuid)
-@common
+@reading
 def mission_show(mission_id: UUID, home: str | None, as_json: bool) -> None:
     """One mission with its tasks."""
     opened = open_home(home)
@@ -254,7 +281,7 @@ def task_create(
 
 @task.command("list")
 @click.option("--mission", "mission_id", callback=parse_uuid, help="Only this mission's tasks.")
-@common
+@reading
 def task_list(mission_id: UUID | None, home: str | None, as_json: bool) -> None:
     """Tasks, oldest first."""
     tasks = sorted(
@@ -331,7 +358,7 @@ def job_create(
 
 @job.command("show")
 @click.argument("job_id", callback=parse_uuid)
-@common
+@reading
 def job_show(job_id: UUID, home: str | None, as_json: bool) -> None:
     """One job's state."""
     state = redact(to_plain(open_home(home).app.get_job(job_id)))
@@ -342,7 +369,7 @@ def job_show(job_id: UUID, home: str | None, as_json: bool) -> None:
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only jobs in this status."
 )
-@common
+@reading
 def job_list(status: str | None, home: str | None, as_json: bool) -> None:
     """Jobs, oldest first (queued ones in dispatch order with --status queued)."""
     view: JobsView = open_home(home).views.current(JOBS)
@@ -372,7 +399,7 @@ def events() -> None:
     "-n", "count", type=click.IntRange(min=0), default=10, show_default=True, help="How many."
 )
 @click.option("--follow", is_flag=True, help="Keep printing new events until interrupted.")
-@common
+@reading
 def events_tail(count: int, follow: bool, home: str | None, as_json: bool) -> None:
     """The last events of the log (JSON lines with --json)."""
     ledger = open_home(home).ledger
@@ -443,7 +470,7 @@ def worker_register(
 
 
 @worker.command("list")
-@common
+@reading
 def worker_list(home: str | None, as_json: bool) -> None:
     """Registered workers."""
     workers = sorted(open_home(home).views.current(WORKERS).workers.values(), key=lambda w: w.id)
@@ -612,7 +639,7 @@ def policy_group() -> None:
 
 @policy_group.command("show")
 @click.option("--intent", default=None, help="Only this intent.")
-@common
+@reading
 def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
     """The current priors."""
     view = open_home(home).views.current(PRIORS)
@@ -634,7 +661,7 @@ def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
     "--to", "end", type=click.IntRange(min=0), required=True, help="A later log position."
 )
 @click.option("--intent", default=None, help="Only this intent.")
-@common
+@reading
 def policy_diff(start: int, end: int, intent: str | None, home: str | None, as_json: bool) -> None:
     """What was learned between two positions."""
     if end < start:
@@ -679,7 +706,7 @@ def _fmt(value: float | None) -> str:
     multiple=True,
     help="Which view (default: all).",
 )
-@common
+@reading
 def rebuild(at: int | None, view_names: tuple[str, ...], home: str | None, as_json: bool) -> None:
     """Rebuild views from position 0 and swap them in; --at shows them as of a position."""
     opened = open_home(home)
@@ -750,7 +777,7 @@ def audit_checkpoint(home: str | None, as_json: bool) -> None:
 @click.option(
     "--since", type=click.IntRange(min=1), default=1, show_default=True, help="A log position."
 )
-@common
+@reading
 def audit_report_cmd(since: int, workspace: Path | None, home: str | None, as_json: bool) -> None:
     """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs.
 
@@ -775,7 +802,7 @@ def audit_report_cmd(since: int, workspace: Path | None, home: str | None, as_js
     default="table",
     show_default=True,
 )
-@common
+@reading
 def sql(statement: str | None, schema: bool, output: str, home: str | None, as_json: bool) -> None:
     """Read-only SQL over the views: events, decisions, jobs, priors_history, scores."""
     if not schema and not statement:
@@ -822,7 +849,7 @@ def why() -> None:
 @why.command("latest")
 @click.option("--intent", default=None, help="Only this intent (dispatch_job, recover_failure).")
 @workspace_option
-@common
+@reading
 def why_latest(intent: str | None, workspace: Path | None, home: str | None, as_json: bool) -> None:
     """The most recent decision."""
     with asking_why(home, workspace) as asked:
@@ -833,7 +860,7 @@ def why_latest(intent: str | None, workspace: Path | None, home: str | None, as_
 @why.command("trace")
 @click.argument("trace_id", callback=parse_uuid)
 @workspace_option
-@common
+@reading
 def why_trace(trace_id: UUID, workspace: Path | None, home: str | None, as_json: bool) -> None:
     """Every node of a trace (also accepts a node id)."""
     with asking_why(home, workspace) as asked:
@@ -847,7 +874,7 @@ def why_trace(trace_id: UUID, workspace: Path | None, home: str | None, as_json:
 @why.command("job")
 @click.argument("job_id", callback=parse_uuid)
 @workspace_option
-@common
+@reading
 def why_job(job_id: UUID, workspace: Path | None, home: str | None, as_json: bool) -> None:
     """A job as the log has it, and every decision taken on it."""
     with asking_why(home, workspace) as asked:
@@ -863,7 +890,7 @@ def why_job(job_id: UUID, workspace: Path | None, home: str | None, as_json: boo
 @why.command("stats")
 @click.option("--intent", default=None, help="Only this intent.")
 @click.option("--window", callback=parse_window_option, help="Only the last 30m, 12h, 7d, 2w, ...")
-@common
+@reading
 def why_stats(intent: str | None, window: Any, home: str | None, as_json: bool) -> None:
     """Count, success rate, mean score, p50/p95 latency and cost, per action, failures."""
     with asking_why(home, None) as asked:
@@ -894,7 +921,7 @@ def why_stats(intent: str | None, window: Any, home: str | None, as_json: bool) 
     show_default=True,
     help="Page-Hinkley: alarm threshold (lambda).",
 )
-@common
+@reading
 def why_drift(
     window: Any,
     intent: str | None,

@@ -25,7 +25,8 @@ TOPICS = ("test.alpha", "test.beta", "test.gamma")
 #: A writer process: appends saves of 1-3 events, each on its own stream, and prints one line
 #: per acknowledged save (after insert_events returned, i.e. after fsync):
 #: ``<tag> <i> <n> <first position> ... <last position>``. With ``--wait`` it prints ``ready``
-#: and waits for a line on stdin before the first save, so several writers can start together.
+#: and waits for a line on stdin before the first save, so several writers can start together;
+#: with ``--step`` it waits for a line on stdin before every save, so a test decides the order.
 WRITER_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -46,6 +47,8 @@ WRITER_SCRIPT = textwrap.dedent(
         sys.stdin.readline()
     i = 0
     while count == 0 or i < count:
+        if "--step" in sys.argv:
+            sys.stdin.readline()
         i += 1
         stream = uuid.uuid5(namespace, f"{tag}-{i}")
         n = 1 + i % 3
@@ -75,6 +78,7 @@ def start_writer(
     count: int = 0,
     *,
     wait: bool = False,
+    step: bool = False,
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """Start a writer process (``count`` saves, 0 for until killed)."""
@@ -82,6 +86,8 @@ def start_writer(
     args.append(str(WRITER_NAMESPACE))
     if wait:
         args.append("--wait")
+    if step:
+        args.append("--step")
     full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     return subprocess.Popen(
         args,
