@@ -184,6 +184,18 @@ def test_segments_roll_at_the_size_limit(tmp_path: Path, monkeypatch: pytest.Mon
     assert [c.pos for c in seals] == [first - 1 for first in starts[1:]]
     for seal in seals:
         assert lines[seal.pos - 1]["hash"] == seal.hash
+    # each seal describes its segment: name, positions, size and the digest of its bytes
+    for path, record, nxt in zip(paths, seals, starts[1:], strict=False):
+        described = ledger.seal_for(path)
+        assert described == record.seal
+        assert (described.name, described.first, described.last) == (
+            path.name,
+            int(path.stem),
+            nxt - 1,
+        )
+        assert described.size == path.stat().st_size
+        assert described.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ledger.seal_for(paths[-1]) is None  # the active segment is not sealed
 
     # reads across segments, in this ledger and in fresh ones (with and without sidecar)
     def check_reads(recorder: JsonlApplicationRecorder) -> None:

@@ -790,6 +790,23 @@ class Ledger:
             segments = [(s.path, s.size) for s in self.index.segments if s.path.exists()]
             return segments, self.index.last_pos
 
+    def seal_for(self, path: Path) -> Seal | None:
+        """The seal recorded for segment ``path`` of this log (None while it is active).
+
+        Caches built from a sealed segment (the Parquet files of the analytics) name its
+        digest, so a cache made from other bytes is never served.
+        """
+        if Path(path).parent != self.dir:
+            return None
+        with self._state:
+            seal = self._chain.seals.get(Path(path).name)
+            if seal is None:  # sealed by another process since we read the chain?
+                chain = read_chain(self.checkpoints_path)
+                if chain.problem is None:
+                    self._chain = chain
+                    seal = chain.seals.get(Path(path).name)
+            return seal
+
     def hash_at(self, position: int) -> str | None:
         """The chain hash of the line at ``position`` (None past the end): names a history."""
         if position < 1 or position > self.last_position():
