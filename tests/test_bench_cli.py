@@ -38,6 +38,7 @@ def test_bench_store_reports_ratios_against_anchors(tmp_path: Path) -> None:
         "read_decode_vs_sqlite",
         "rebuild_jobs_view",
         "get_job",
+        "open_for_write_vs_sidecar_load",
     } <= set(figures)
     for name, figure in figures.items():
         assert set(figure) >= FIGURE_KEYS, name

@@ -622,11 +622,13 @@ def _large_log(
 
     say("opening the large log in fresh processes (with the sidecar index), getting jobs")
     first_open = _probe("open", home=str(home), get_jobs=min(GET_JOB_SAMPLES, big_jobs), seed=3)
-    open_with = [first_open["open_s"]]
-    for _ in range(OPEN_REPEATS - 1):
-        open_with.append(_probe("open", home=str(home))["open_s"])
-    for seconds in open_with:
-        runs.add("open_with_sidecar", seconds, "s")
+    opened = [first_open] + [_probe("open", home=str(home)) for _ in range(OPEN_REPEATS - 1)]
+    for probe in opened:
+        runs.add("open_with_sidecar", probe["open_s"], "s")
+        runs.add("sidecar_load", probe["sidecar_s"], "s")
+    for _ in range(OPEN_REPEATS):
+        touched = _probe("open", home=str(home), touch_active=True)
+        runs.add("open_after_another_writer", touched["open_s"], "s")
     for ms in first_open["get_ms"]:
         runs.add("sheratan_get_job", ms, "ms")
     to_domain = MsgspecMapper().to_domain_event
@@ -829,6 +831,18 @@ def _figures(runs: _Runs, large: dict[str, Any]) -> tuple[dict[str, Any], dict[s
         None,
         None,
         what=one,
+    )
+    figures["open_for_write_vs_sidecar_load"] = _figure(
+        runs.median("open_with_sidecar"),
+        "s",
+        "loading the sidecar index alone: what opening did before the integrity checks",
+        runs.median("sidecar_load"),
+        "<= 1.5x",
+        runs.median("open_with_sidecar") <= 1.5 * runs.median("sidecar_load"),
+        what=f"Ledger(home) with every open-time check, fresh process, {large['events']} events",
+        after_another_writer=runs.median("open_after_another_writer"),
+        after_another_writer_ratio=runs.median("open_after_another_writer")
+        / runs.median("sidecar_load"),
     )
     info["open_log"] = _figure(
         runs.median("open_with_sidecar"),
