@@ -25,7 +25,7 @@ from sheratan.analytics.redact import redact, redact_rows
 from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
-from sheratan.app import InvalidInputError, NotFoundError
+from sheratan.app import NotFoundError
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
 from sheratan.dispatch.service import EngineConfig
@@ -33,6 +33,7 @@ from sheratan.dispatch.service import dispatch as run_dispatch
 from sheratan.dispatch.service import simulate as run_simulation
 from sheratan.dispatch.service import summary as run_summary
 from sheratan.home import Home, HomeMissingError, init_home, resolve_home
+from sheratan.inputs import InvalidInputError, check_arguments, decode_object
 from sheratan.lifecycle import IllegalTransitionError
 from sheratan.policy_report import priors_diff, priors_rows
 from sheratan.render import emit_json, fields, render_rows, table, to_plain
@@ -76,6 +77,8 @@ class SheratanGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
         try:
+            given = args[0] if args else kwargs.get("args")
+            check_arguments(list(sys.argv[1:] if given is None else given))
             code = super().main(*args, **kwargs)
             close_homes()
         except click.exceptions.Exit as done:
@@ -280,15 +283,7 @@ def parse_json_object(
     _ctx: Any, param: click.Parameter, value: str | None
 ) -> dict[str, Any] | None:
     """Click callback: an option holding one JSON object (None when not given)."""
-    if value is None:
-        return None
-    try:
-        parsed = msgspec.json.decode(value.encode())
-    except msgspec.DecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param=param) from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("must be a JSON object", param=param)
-    return parsed
+    return None if value is None else decode_object(value, f"--{param.name}")
 
 
 @job.command("create")
