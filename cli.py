@@ -35,7 +35,12 @@ from sheratan.dispatch.service import summary as run_summary
 from sheratan.home import Home, HomeMissingError, init_home, resolve_home
 from sheratan.inputs import InvalidInputError, check_arguments, decode_object
 from sheratan.lifecycle import IllegalTransitionError
-from sheratan.policy_report import priors_diff, priors_rows
+from sheratan.policy_report import (
+    effective_policies,
+    effective_text,
+    priors_diff,
+    priors_rows,
+)
 from sheratan.render import emit_json, fields, render_rows, table, to_plain
 from sheratan.replay.counterfactual import CounterfactualError
 from sheratan.replay.estimators import ESTIMATORS, SupportError
@@ -48,7 +53,12 @@ from sheratan.replay.service import (
 )
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
-from sheratan.workers.simulated import ProfileError, check_worker_profile, load_profiles
+from sheratan.workers.simulated import (
+    EXAMPLE_WORKERS,
+    ProfileError,
+    check_worker_profile,
+    load_profiles,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -560,14 +570,14 @@ def dispatch(
     "--workers",
     "workers_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Profiles, e.g. policies/workers.example.json.",
+    default=None,
+    help="A workers file of profiles (default: the shipped policies/workers.example.json).",
 )
 @click.option("--jobs", type=click.IntRange(min=1, max=10_000_000), required=True)
 @engine_options
 @common
 def simulate(
-    workers_file: Path,
+    workers_file: Path | None,
     jobs: int,
     scoring: Path | None,
     gates: Path | None,
@@ -582,7 +592,7 @@ def simulate(
     config = EngineConfig.load(
         policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
     )
-    profiles = load_profiles(workers_file)
+    profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
     with progress_bar(jobs, "simulating") as advance:
         report = run_simulation(opened, config, profiles, jobs, progress=advance)
     if as_json:
@@ -607,13 +617,31 @@ def policy_group() -> None:
 
 @policy_group.command("show")
 @click.option("--intent", default=None, help="Only this intent.")
+@click.option(
+    "--gates",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Show the gates as merged with this file (as dispatch --gates would).",
+)
+@click.option(
+    "--scoring",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Show the scoring as merged with this file (as dispatch --scoring would).",
+)
 @common
-def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
-    """The current priors."""
-    view = open_home(home).views.current(PRIORS)
-    rows = priors_rows(view, intent)
+def policy_show(
+    intent: str | None,
+    gates: Path | None,
+    scoring: Path | None,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """The current priors, and the effective gates and scoring with each value's source."""
+    effective = effective_policies(gates, scoring)
+    rows = priors_rows(open_home(home).views.current(PRIORS), intent)
     if as_json:
-        emit_json(rows)
+        emit_json({"priors": rows, **effective})
         return
     click.echo(
         table(
@@ -621,6 +649,7 @@ def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
             ("intent", "action", "visits", "mean score"),
         )
     )
+    click.echo(effective_text(effective))
 
 
 @policy_group.command("diff")

@@ -20,3 +20,15 @@ def invoke(home: Path, *args: str, code: int = 0) -> Result:
 
 def as_json(home: Path, *args: str) -> Any:
     return json.loads(invoke(home, *args, "--json").stdout)
+
+
+def refused(home: Path, *args: str, needle: str) -> str:
+    """Run a command that must refuse its input: exit 2, nothing on stdout, one line on
+    stderr that names the problem (``needle``). Returns that line."""
+    result = invoke(home, *args, code=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert needle in lines[0], (needle, lines[0])
+    assert not result.stdout.strip(), result.stdout
+    return lines[0]

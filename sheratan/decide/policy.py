@@ -88,6 +88,8 @@ def _decode(data: bytes, source: str, shape: type[Any]) -> Any:
         return msgspec.json.decode(data, type=shape)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
         raise PolicyError(f"{source}: {error}") from None
+    except RecursionError:
+        raise PolicyError(f"{source}: nested too deeply") from None
 
 
 def _read(path: Path) -> bytes:

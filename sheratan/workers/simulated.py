@@ -65,6 +65,8 @@ def load_profiles(path: Path | Traversable) -> tuple[WorkerProfile, ...]:
         raise ProfileError(f"workers file {path} does not exist") from None
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
         raise ProfileError(f"{path}: {error}") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: nested too deeply") from None
     if not profiles:
         raise ProfileError(f"{path}: no workers")
     ids = [p.id for p in profiles]
