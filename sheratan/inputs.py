@@ -43,9 +43,18 @@ def check_arguments(args: list[str]) -> None:
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
-            shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
-            msg = f"argument {number} ({shown}) is not valid UTF-8"
+            msg = f"argument {number} ({_shown_bytes(arg)}) is not valid UTF-8"
             raise InvalidInputError(msg) from None
+
+
+def _shown_bytes(arg: str) -> str:
+    """The argument's original bytes, escaped and cut short, for a message."""
+    try:
+        raw = arg.encode("utf-8", "surrogateescape")  # the bytes as they were given
+    except UnicodeEncodeError:
+        raw = arg.encode("utf-8", "backslashreplace")
+    shown = raw.decode("ascii", "backslashreplace")
+    return shown if len(shown) <= 40 else shown[:40] + "..."
 
 
 def decode_object(text: str, what: str) -> dict[str, Any]:

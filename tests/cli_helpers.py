@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,3 +33,22 @@ def refused(home: Path, *args: str, needle: str) -> str:
     assert needle in lines[0], (needle, lines[0])
     assert not result.stdout.strip(), result.stdout
     return lines[0]
+
+
+def log_digest(home: Path) -> dict[str, str]:
+    """sha256 of every file under the log (``events/``, ``checkpoints/``), by relative path:
+    equal before and after a command that recorded nothing."""
+    return {
+        str(path.relative_to(home)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for folder in ("events", "checkpoints")
+        for path in sorted((home / folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+def refused_unrecorded(home: Path, *args: str, needle: str) -> str:
+    """``refused``, and the log's bytes are the same after it as before."""
+    before = log_digest(home)
+    line = refused(home, *args, needle=needle)
+    assert log_digest(home) == before, f"{args} changed the log"
+    return line

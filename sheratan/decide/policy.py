@@ -112,7 +112,13 @@ def merge_over(
     override_source: str,
     prefix: str = "",
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """``override`` merged over ``shipped``; returns the result and each leaf's source."""
+    """``override`` merged over ``shipped``; returns the result and each leaf's source.
+
+    The shipped file names every setting, so a key it lacks is a typo: refused, not ignored."""
+    unknown = sorted(override.keys() - shipped.keys())
+    if unknown:
+        msg = f"{override_source}: unknown field `{prefix}{unknown[0]}`"
+        raise PolicyError(msg)
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key in shipped.keys() | override.keys():
