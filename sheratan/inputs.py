@@ -93,7 +93,8 @@ def check_object(value: Any, what: str) -> int:
 
 
 def json_depth(value: Any) -> int:
-    """How deeply objects and arrays nest in ``value`` (a scalar is 0), without recursion."""
+    """How deeply objects and arrays nest in ``value`` (a scalar is 0), without recursion;
+    counted only up to ``MAX_JSON_DEPTH + 1``, which is refused whatever lies deeper."""
     deepest = 0
     stack = [(value, 1)]
     while stack:
@@ -130,8 +131,10 @@ def _check_utf8(name: str, value: str) -> None:
         raise InvalidInputError(msg) from None
 
 
+@cache
 def known_kinds() -> tuple[str, ...]:
-    """The kinds a job or worker may name: the shipped gates' allowed, not forbidden, kinds."""
+    """The kinds a job or worker may name: the shipped gates' allowed, not forbidden, kinds
+    (read once a process: the shipped file does not change while it runs)."""
     return load_gates().known_kinds
 
 
