@@ -25,7 +25,7 @@ from sheratan.analytics.redact import redact, redact_rows
 from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
-from sheratan.app import InvalidInputError, NotFoundError
+from sheratan.app import NotFoundError
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
 from sheratan.dispatch.service import EngineConfig
@@ -33,8 +33,14 @@ from sheratan.dispatch.service import dispatch as run_dispatch
 from sheratan.dispatch.service import simulate as run_simulation
 from sheratan.dispatch.service import summary as run_summary
 from sheratan.home import Home, HomeMissingError, init_home, resolve_home
+from sheratan.inputs import InvalidInputError, check_arguments, decode_object
 from sheratan.lifecycle import IllegalTransitionError
-from sheratan.policy_report import priors_diff, priors_rows
+from sheratan.policy_report import (
+    effective_policies,
+    effective_text,
+    priors_diff,
+    priors_rows,
+)
 from sheratan.render import emit_json, fields, render_rows, table, to_plain
 from sheratan.replay.counterfactual import CounterfactualError
 from sheratan.replay.estimators import ESTIMATORS, SupportError
@@ -47,7 +53,12 @@ from sheratan.replay.service import (
 )
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
-from sheratan.workers.simulated import ProfileError, check_worker_profile, load_profiles
+from sheratan.workers.simulated import (
+    EXAMPLE_WORKERS,
+    ProfileError,
+    check_worker_profile,
+    load_profiles,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +87,8 @@ class SheratanGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
         try:
+            given = args[0] if args else kwargs.get("args")
+            check_arguments(list(sys.argv[1:] if given is None else given))
             code = super().main(*args, **kwargs)
             close_homes()
         except click.exceptions.Exit as done:
@@ -307,15 +320,7 @@ def parse_json_object(
     _ctx: Any, param: click.Parameter, value: str | None
 ) -> dict[str, Any] | None:
     """Click callback: an option holding one JSON object (None when not given)."""
-    if value is None:
-        return None
-    try:
-        parsed = msgspec.json.decode(value.encode())
-    except msgspec.DecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param=param) from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("must be a JSON object", param=param)
-    return parsed
+    return None if value is None else decode_object(value, f"--{param.name}")
 
 
 @job.command("create")
@@ -592,14 +597,14 @@ def dispatch(
     "--workers",
     "workers_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Profiles, e.g. policies/workers.example.json.",
+    default=None,
+    help="A workers file of profiles (default: the shipped policies/workers.example.json).",
 )
 @click.option("--jobs", type=click.IntRange(min=1, max=10_000_000), required=True)
 @engine_options
 @common
 def simulate(
-    workers_file: Path,
+    workers_file: Path | None,
     jobs: int,
     scoring: Path | None,
     gates: Path | None,
@@ -614,7 +619,7 @@ def simulate(
     config = EngineConfig.load(
         policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
     )
-    profiles = load_profiles(workers_file)
+    profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
     with progress_bar(jobs, "simulating") as advance:
         report = run_simulation(opened, config, profiles, jobs, progress=advance)
     if as_json:
@@ -639,13 +644,31 @@ def policy_group() -> None:
 
 @policy_group.command("show")
 @click.option("--intent", default=None, help="Only this intent.")
+@click.option(
+    "--gates",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Show the gates as merged with this file (as dispatch --gates would).",
+)
+@click.option(
+    "--scoring",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Show the scoring as merged with this file (as dispatch --scoring would).",
+)
 @reading
-def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
-    """The current priors."""
-    view = open_home(home).views.current(PRIORS)
-    rows = priors_rows(view, intent)
+def policy_show(
+    intent: str | None,
+    gates: Path | None,
+    scoring: Path | None,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """The current priors, and the effective gates and scoring with each value's source."""
+    effective = effective_policies(gates, scoring)
+    rows = priors_rows(open_home(home).views.current(PRIORS), intent)
     if as_json:
-        emit_json(rows)
+        emit_json({"priors": rows, **effective})
         return
     click.echo(
         table(
@@ -653,6 +676,7 @@ def policy_show(intent: str | None, home: str | None, as_json: bool) -> None:
             ("intent", "action", "visits", "mean score"),
         )
     )
+    click.echo(effective_text(effective))
 
 
 @policy_group.command("diff")

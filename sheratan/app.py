@@ -52,25 +52,30 @@ from projections.jobs import JobState, project_job
 from projections.missions import MissionState, TaskState, project_mission, project_task
 from projections.workers import WorkerState, project_worker
 from sheratan.decide.policy import PriorSeed
+from sheratan.inputs import (
+    MAX_DEPENDENCIES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
+    MAX_RETRIES,
+    MAX_TIMEOUT_SECONDS,
+    MAX_TITLE_CHARS,
+    InvalidInputError,
+    check_kinds,
+    check_object,
+    check_payload,
+    check_text,
+)
 from sheratan.lifecycle import job_event
 from sheratan.streams import policy_stream, priors_stream, worker_stream
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
-MAX_PAYLOAD_BYTES = 256 * 1024
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
-MAX_RETRIES = 100
-MAX_DEPENDENCIES = 64
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
 class NotFoundError(LookupError):
     """No mission, task or job with that id."""
-
-
-class InvalidInputError(ValueError):
-    """A command's argument breaks a rule; nothing was recorded."""
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -90,7 +95,7 @@ class Sheratan(Application[UUID]):
     # ----------------------------------------------------------- missions, tasks
 
     def create_mission(self, title: str, description: str = "") -> UUID:
-        _require_text("title", title)
+        _check_title(title, description)
         mission_id = uuid4()
         self.save(self._new(MissionCreated, mission_id, 1, title=title, description=description))
         return mission_id
@@ -102,6 +107,7 @@ class Sheratan(Application[UUID]):
         self._mission_step(mission_id, MissionCompleted, {"active"})
 
     def cancel_mission(self, mission_id: UUID, reason: str = "") -> None:
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS, required=False)
         self._mission_step(mission_id, MissionCancelled, {"created", "active"}, reason=reason)
 
     def _mission_step(
@@ -114,7 +120,7 @@ class Sheratan(Application[UUID]):
         self.save(self._new(event_type, mission_id, mission.version + 1, **fields))
 
     def create_task(self, mission_id: UUID, title: str, description: str = "") -> UUID:
-        _require_text("title", title)
+        _check_title(title, description)
         self.get_mission(mission_id)
         task_id = uuid4()
         self.save(
@@ -146,10 +152,14 @@ class Sheratan(Application[UUID]):
     ) -> UUID:
         """Create a job and queue it. With an idempotency key, the same key gives the same job.
 
-        Reusing a key with a different payload is refused rather than silently ignored.
+        Every input is checked before anything is recorded: a known kind, a payload that fits
+        the kind's schema, limits. A dependency named twice is one. Reusing a key with any
+        different field is refused, naming the field, rather than silently ignored.
         """
-        _require_text("kind", kind)
-        digest = _check_job_input(payload, priority, timeout_seconds, depends_on, max_retries)
+        depends_on = tuple(dict.fromkeys(depends_on))
+        if idempotency_key is not None:
+            check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
+        digest = _check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
         for dependency in depends_on:
             self.get_job(dependency)
@@ -174,9 +184,12 @@ class Sheratan(Application[UUID]):
         except IntegrityError:
             if idempotency_key is None:
                 raise
-            existing = self.get_job(job_id)
-            if existing.payload_hash != digest or existing.kind != kind:
-                msg = f"idempotency key {idempotency_key!r} was used for a different job"
+            differing = _differences(self.get_job(job_id), created)
+            if differing:
+                msg = (
+                    f"idempotency key {idempotency_key!r} was used for a job with a different "
+                    f"{', '.join(differing)}"
+                )
                 raise InvalidInputError(msg) from None
         return job_id
 
@@ -218,9 +231,11 @@ class Sheratan(Application[UUID]):
         self._step(job_id, JobRetryScheduled, job=job, retry_count=job.retry_count + 1)
 
     def cancel_job(self, job_id: UUID, reason: str = "") -> None:
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS, required=False)
         self._step(job_id, JobCancelled, reason=reason)
 
     def quarantine_job(self, job_id: UUID, reason: str) -> None:
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS)
         self._step(job_id, JobQuarantined, reason=reason)
 
     def _step(
@@ -240,10 +255,11 @@ class Sheratan(Application[UUID]):
         cost_hint: float = 0.0,
         profile: dict[str, Any] | None = None,
     ) -> UUID:
-        _require_text("worker id", worker_id)
-        if not kinds or not all(isinstance(k, str) and k.strip() for k in kinds):
+        check_text("worker id", worker_id, MAX_NAME_CHARS)
+        if not kinds:
             msg = "a worker needs at least one kind"
             raise InvalidInputError(msg)
+        check_kinds(kinds)
         if transport not in ("local", "simulated"):
             msg = f"transport must be local or simulated, not {transport!r}"
             raise InvalidInputError(msg)
@@ -269,6 +285,7 @@ class Sheratan(Application[UUID]):
         return self._get(worker_stream(worker_id), project_worker, f"worker {worker_id!r}")
 
     def quarantine_worker(self, worker_id: str, reason: str) -> None:
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS)
         worker = self.get_worker(worker_id)
         if worker.status == "quarantined" and worker.quarantined_until is None:
             msg = f"worker {worker_id!r} is already quarantined"
@@ -359,22 +376,49 @@ class Sheratan(Application[UUID]):
             raise NotFoundError(f"no {name} ({error})") from None
 
 
-def _require_text(name: str, value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        msg = f"{name} must be a non-empty string"
-        raise InvalidInputError(msg)
+def _check_title(title: str, description: str) -> None:
+    check_text("title", title, MAX_TITLE_CHARS)
+    check_text("description", description, MAX_DESCRIPTION_CHARS, required=False)
+
+
+#: The fields of a job an idempotency key stands for, as (name in messages, field).
+_KEYED_FIELDS = (
+    ("kind", "kind"),
+    ("payload", "payload_hash"),
+    ("task", "task_id"),
+    ("dependencies", "depends_on"),
+    ("priority", "priority"),
+    ("timeout", "timeout_seconds"),
+    ("max retries", "max_retries"),
+)
+
+
+def _differences(existing: JobState, created: Event) -> list[str]:
+    """The fields in which a job already made with a key differs from a new request."""
+    out = []
+    for name, field in _KEYED_FIELDS:
+        before, after = getattr(existing, field), getattr(created, field)
+        if field == "depends_on":
+            before, after = set(before), set(after)
+        if before != after:
+            out.append(name)
+    return out
 
 
 def _check_job_input(
+    kind: str,
     payload: dict[str, Any],
     priority: str,
     timeout_seconds: float,
     depends_on: tuple[UUID, ...],
     max_retries: int,
 ) -> str:
+    check_kinds((kind,))
     if not isinstance(payload, dict):
         msg = "payload must be a JSON object"
         raise InvalidInputError(msg)
+    check_object(payload, "payload")
+    check_payload(kind, payload)
     if priority not in PRIORITIES:
         msg = f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}"
         raise InvalidInputError(msg)
@@ -386,13 +430,5 @@ def _check_job_input(
         raise InvalidInputError(msg)
     if len(depends_on) > MAX_DEPENDENCIES:
         msg = f"a job may depend on at most {MAX_DEPENDENCIES} jobs"
-        raise InvalidInputError(msg)
-    try:
-        size = len(_canonical.encode(payload))
-    except (TypeError, msgspec.EncodeError) as error:
-        msg = f"payload is not JSON: {error}"
-        raise InvalidInputError(msg) from None
-    if size > MAX_PAYLOAD_BYTES:
-        msg = f"payload is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
         raise InvalidInputError(msg)
     return payload_hash(payload)

@@ -1,11 +1,15 @@
-"""Priors as rows for people and scripts: the current policy, and what changed between two
-positions of the log."""
+"""The policy for people and scripts: priors as rows, what changed between two positions of
+the log, and the effective gates and scoring with the source of each value."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from projections.priors import PriorsView
+from sheratan.decide.policy import load_gates_sources, load_scoring_sources
 
 
 def priors_rows(view: PriorsView, intent: str | None = None) -> list[dict[str, Any]]:
@@ -44,3 +48,27 @@ def priors_diff(
             }
         )
     return sorted(rows, key=lambda r: (r["intent"], -r["visits_added"], r["action"]))
+
+
+def effective_policies(gates: Path | None, scoring: Path | None) -> dict[str, Any]:
+    """The gates and scoring a run with these files would use, merged over the shipped files,
+    and where each value came from (``policies/gates.json``, the given file, or both)."""
+    loaded_gates, loaded_scoring = load_gates_sources(gates), load_scoring_sources(scoring)
+    return {
+        "gates": msgspec.to_builtins(loaded_gates.policy),
+        "scoring": msgspec.to_builtins(loaded_scoring.policy),
+        "sources": {"gates": loaded_gates.sources, "scoring": loaded_scoring.sources},
+    }
+
+
+def effective_text(effective: dict[str, Any]) -> str:
+    """One ``name = value  (source)`` line per setting, gates then scoring."""
+    lines = []
+    for part in ("gates", "scoring"):
+        lines.append(f"{part}:")
+        for name, source in effective["sources"][part].items():
+            value: Any = effective[part]
+            for step in name.split("."):
+                value = value[step]
+            lines.append(f"  {name} = {msgspec.json.encode(value).decode()}  ({source})")
+    return "\n".join(lines)

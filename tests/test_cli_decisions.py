@@ -7,9 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from cli import cli
+from tests.cli_helpers import refused
 from tests.decision_helpers import EXAMPLE_WORKERS, ROOT
 from tests.test_cli import run
 
@@ -60,7 +58,7 @@ def test_simulate_reports_the_documented_keys_and_continues_a_home(tmp_path: Pat
     assert set(always["per_worker"]) == {"fast-cheap"}
     workers = run(home, "worker", "list")
     assert sorted(w["id"] for w in workers) == ["expensive-quality", "fast-cheap", "slow-reliable"]
-    priors = run(home, "policy", "show", "--intent", "dispatch_job")
+    priors = run(home, "policy", "show", "--intent", "dispatch_job")["priors"]
     routed = {p["action"]: p["visits"] for p in priors}
     assert (
         sum(
@@ -98,26 +96,33 @@ def test_bad_decision_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         json.dumps({"workers": [{"id": "x", "kinds": ["llm_call"], "success": 2}]})
     )
     cases = [
-        ["simulate", "--workers", str(bad_profile), "--jobs", "5"],
-        ["simulate", "--workers", str(EXAMPLE_WORKERS), "--jobs", "5", "--policy", "greedy"],
-        ["worker", "register", "s", "--kinds", "llm_call", "--transport", "simulated"],
-        [
-            "worker",
-            "register",
-            "s",
-            "--kinds",
-            "llm_call",
-            "--transport",
-            "local",
-            "--profile",
-            "[1]",
-        ],
-        ["worker", "quarantine", "nobody"],
+        (["simulate", "--workers", str(bad_profile), "--jobs", "5"], "workers.json"),
+        (
+            ["simulate", "--workers", str(EXAMPLE_WORKERS), "--jobs", "5", "--policy", "greedy"],
+            "not 'greedy'",
+        ),
+        (
+            ["worker", "register", "s", "--kinds", "llm_call", "--transport", "simulated"],
+            "simulated worker s needs --profile",
+        ),
+        (
+            [
+                "worker",
+                "register",
+                "s",
+                "--kinds",
+                "llm_call",
+                "--transport",
+                "local",
+                "--profile",
+                "[1]",
+            ],
+            "--profile must be a JSON object",
+        ),
+        (["worker", "quarantine", "nobody"], "no worker 'nobody'"),
     ]
-    for args in cases:
-        result = CliRunner().invoke(cli, [*args, "--home", str(home)])
-        assert result.exit_code == 2, (args, result.output)
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for args, needle in cases:
+        refused(home, *args, needle=needle)
 
 
 def test_a_run_after_quarantining_a_saved_worker_goes_on(tmp_path: Path) -> None:

@@ -150,8 +150,8 @@ def test_budget_and_readonly_constraints(tmp_path: Path) -> None:
         [worker("cheap", cost_hint=1.0), worker("dear", cost_hint=9.0)],
         budget_remaining=5,
     )
-    assert blocked(made, "budget") == ["", blocked(made, "budget")[1]]
-    assert "budget" in blocked(made, "budget")[1]
+    # the cheap worker passes; the dear one is blocked with its cost and the budget named
+    assert blocked(made, "budget") == ["", "worker dear costs 9.0, budget is 5"]
     write = job(kind="file_write", payload={"path": "a.txt", "content": "x"})
     made = decide(tmp_path, write, [worker("a", kinds=("file_write",))], readonly=True)
     assert "readonly" in blocked(made, "readonly")[0]

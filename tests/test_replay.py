@@ -25,6 +25,7 @@ from sheratan.dispatch.recording import Ids, VirtualClock
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.replay.exact import compare
+from tests.cli_helpers import refused
 from tests.decision_helpers import EXAMPLE_WORKERS, ROOT, decisions, events, simulated_home
 
 WORKERS = ("fast-cheap", "slow-reliable", "expensive-quality")
@@ -314,9 +315,9 @@ def test_counterfactual_at_one_node_is_labelled_model_based(off_policy: dict[str
 def test_replay_needs_one_mode_and_its_options(tmp_path: Path) -> None:
     init_home(tmp_path / "h")
     home = str(tmp_path / "h")
-    assert run("replay", "--home", home)[0] == 2
-    assert run("replay", "--home", home, "--counterfactual")[0] == 2
-    assert run("replay", "--home", home, "--regression")[0] == 2
+    refused(Path(home), "replay", needle="choose one of --exact, --counterfactual")
+    refused(Path(home), "replay", "--counterfactual", needle="--counterfactual needs --policy")
+    refused(Path(home), "replay", "--regression", needle="--regression needs --weights")
     code, output = run("replay", "--home", home, "--counterfactual", "--policy", "sometimes")
     assert code == 2
     assert "policy" in output

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -22,6 +21,8 @@ from click.testing import CliRunner, Result
 from cli import cli
 from events.decisions import DecisionMade, DecisionScored
 from sheratan.analytics.drift import PageHinkley, normalized
+from sheratan.analytics.session import Analytics
+from sheratan.analytics.why import Why
 from sheratan.home import Home
 from tests.decision_helpers import decisions, simulated_home
 
@@ -177,9 +178,10 @@ def test_why_trace_of_an_unknown_or_malformed_id_exits_2(sim: Any) -> None:
     path, _, _ = sim
     unknown = str(uuid4())
     assert unknown in one_error_line(invoke(path, "why", "trace", unknown, "--json", code=2))
-    one_error_line(invoke(path, "why", "trace", "not-a-uuid", "--json", code=2))
-    one_error_line(invoke(path, "why", "job", unknown, "--json", code=2))
-    one_error_line(invoke(path, "why", "job", "12345", code=2))
+    bad_id = one_error_line(invoke(path, "why", "trace", "not-a-uuid", "--json", code=2))
+    assert "'not-a-uuid' is not an id" in bad_id
+    assert unknown in one_error_line(invoke(path, "why", "job", unknown, "--json", code=2))
+    assert "'12345' is not an id" in one_error_line(invoke(path, "why", "job", "12345", code=2))
 
 
 # ---------------------------------------------------------------------- job
@@ -262,20 +264,20 @@ def test_why_stats_window(sim: Any) -> None:
     week = why_json(path, "stats", "--window", "7d")
     assert week["count"] == total
     assert week["window"] == str(timedelta(days=7))
-    # once every decision is more than a second old, the last second holds none of them
-    time.sleep(max(0.0, (max(times) + timedelta(seconds=1.1) - datetime.now(UTC)).total_seconds()))
-    before = datetime.now(UTC)
-    second = why_json(path, "stats", "--window", "1s")
-    after = datetime.now(UTC)
+    # the window counts back from a given "now" (no waiting on the wall clock): exactly the
+    # decisions at or after now - window, none once every decision is older than the window
     window = timedelta(seconds=1)
-    high = sum(1 for t in times if t >= before - window)
-    low = sum(1 for t in times if t >= after - window)
-    assert low <= second["count"] <= high
-    assert second["count"] == 0
-    assert second["per_action"] == []
+    middle = min(times) + (max(times) - min(times)) / 2
+    with Analytics(path) as analytics:
+        for now in (middle + window, max(times), max(times) + window * 1.1):
+            answer = Why(analytics).stats(window=window, now=now)
+            assert answer["count"] == sum(1 for t in times if t >= now - window), now
+        assert answer["count"] == 0
+        assert answer["per_action"] == []
     error = one_error_line(invoke(path, "why", "stats", "--window", "7x", "--json", code=2))
     assert "7x" in error
-    one_error_line(invoke(path, "why", "stats", "--window", "0d", code=2))
+    zero = one_error_line(invoke(path, "why", "stats", "--window", "0d", code=2))
+    assert "window must be a positive number" in zero and "'0d'" in zero
 
 
 # -------------------------------------------------------------------- drift
@@ -324,7 +326,8 @@ def test_why_drift_rows(sim: Any) -> None:
     assert report["alarms"] == sum(len(r["alarms"]) for r in rows)
     only = why_json(path, "drift", "--window", "1h", "--intent", "recover_failure")
     assert {r["intent"] for r in only["rows"]} == {"recover_failure"}
-    one_error_line(invoke(path, "why", "drift", "--window", "1y", code=2))
+    year = one_error_line(invoke(path, "why", "drift", "--window", "1y", code=2))
+    assert "window must be a positive number" in year and "'1y'" in year
 
 
 # -------------------------------------------------------------------- text

@@ -193,8 +193,15 @@ class Why:
             }
         )
 
-    def stats(self, intent: str | None = None, window: timedelta | None = None) -> dict[str, Any]:
-        """Count, success rate, mean score, p50/p95 latency and cost, top actions, failures."""
+    def stats(
+        self,
+        intent: str | None = None,
+        window: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Count, success rate, mean score, p50/p95 latency and cost, top actions, failures.
+
+        ``window`` counts back from ``now`` (the wall clock unless given, as tests do)."""
         filters: list[str] = ["status IS NOT NULL"]
         params: list[Any] = []
         if intent:
@@ -202,7 +209,7 @@ class Why:
             params.append(intent)
         since = None
         if window is not None:
-            since = datetime.now(UTC).replace(tzinfo=None) - window
+            since = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) - window
             filters.append("ts >= ?")
             params.append(since)
         where = " AND ".join(filters)

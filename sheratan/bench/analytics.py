@@ -65,10 +65,9 @@ from sheratan.replay.exact import ExactReport, replay_exact
 from sheratan.replay.history import History
 from sheratan.store.ledger import Ledger
 from sheratan.store.limits import SEGMENT_MAX_BYTES
-from sheratan.workers.simulated import load_profiles
+from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-WORKERS = ROOT / "policies" / "workers.example.json"
 CLI = ROOT / "cli.py"
 
 #: Bumped when the generated data changes shape, so kept homes are regenerated.
@@ -116,7 +115,7 @@ def _params(decisions: int) -> dict[str, Any]:
         "decision_events": decisions,
         "epsilon": EPSILON,
         "seed": SEED,
-        "workers_sha256": hashlib.sha256(WORKERS.read_bytes()).hexdigest(),
+        "workers_sha256": hashlib.sha256(EXAMPLE_WORKERS.read_bytes()).hexdigest(),
         "segment_max_bytes": SEGMENT_MAX_BYTES,
     }
 
@@ -158,7 +157,7 @@ def _generate(
     (path / MARKER).write_bytes(msgspec.json.encode({"params": params, "complete": False}))
     init_home(path)
     home = Home.open(path)
-    profiles = load_profiles(WORKERS)
+    profiles = load_profiles(EXAMPLE_WORKERS)
     config = EngineConfig.load(epsilon=EPSILON, seed=SEED)
     estimated_jobs = math.ceil(decisions / DECISION_EVENTS_PER_JOB)
     began = time.perf_counter()
@@ -506,7 +505,7 @@ def run_analytics_bench(
         "counterfactual_policy": COUNTERFACTUAL_POLICY,
         "epsilon": EPSILON,
         "seed": SEED,
-        "workers": str(WORKERS.relative_to(ROOT)),
+        "workers": "policies/workers.example.json",
         "trace_samples": TRACE_SAMPLES,
         "kept_home": None if home is None else str(path),
         "reused_home": reused,

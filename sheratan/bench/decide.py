@@ -36,9 +36,8 @@ from sheratan.dispatch.recording import Ids, Recorder, WallClock
 from sheratan.dispatch.service import EngineConfig, build_dispatcher, simulate
 from sheratan.home import Home, init_home
 from sheratan.views import EventReader
-from sheratan.workers.simulated import load_profiles
+from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 
-POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
 BATCH = 100
 
 
@@ -140,7 +139,7 @@ def bench_decision(root: Path, decisions: int) -> dict[str, Any]:
 def bench_simulate(root: Path, jobs: int) -> dict[str, Any]:
     init_home(root / "simulate")
     home = Home.open(root / "simulate")
-    profiles = load_profiles(POLICIES / "workers.example.json")
+    profiles = load_profiles(EXAMPLE_WORKERS)
     began = time.perf_counter()
     report = simulate(home, EngineConfig.load(seed=1), profiles, jobs)
     elapsed = time.perf_counter() - began

@@ -1,21 +1,32 @@
 """Policy files (policies/*.json) as validated msgspec Structs: read once at the boundary.
 
-A user may write their own scoring.json or gates.json; a malformed one is refused with the
-path of the bad field rather than half-applied.
+The shipped files are the one source of defaults; the Structs here have none of their own.
+A user's scoring.json or gates.json may be partial: it is merged over the shipped file (an
+object key by key, a value replaces the shipped one) except that the lists of refusals in
+``EXTENDING_LISTS`` are extended, never replaced, so a partial file cannot remove a shipped
+refusal. A malformed file is refused with the path of the bad field rather than half-applied.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from events.decisions import Percentiles, Weights
+from sheratan.packaged import policy_file
 
-POLICIES_DIR = Path(__file__).resolve().parent.parent.parent / "policies"
+#: Gate lists a user's file adds to (shipped items first): the refusals always stay.
+#: ``allowed_kinds`` is replaced like any value: narrowing it refuses more, and a forbidden
+#: kind stays refused whatever the allowlist says.
+EXTENDING_LISTS = frozenset(
+    {"forbidden_kinds", "forbidden_path_prefixes", "untrusted_zones", "escalation_markers"}
+)
+
+P = TypeVar("P")
 
 
 class PolicyError(ValueError):
@@ -23,11 +34,11 @@ class PolicyError(ValueError):
 
 
 class BaselineDefaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    mode: Literal["rolling", "fixed"] = "rolling"
-    window: int = msgspec.field(default=200)
-    min_observations: int = 20
-    latency_ms: Percentiles = Percentiles(500.0, 2000.0)
-    cost: Percentiles = Percentiles(1.0, 10.0)
+    mode: Literal["rolling", "fixed"]
+    window: int
+    min_observations: int
+    latency_ms: Percentiles
+    cost: Percentiles
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.min_observations < 1:
@@ -36,20 +47,25 @@ class BaselineDefaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class ScoringPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    weights: Weights = Weights()
-    baselines: BaselineDefaults = BaselineDefaults()
+    weights: Weights
+    baselines: BaselineDefaults
 
 
 class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    allowed_kinds: tuple[str, ...] = ("noop", "file_read", "file_write", "patch_apply", "llm_call")
-    forbidden_kinds: tuple[str, ...] = ()
-    forbidden_path_prefixes: tuple[str, ...] = (".git", ".sheratan")
-    untrusted_zones: tuple[str, ...] = ("untrusted",)
-    escalation_markers: tuple[str, ...] = ()
-    heartbeat_timeout_s: float = 300.0
-    quarantine_cooldown_s: float = 300.0
-    ucb_c: float = 0.5
-    epsilon: float = 0.1
+    allowed_kinds: tuple[str, ...]
+    forbidden_kinds: tuple[str, ...]
+    forbidden_path_prefixes: tuple[str, ...]
+    untrusted_zones: tuple[str, ...]
+    escalation_markers: tuple[str, ...]
+    heartbeat_timeout_s: float
+    quarantine_cooldown_s: float
+    ucb_c: float
+    epsilon: float
+
+    @property
+    def known_kinds(self) -> tuple[str, ...]:
+        """The kinds a job may have: allowed and not forbidden."""
+        return tuple(k for k in self.allowed_kinds if k not in self.forbidden_kinds)
 
 
 class PriorSeed(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,31 +75,125 @@ class PriorSeed(msgspec.Struct, frozen=True, kw_only=True):
     risk_gate: bool = True
 
 
-def _load(path: Path, shape: type[Any]) -> Any:
+@dataclass(frozen=True)
+class Loaded(Generic[P]):
+    """A policy as merged, and where each of its values came from (shown by ``policy show``)."""
+
+    policy: P
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _decode(data: bytes, source: str, shape: type[Any]) -> Any:
     try:
-        return msgspec.json.decode(path.read_bytes(), type=shape)
+        return msgspec.json.decode(data, type=shape)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
+        raise PolicyError(f"{source}: {error}") from None
+    except RecursionError:
+        raise PolicyError(f"{source}: nested too deeply") from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist") from None
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
-        raise PolicyError(f"{path}: {error}") from None
+    except OSError as error:
+        raise PolicyError(f"policy file {path}: {error.strerror}") from None
+
+
+def _shipped(name: str) -> dict[str, Any]:
+    return _decode(policy_file(name).read_bytes(), f"policies/{name}", dict[str, Any])
+
+
+def merge_over(
+    shipped: dict[str, Any],
+    override: dict[str, Any],
+    shipped_source: str,
+    override_source: str,
+    prefix: str = "",
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``override`` merged over ``shipped``; returns the result and each leaf's source.
+
+    The shipped file names every setting, so a key it lacks is a typo: refused, not ignored."""
+    unknown = sorted(override.keys() - shipped.keys())
+    if unknown:
+        msg = f"{override_source}: unknown field `{prefix}{unknown[0]}`"
+        raise PolicyError(msg)
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in shipped.keys() | override.keys():
+        name = f"{prefix}{key}"
+        base, given = shipped.get(key), override.get(key)
+        if key not in override:
+            merged[key] = base
+            sources.update(_leaves(base, name, shipped_source))
+        elif isinstance(base, dict) and isinstance(given, dict):
+            merged[key], inner = merge_over(
+                base, given, shipped_source, override_source, f"{name}."
+            )
+            sources.update(inner)
+        elif key in EXTENDING_LISTS and isinstance(base, list) and isinstance(given, list):
+            merged[key] = [*base, *(item for item in given if item not in base)]
+            added = any(item not in base for item in given)
+            sources[name] = f"{shipped_source} + {override_source}" if added else shipped_source
+        else:
+            merged[key] = given
+            sources.update(_leaves(given, name, override_source))
+    return merged, dict(sorted(sources.items()))
+
+
+def _leaves(value: Any, name: str, source: str) -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, inner in value.items():
+            out.update(_leaves(inner, f"{name}.{key}", source))
+        return out
+    return {name: source}
+
+
+def _load_merged(name: str, path: Path | None, shape: type[P]) -> Loaded[P]:
+    shipped, shipped_source = _shipped(name), f"policies/{name}"
+    override = _decode(_read(path), str(path), dict[str, Any]) if path is not None else {}
+    merged, sources = merge_over(shipped, override, shipped_source, str(path))
+    try:
+        return Loaded(msgspec.convert(merged, shape), sources)
+    except (msgspec.ValidationError, ValueError) as error:
+        where = str(path) if path is not None else shipped_source
+        raise PolicyError(f"{where}: {error}") from None
+
+
+def load_scoring_sources(path: Path | None = None) -> Loaded[ScoringPolicy]:
+    """The shipped scoring.json with ``path`` merged over it, and each value's source."""
+    return _load_merged("scoring.json", path, ScoringPolicy)
+
+
+def load_gates_sources(path: Path | None = None) -> Loaded[GatePolicy]:
+    """The shipped gates.json with ``path`` merged over it, and each value's source."""
+    return _load_merged("gates.json", path, GatePolicy)
 
 
 def load_scoring(path: Path | None = None) -> ScoringPolicy:
-    return _load(path or POLICIES_DIR / "scoring.json", ScoringPolicy)
+    return load_scoring_sources(path).policy
 
 
 def load_gates(path: Path | None = None) -> GatePolicy:
-    return _load(path or POLICIES_DIR / "gates.json", GatePolicy)
+    return load_gates_sources(path).policy
 
 
 def load_prior_seeds(path: Path | None = None) -> dict[str, dict[str, PriorSeed]]:
-    """intent -> action key -> seed, from priors.json (its schema_version key is skipped)."""
-    raw = _load(path or POLICIES_DIR / "priors.json", dict[str, Any])
+    """intent -> action key -> seed, from priors.json (its schema_version key is skipped).
+
+    A priors file is a whole set of seeds (regression compares one set against another), so
+    a given file replaces the shipped one rather than merging over it."""
+    if path is None:
+        raw, source = _shipped("priors.json"), "policies/priors.json"
+    else:
+        raw, source = _decode(_read(path), str(path), dict[str, Any]), str(path)
     raw.pop("schema_version", None)
     try:
         return msgspec.convert(raw, dict[str, dict[str, PriorSeed]])
     except msgspec.ValidationError as error:
-        raise PolicyError(f"priors.json: {error}") from None
+        raise PolicyError(f"{source}: {error}") from None
 
 
 @dataclass(frozen=True)

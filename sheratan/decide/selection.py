@@ -18,6 +18,7 @@ probabilities makes off-policy estimates honest. Gated candidates have probabili
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -54,6 +55,15 @@ class SelectionPolicy:
     @property
     def label(self) -> str:
         return f"always:{self.worker}" if self.name == "always" else self.name
+
+    def require_known(self, workers: Iterable[str]) -> None:
+        """Refuse ``always:<worker>`` for a worker that does not exist, listing those that do
+        (otherwise the policy silently falls back to the best candidate)."""
+        known = sorted(workers)
+        if self.name == "always" and self.worker not in known:
+            listed = ", ".join(known) if known else "none registered"
+            msg = f"policy {self.label}: no worker {self.worker!r} (known workers: {listed})"
+            raise PolicyParseError(msg)
 
 
 def log_visits(total_visits: int) -> float:

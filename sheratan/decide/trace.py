@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from events.decisions import DecisionMade, DecisionScored
+from sheratan.packaged import schema_file
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "schemas" / "decision_trace_v1.json"
+SCHEMA_PATH = schema_file("decision_trace_v1.json")
 SCHEMA_VERSION = "decision_trace_v1"
 
 

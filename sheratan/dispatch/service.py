@@ -90,7 +90,13 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
     )
 
 
-def save_views(home: Home, views: EngineViews, scoring: ScoringPolicy) -> None:
+def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> None:
+    """Save the live views, but only when they hold nothing the log does not: after a failed
+    flush (or any stop with events still pending) they are left unsaved, and the next open
+    folds the log from the last saved position instead."""
+    if dispatcher.recorder.pending:
+        return
+    views = dispatcher.views
     home.views.save(JOBS, views.jobs)
     home.views.save(WORKERS, views.workers)
     home.views.save(PRIORS, views.priors)
@@ -139,17 +145,20 @@ def build_dispatcher(
 def dispatch(home: Home, config: EngineConfig, *, max_jobs: int | None = None) -> RunStats:
     """Run the loop over the registered workers on wall time, saving after every job."""
     start = home.ledger.last_position()
+    views = load_views(home, config.scoring)
+    config.selection.require_known(views.workers.workers)
     dispatcher = build_dispatcher(
         home,
         config,
         clock=WallClock(),
         ids=Ids(),
         outcomes_rng=random.Random(f"{config.seed}:{start}:outcomes"),
+        views=views,
     )
     try:
         return dispatcher.run(max_jobs=max_jobs, flush_every=1)
     finally:
-        save_views(home, dispatcher.views, config.scoring)
+        save_views(home, dispatcher, config.scoring)
 
 
 def simulate(
@@ -162,6 +171,7 @@ def simulate(
     """Register the simulated workers (once), create ``jobs`` jobs and dispatch them all."""
     start = home.ledger.last_position()
     views = load_views(home, config.scoring)
+    config.selection.require_known({*views.workers.workers, *(p.id for p in profiles)})
     ids = Ids(seed=f"{config.seed}:{start}:ids")
     clock = VirtualClock(datetime.now(UTC))
     dispatcher = build_dispatcher(
@@ -199,7 +209,7 @@ def simulate(
     try:
         stats = dispatcher.run(flush_every=SIMULATION_FLUSH_JOBS, progress=progress)
     finally:
-        save_views(home, views, config.scoring)
+        save_views(home, dispatcher, config.scoring)
     return summary(stats, recorder.recorded)
 
 

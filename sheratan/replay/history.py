@@ -39,7 +39,13 @@ from projections.jobs import JobsView
 from projections.priors import PriorsView
 from projections.workers import WorkersView
 from sheratan.decide.engine import DecisionEngine
-from sheratan.decide.policy import GatePolicy, PolicySnapshot, PriorSeed, ScoringPolicy
+from sheratan.decide.policy import (
+    PolicySnapshot,
+    PriorSeed,
+    ScoringPolicy,
+    load_gates,
+    load_scoring,
+)
 from sheratan.decide.scoring import baseline_for, score_outcome, weighted_score
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.candidates import (
@@ -168,14 +174,14 @@ class History:
     # ------------------------------------------------------------- decisions
 
     def policy(self, made: DecisionMade) -> PolicySnapshot:
-        """The policy a decision ran under; the defaults and the current folder for logs that
-        predate ``policy.recorded``."""
+        """The policy a decision ran under; the shipped policy files and the current folder for
+        logs that predate ``policy.recorded``."""
         recorded = self.policies.get(made.policy_id or "")
         return recorded if recorded is not None else self._unrecorded
 
     @cached_property
     def _unrecorded(self) -> PolicySnapshot:
-        return PolicySnapshot(ScoringPolicy(), GatePolicy(), str(Path.cwd()))
+        return PolicySnapshot(load_scoring(), load_gates(), str(Path.cwd()))
 
     def rerun(self, made: DecisionMade) -> DecisionMade:
         """The decision re-run by the engine on the state as of its position."""

@@ -13,10 +13,11 @@ from typing import Any
 from sheratan.analytics.session import Analytics
 from sheratan.decide.policy import load_prior_seeds, load_scoring
 from sheratan.home import Home
-from sheratan.replay.counterfactual import at_node, counterfactual
+from sheratan.replay.counterfactual import at_node, counterfactual, parse_target
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
 from sheratan.replay.regression import replay_regression
+from sheratan.views import WORKERS
 
 Progress = Callable[[int], None] | None
 _LISTS = ("findings", "top_changed")
@@ -38,6 +39,7 @@ def run_exact(
 
 
 def run_counterfactual(home: Home, policy: str, **options: Any) -> dict[str, Any]:
+    parse_target(policy).require_known(home.views.current(WORKERS).workers)
     with Analytics(home.path) as analytics:
         summary = counterfactual(analytics, policy, **options)
     _record(home, "counterfactual", {"policy": policy, **options}, summary)

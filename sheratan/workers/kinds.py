@@ -53,3 +53,18 @@ def validate_payload(kind: str, payload: dict[str, Any]) -> str | None:
     except msgspec.ValidationError as error:
         return f"payload does not fit {kind}: {error}"
     return None
+
+
+def payload_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a kind's payload, made from its Struct (``schemas/kinds/<kind>.json``
+    is written from this by scripts/gen_kind_schemas.py, and a test keeps the two equal)."""
+    shape = PAYLOAD_SHAPES[kind]
+    generated = msgspec.json.schema(shape)
+    body = generated["$defs"][shape.__name__]
+    body.pop("title", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://sheratan.invalid/schemas/kinds/{kind}.json",
+        "title": f"{kind} payload",
+        **body,
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import msgspec
 from events.decisions import ErrorInfo, Percentiles
 from projections.jobs import JobState
 from projections.workers import WorkerState
+from sheratan.packaged import policy_file
 from sheratan.workers.outcome import Outcome
 
 Z95 = 1.6448536269514722  # the standard normal's 95th percentile
@@ -52,13 +54,19 @@ class ProfileError(ValueError):
     """A workers file that does not fit its shape."""
 
 
-def load_profiles(path: Path) -> tuple[WorkerProfile, ...]:
+#: The example profiles shipped with Sheratan (``simulate``'s default workers file).
+EXAMPLE_WORKERS = policy_file("workers.example.json")
+
+
+def load_profiles(path: Path | Traversable) -> tuple[WorkerProfile, ...]:
     try:
         profiles = msgspec.json.decode(path.read_bytes(), type=ProfileFile).workers
     except FileNotFoundError:
         raise ProfileError(f"workers file {path} does not exist") from None
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
         raise ProfileError(f"{path}: {error}") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: nested too deeply") from None
     if not profiles:
         raise ProfileError(f"{path}: no workers")
     ids = [p.id for p in profiles]

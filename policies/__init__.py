@@ -1,0 +1,1 @@
+"""Shipped policy files (package data, read through importlib.resources)."""

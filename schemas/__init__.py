@@ -1,0 +1,1 @@
+"""Shipped JSON Schemas (package data, read through importlib.resources)."""
