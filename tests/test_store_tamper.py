@@ -240,3 +240,44 @@ def test_a_missing_segment_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         reopened.append(save_of(uuid.uuid4(), 1))
     assert paths[1].name in str(raised.value)
     assert [p.name for p in segments(home)] == [p.name for p in paths if p != paths[1]]
+
+
+def test_a_home_from_before_seals_is_checked_by_its_chain_then_sealed_by_the_next_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoint records without a chain (an older Sheratan) open as before; the first write
+    seals the old segments, so later opens check them by digest and catch a rewrite."""
+    monkeypatch.setattr(ledger_module, "SEGMENT_MAX_BYTES", 1_000)
+    home = tmp_path / "home"
+    ledger = Ledger(home)
+    for i in range(30):
+        ledger.append(save_of(uuid.uuid4(), 1, i))
+    del ledger
+    checkpoints = home / "checkpoints" / "events.jsonl"
+    old = [
+        msgspec.json.encode({"pos": r.pos, "hash": r.hash, "ts": r.ts, "reason": r.reason})
+        for r in read_chain(checkpoints).records
+    ]
+    checkpoints.write_bytes(b"".join(line + b"\n" for line in old))
+    (home / "index" / "events.idx").unlink()
+    sealed = segments(home)[:-1]
+    assert len(sealed) >= 3
+
+    reopened = Ledger(home)
+    assert reopened.damage is None
+    assert all(reopened.seal_for(path) is None for path in sealed)
+    reopened.append(save_of(uuid.uuid4(), 1))
+    chain = read_chain(checkpoints)
+    assert chain.problem is None
+    assert [r.seal.name for r in chain.records if r.seal] == [p.name for p in sealed]
+    assert verify_home(home).ok
+    del reopened
+
+    # a sealed segment rewritten with a consistent chain inside is now caught by its digest
+    lines = sealed[1].read_bytes().splitlines(keepends=True)
+    lines[0] = lines[0].replace(b'"i":', b'"j":')
+    sealed[1].write_bytes(b"".join(lines))
+    damaged = Ledger(home)
+    assert damaged.damage is not None
+    assert damaged.damage.position == int(sealed[1].stem)
+    assert damaged.damage.path == sealed[1]
