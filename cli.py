@@ -26,6 +26,12 @@ from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.app import InvalidInputError, NotFoundError
+from sheratan.audit import proofs as proof_codec
+from sheratan.audit import service as audit_service
+from sheratan.audit.checkpoint import CheckpointFormatError
+from sheratan.audit.proofs import ProofFailedError
+from sheratan.audit.signing import SigningKeyError
+from sheratan.audit.signing import load_public as load_public_key
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
 from sheratan.dispatch.service import EngineConfig
@@ -66,7 +72,12 @@ BAD_INPUT = (
     CounterfactualError,
     SupportError,
     ReplayError,
+    audit_service.AuditInputError,
+    SigningKeyError,
+    CheckpointFormatError,
 )
+#: Errors that mean "a check failed": one line on stderr, exit 1.
+FAILED_CHECK = (CorruptLogError, ProofFailedError, audit_service.LogMismatchError)
 STATUSES: tuple[str, ...] = get_args(Status)
 
 
@@ -89,7 +100,7 @@ class SheratanGroup(click.Group):
         except BAD_INPUT as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
-        except CorruptLogError as error:
+        except FAILED_CHECK as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
@@ -720,29 +731,181 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--pubkey",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Also check the signed checkpoints against the log with this public key.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An exported signed checkpoint to check too (needs --pubkey).",
+)
 @common
-def audit_verify(home: str | None, as_json: bool) -> None:
-    """Recompute the whole hash chain; exit 1 naming the first bad position."""
-    result = open_home(home).verify()
+def audit_verify(
+    pubkey: Path | None, checkpoint_file: Path | None, home: str | None, as_json: bool
+) -> None:
+    """Recompute the whole hash chain (and signed tree heads); exit 1 naming what failed."""
+    if checkpoint_file is not None and pubkey is None:
+        raise click.UsageError("--checkpoint needs --pubkey")
+    opened = open_home(home)
+    result = opened.verify()
+    signed = audit_service.verify_signed(opened.path, pubkey, checkpoint_file) if pubkey else None
+    ok = result.ok and (signed is None or signed.ok)
     if as_json:
-        emit_json(result.summary())
-    elif result.ok:
-        click.echo(
-            f"{result.verified}/{result.events} events verified, "
-            f"{result.checkpoints} checkpoints hold, head {result.head[:16]}"
-        )
+        signed_part = {"chain_ok": result.ok, "signed": signed.summary()} if signed else {}
+        emit_json({**result.summary(), **signed_part, "ok": ok})
     else:
-        click.echo(f"FAILED: {result.problem} ({result.verified} events verified before it)")
-    if not result.ok:
+        if result.ok:
+            click.echo(
+                f"{result.verified}/{result.events} events verified, "
+                f"{result.checkpoints} checkpoints hold, head {result.head[:16]}"
+            )
+        else:
+            click.echo(f"FAILED: {result.problem} ({result.verified} events verified before it)")
+        if signed is not None and signed.ok:
+            sizes = ", ".join(str(c["tree_size"]) for c in signed.checked) or "none"
+            click.echo(f"{len(signed.checked)} signed checkpoints hold (tree sizes {sizes})")
+        elif signed is not None:
+            click.echo(f"FAILED: {signed.problem}")
+    if not ok:
         sys.exit(1)
 
 
 @audit.command("checkpoint")
+@click.option(
+    "--sign",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Sign a Merkle tree head over every line with this private key.",
+)
+@click.option(
+    "--export",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the signed checkpoint to this file (for an outside party).",
+)
 @common
-def audit_checkpoint(home: str | None, as_json: bool) -> None:
-    """Record the current position and chain head as a checkpoint."""
-    record = open_home(home).ledger.checkpoint()
-    emit_json(record) if as_json else click.echo(f"checkpoint at {record['pos']}: {record['hash']}")
+def audit_checkpoint(
+    key_file: Path | None, export: Path | None, home: str | None, as_json: bool
+) -> None:
+    """Record the current position and chain head as a checkpoint (--sign: a signed one)."""
+    if key_file is None:
+        if export is not None:
+            raise click.UsageError("--export needs --sign")
+        record = open_home(home).ledger.checkpoint()
+        if as_json:
+            emit_json(record)
+        else:
+            click.echo(f"checkpoint at {record['pos']}: {record['hash']}")
+        return
+    signed = audit_service.record_checkpoint(open_home(home), key_file, export, warn)
+    if as_json:
+        emit_json(to_plain(signed))
+    else:
+        click.echo(f"signed checkpoint at tree size {signed.tree_size}: root {signed.root}")
+
+
+@audit.command("keygen")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="A folder outside the home for sheratan-signing.key and .pub.",
+)
+@click.option("--force", is_flag=True, help="Replace keys already in --out.")
+@common
+def audit_keygen(out_dir: Path, force: bool, home: str | None, as_json: bool) -> None:
+    """Make an Ed25519 key pair for signed checkpoints (the private key mode 0600)."""
+    made = audit_service.keygen(out_dir, resolve_home(home), force=force)
+    if as_json:
+        emit_json(made)
+    else:
+        click.echo(f"{made['private_key']}\n{made['public_key']}\nkey id {made['key_id']}")
+
+
+@audit.command("prove")
+@click.argument("position", type=click.IntRange(min=1))
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An exported signed checkpoint (default: the latest signed one in the home).",
+)
+@common
+def audit_prove(
+    position: int, checkpoint_file: Path | None, home: str | None, as_json: bool
+) -> None:
+    """An inclusion proof of the event at POSITION against a signed checkpoint."""
+    proof = audit_service.prove(open_home(home), position, checkpoint_file, warn)
+    if as_json:
+        click.echo(proof_codec.encode(proof))
+    else:
+        click.echo(
+            f"position {proof.position} in tree size {proof.checkpoint.tree_size}: "
+            f"{len(proof.path)} path nodes (--json prints the proof)"
+        )
+
+
+@audit.command("consistency")
+@click.option(
+    "--from",
+    "first",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The earlier exported signed checkpoint.",
+)
+@click.option(
+    "--to",
+    "second",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The later exported signed checkpoint.",
+)
+@click.option(
+    "--pubkey",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Check both signatures with this public key first.",
+)
+@common
+def audit_consistency(
+    first: Path, second: Path, pubkey: Path | None, home: str | None, as_json: bool
+) -> None:
+    """A proof that the --to checkpoint's log extends the --from checkpoint's."""
+    proof = audit_service.consistency(open_home(home), first, second, pubkey, warn)
+    if as_json:
+        click.echo(proof_codec.encode(proof))
+    else:
+        click.echo(
+            f"tree size {proof.first.tree_size} -> {proof.second.tree_size}: "
+            f"{len(proof.path)} path nodes (--json prints the proof)"
+        )
+
+
+@audit.command("verify-proof")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--pubkey",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The signer's public key (sheratan-signing.pub).",
+)
+@common
+def audit_verify_proof(proof_file: Path, pubkey: Path, home: str | None, as_json: bool) -> None:
+    """Check a proof with nothing but it and the public key (no home needed)."""
+    kind, proven = proof_codec.verify(proof_file.read_bytes(), load_public_key(pubkey))
+    emit_json({"ok": True, "kind": kind, "proven": proven}) if as_json else click.echo(proven)
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 @audit.command("report")
