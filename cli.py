@@ -725,25 +725,25 @@ def _view_summary(view: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------- audit
 
 
+def existing_file(*decls: str, help: str, required: bool = False) -> Callable[[F], F]:
+    """An option naming a file that must exist (a key, a checkpoint, a proof)."""
+    return click.option(
+        *decls,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=required,
+        default=None,
+        help=help,
+    )
+
+
 @cli.group()
 def audit() -> None:
     """Prove the history was not altered."""
 
 
 @audit.command("verify")
-@click.option(
-    "--pubkey",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Also check the signed checkpoints against the log with this public key.",
-)
-@click.option(
-    "--checkpoint",
-    "checkpoint_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="An exported signed checkpoint to check too (needs --pubkey).",
-)
+@existing_file("--pubkey", help="Also check the signed checkpoints against the log with this key.")
+@existing_file("--checkpoint", "checkpoint_file", help="An exported checkpoint (needs --pubkey).")
 @common
 def audit_verify(
     pubkey: Path | None, checkpoint_file: Path | None, home: str | None, as_json: bool
@@ -776,13 +776,7 @@ def audit_verify(
 
 
 @audit.command("checkpoint")
-@click.option(
-    "--sign",
-    "key_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Sign a Merkle tree head over every line with this private key.",
-)
+@existing_file("--sign", "key_file", help="Sign a Merkle tree head over the log with this key.")
 @click.option(
     "--export",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -831,77 +825,45 @@ def audit_keygen(out_dir: Path, force: bool, home: str | None, as_json: bool) ->
 
 @audit.command("prove")
 @click.argument("position", type=click.IntRange(min=1))
-@click.option(
-    "--checkpoint",
-    "checkpoint_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="An exported signed checkpoint (default: the latest signed one in the home).",
-)
+@existing_file("--checkpoint", "checkpoint_file", help="A signed checkpoint (default: latest).")
 @common
 def audit_prove(
     position: int, checkpoint_file: Path | None, home: str | None, as_json: bool
 ) -> None:
     """An inclusion proof of the event at POSITION against a signed checkpoint."""
     proof = audit_service.prove(open_home(home), position, checkpoint_file, warn)
-    if as_json:
-        click.echo(proof_codec.encode(proof))
-    else:
-        click.echo(
-            f"position {proof.position} in tree size {proof.checkpoint.tree_size}: "
-            f"{len(proof.path)} path nodes (--json prints the proof)"
-        )
+    emit_proof(proof, as_json, f"position {position} in tree size {proof.checkpoint.tree_size}")
 
 
 @audit.command("consistency")
-@click.option(
-    "--from",
-    "first",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The earlier exported signed checkpoint.",
-)
-@click.option(
-    "--to",
-    "second",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The later exported signed checkpoint.",
-)
-@click.option(
-    "--pubkey",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Check both signatures with this public key first.",
-)
+@existing_file("--from", "first", help="The earlier exported signed checkpoint.", required=True)
+@existing_file("--to", "second", help="The later exported signed checkpoint.", required=True)
+@existing_file("--pubkey", help="Check both signatures with this public key first.")
 @common
 def audit_consistency(
     first: Path, second: Path, pubkey: Path | None, home: str | None, as_json: bool
 ) -> None:
     """A proof that the --to checkpoint's log extends the --from checkpoint's."""
     proof = audit_service.consistency(open_home(home), first, second, pubkey, warn)
-    if as_json:
-        click.echo(proof_codec.encode(proof))
-    else:
-        click.echo(
-            f"tree size {proof.first.tree_size} -> {proof.second.tree_size}: "
-            f"{len(proof.path)} path nodes (--json prints the proof)"
-        )
+    emit_proof(proof, as_json, f"tree size {proof.first.tree_size} -> {proof.second.tree_size}")
 
 
 @audit.command("verify-proof")
 @click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--pubkey",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The signer's public key (sheratan-signing.pub).",
-)
+@existing_file("--pubkey", help="The signer's public key (sheratan-signing.pub).", required=True)
 @common
 def audit_verify_proof(proof_file: Path, pubkey: Path, home: str | None, as_json: bool) -> None:
     """Check a proof with nothing but it and the public key (no home needed)."""
     kind, proven = proof_codec.verify(proof_file.read_bytes(), load_public_key(pubkey))
     emit_json({"ok": True, "kind": kind, "proven": proven}) if as_json else click.echo(proven)
+
+
+def emit_proof(proof: proof_codec.Proof, as_json: bool, what: str) -> None:
+    """The proof document (the file an outsider checks) or one line about it."""
+    if as_json:
+        click.echo(proof_codec.encode(proof))
+    else:
+        click.echo(f"{what}: {len(proof.path)} path nodes (--json prints the proof)")
 
 
 def warn(message: str) -> None:

@@ -6,6 +6,7 @@ under test); the verifiers are then fed every kind of hostile proof.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from hashlib import sha256
 
 from hypothesis import given, settings
@@ -75,6 +76,24 @@ def tree_of(n: int, salt: bytes = b"") -> MemoryTree:
     return _trees[key]
 
 
+def tampered(path: list[bytes], head: bytes) -> Iterator[tuple[str, list[bytes]]]:
+    """Every hostile variant of a proof's path: flipped bytes, swapped siblings, cut, longer."""
+    for at in range(len(path)):
+        bad = list(path)
+        bad[at] = bytes([bad[at][0] ^ 1]) + bad[at][1:]
+        yield f"flipped byte in node {at}", bad
+    for at in range(len(path) - 1):
+        if path[at] != path[at + 1]:
+            bad = list(path)
+            bad[at], bad[at + 1] = bad[at + 1], bad[at]
+            yield f"swapped nodes {at} and {at + 1}", bad
+    if path:
+        yield "truncated", path[:-1]
+        yield "short nodes", [p[:31] for p in path]
+    yield "extended by the head", [*path, head]
+    yield "extended by zeros", [*path, b"\x00" * 32]
+
+
 sizes = st.integers(min_value=1, max_value=MAX_SIZE)
 
 
@@ -139,21 +158,8 @@ def test_inclusion_proofs_verify_and_every_tamper_fails(case: tuple[int, int]) -
     for size in {n - 1, n + 1, 2 * n} - {n, 0}:
         assert not verify_inclusion(leaf, i, size, path, root(longer, size)), size
     assert not verify_inclusion(leaf, i, 0, path, head)
-    for at in range(len(path)):  # a flipped byte in any node
-        bad = list(path)
-        bad[at] = bytes([bad[at][0] ^ 1]) + bad[at][1:]
-        assert not verify_inclusion(leaf, i, n, bad, head), at
-    for at in range(len(path) - 1):  # swapped siblings
-        if path[at] != path[at + 1]:
-            bad = list(path)
-            bad[at], bad[at + 1] = bad[at + 1], bad[at]
-            assert not verify_inclusion(leaf, i, n, bad, head), at
-    if path:  # truncated
-        assert not verify_inclusion(leaf, i, n, path[:-1], head)
-    assert not verify_inclusion(leaf, i, n, [*path, head], head)  # extended
-    assert not verify_inclusion(leaf, i, n, [*path, b"\x00" * 32], head)
-    if path:  # short nodes
-        assert not verify_inclusion(leaf, i, n, [p[:31] for p in path], head)
+    for what, bad in tampered(path, head):
+        assert not verify_inclusion(leaf, i, n, bad, head), what
     # a proof from another log of the same size does not fit this one's head
     other = tree_of(n, b"other")
     other_leaf = leaf_hash(lines_of(n, b"other")[i])
@@ -179,19 +185,10 @@ def test_consistency_proofs_verify_and_every_tamper_fails(case: tuple[int, int])
     assert not verify_consistency(0, n, old, new, path)
     assert not verify_consistency(m, n, new if m != n else b"\x01" * 32, new, path)  # old root
     assert not verify_consistency(m, n, old, old if m != n else b"\x01" * 32, path)
-    for at in range(len(path)):  # a flipped byte in any node
-        bad = list(path)
-        bad[at] = bytes([bad[at][0] ^ 1]) + bad[at][1:]
-        assert not verify_consistency(m, n, old, new, bad), at
-    for at in range(len(path) - 1):  # swapped siblings
-        if path[at] != path[at + 1]:
-            bad = list(path)
-            bad[at], bad[at + 1] = bad[at + 1], bad[at]
-            assert not verify_consistency(m, n, old, new, bad), at
-    if path:  # truncated
-        assert not verify_consistency(m, n, old, new, path[:-1])
-        assert not verify_consistency(m, n, old, new, path[1:])
-    assert not verify_consistency(m, n, old, new, [*path, new])  # extended
+    for what, bad in tampered(path, new):
+        assert not verify_consistency(m, n, old, new, bad), what
+    if path:
+        assert not verify_consistency(m, n, old, new, path[1:])  # cut at the leaf end
     assert not verify_consistency(m, n, old, new, [b"\x00" * 32, *path])
     # another log: its proof and its heads never fit this log's
     other = tree_of(n, b"other")

@@ -119,15 +119,20 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes
             return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            fn, sn = _shift_to_odd(fn, sn)
         else:
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
     return r if sn == 0 else None
+
+
+def _shift_to_odd(fn: int, sn: int) -> tuple[int, int]:
+    """RFC 9162: right-shift fn and sn equally until fn's low bit is set or fn is 0."""
+    while fn and not fn & 1:
+        fn >>= 1
+        sn >>= 1
+    return fn, sn
 
 
 def verify_inclusion(
@@ -152,7 +157,7 @@ def verify_consistency(
     if old_size & (old_size - 1) == 0:  # an exact power of two: the old root is a node
         nodes.insert(0, old_root)
     fn, sn = old_size - 1, new_size - 1
-    while fn & 1:
+    while fn & 1:  # RFC 9162 §2.1.4.2 step 4: strip the common right edge
         fn >>= 1
         sn >>= 1
     fr = sr = nodes[0]
@@ -162,10 +167,7 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            fn, sn = _shift_to_odd(fn, sn)
         else:
             sr = node_hash(sr, c)
         fn >>= 1

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+from collections.abc import Callable
 from hashlib import sha256
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from sheratan.store.files import write_durably
 
 PRIVATE_KEY_FILE = "sheratan-signing.key"
 PUBLIC_KEY_FILE = "sheratan-signing.pub"
@@ -47,44 +49,38 @@ def generate(out_dir: Path, *, home: Path | None, force: bool) -> tuple[Path, Pa
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    private_path.unlink(missing_ok=True)  # --force: recreate, so the mode below always holds
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, private_pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    public_path.write_bytes(public_pem)
+    write_durably(private_path, private_pem, mode=0o600)
+    private_path.chmod(0o600)  # even if a leftover temp file had another mode
+    write_durably(public_path, public_pem)
     return private_path, public_path
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise SigningKeyError(f"{path} is not an Ed25519 {what} key (too large)")
-        return path.read_bytes()
-    except OSError as error:
-        raise SigningKeyError(f"cannot read the {what} key {path}: {error.strerror}") from None
-
-
 def load_private(path: Path) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(_read(path, "private"), password=None)
-    except (ValueError, TypeError) as error:
-        raise SigningKeyError(f"{path} is not an Ed25519 private key ({error})") from None
+    key = _load(path, "private", lambda data: serialization.load_pem_private_key(data, None))
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{path} is not an Ed25519 private key")
     return key
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(_read(path, "public"))
-    except (ValueError, TypeError) as error:
-        raise SigningKeyError(f"{path} is not an Ed25519 public key ({error})") from None
+    key = _load(path, "public", serialization.load_pem_public_key)
     if not isinstance(key, Ed25519PublicKey):
         raise SigningKeyError(f"{path} is not an Ed25519 public key")
     return key
+
+
+def _load(path: Path, what: str, parse: Callable[[bytes], object]) -> object:
+    """Read and parse a PEM key file; any failure is one line naming the file."""
+    try:
+        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+            raise SigningKeyError(f"{path} is not an Ed25519 {what} key (too large)")
+        data = path.read_bytes()
+    except OSError as error:
+        raise SigningKeyError(f"cannot read the {what} key {path}: {error.strerror}") from None
+    try:
+        return parse(data)
+    except (ValueError, TypeError) as error:
+        raise SigningKeyError(f"{path} is not an Ed25519 {what} key ({error})") from None
 
 
 def key_id(public: Ed25519PublicKey) -> str:
