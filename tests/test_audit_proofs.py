@@ -178,6 +178,9 @@ def test_inclusion_proofs_verify_without_a_home(world: Path) -> None:
         done = verify_proof(path, pub(world), code=0)
         assert f"the line at position {position} is in log" in done.stdout
         assert f"tree size {size}" in done.stdout
+    report = as_json(world / "nowhere", "audit", "verify-proof", str(path), "--pubkey", pub(world))
+    assert report["ok"] is True and report["kind"] == "inclusion"
+    assert not (world / "nowhere").exists()
     assert snapshot(home) == before  # proving writes only under merkle/
 
 
@@ -380,8 +383,11 @@ def test_a_rechained_log_is_caught_by_an_exported_checkpoint(world: Path, edited
     lines = rechain(lines, n - 1)
     rewrite_segments(home, lines)
     rewrite_checkpoints(home, lines)
-    (home / "checkpoints" / "signed.jsonl").unlink()
     shutil.rmtree(home / "index")  # the sidecar index: rebuilt from the forged lines
+    # while the home still holds its signed checkpoint, nothing new is signed over the forgery
+    refused = invoke(home, "audit", "checkpoint", "--sign", key(world), code=1)
+    assert "the log is not the one signed in signed.jsonl" in one_line_error(refused)
+    (home / "checkpoints" / "signed.jsonl").unlink()
 
     plain = as_json(home, "audit", "verify")
     assert plain["ok"] and plain["verified"] == head["tree_size"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sheratan.audit import checkpoint as checkpoints
 from sheratan.audit import merkle, signing
@@ -27,6 +27,7 @@ SIGNED_FILE = "signed.jsonl"
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 
 Warn = Callable[[str], None]
+T = TypeVar("T")
 
 
 class AuditInputError(ValueError):
@@ -56,24 +57,22 @@ def record_checkpoint(
     size = ledger.last_position()
     if size == 0:
         raise AuditInputError("the log is empty: there is nothing to sign yet")
-    tree = _tree(home, size, warn)
-    try:
-        previous = _latest_signed(home.path)
-        if previous is not None and not _extends(tree, previous, size):
-            warn("merkle tree cache did not hold the last signed checkpoint: rebuilt from the log")
-            tree.rebuild(size, ledger.lines)
-            if not _extends(tree, previous, size):
-                raise LogMismatchError(_mismatch(previous, "signed.jsonl (latest)"))
-        head = checkpoints.sign(
-            private,
-            log=_log_id(ledger.hash_at(1)),
-            tree_size=size,
-            root=merkle.root(tree, size),
-            chain_head=_log_id(ledger.hash_at(size)),
-            ts=UtcClock().now(),
-        )
-    finally:
-        tree.close()
+    previous = _latest_signed(home.path)
+
+    def head_of(tree: TreeCache) -> bytes | None:
+        fits = previous is None or _extends(tree, previous, size)
+        return merkle.root(tree, size) if fits else None
+
+    failure = _mismatch(previous, "signed.jsonl (latest)") if previous else ""
+    root = _from_cache(home, size, head_of, warn, failure)
+    head = checkpoints.sign(
+        private,
+        log=_log_id(ledger.hash_at(1)),
+        tree_size=size,
+        root=root,
+        chain_head=_log_id(ledger.hash_at(size)),
+        ts=UtcClock().now(),
+    )
     append_durably(signed_path(home.path), head.encode() + b"\n")
     if export is not None:
         write_durably(export, head.encode() + b"\n")
@@ -96,7 +95,7 @@ def prove(home: Home, position: int, checkpoint_file: Path | None, warn: Warn) -
         holds = merkle.verify_inclusion(leaf, position - 1, head.tree_size, path, head.root_bytes())
         return path if holds else None
 
-    path = _checked_with_cache(home, head, make, warn)
+    path = _from_cache(home, head.tree_size, make, warn, _mismatch(head, "the checkpoint"))
     return InclusionProof(
         format=FORMAT,
         position=position,
@@ -133,7 +132,7 @@ def consistency(
         )
         return path if holds else None
 
-    path = _checked_with_cache(home, second, make, warn)
+    path = _from_cache(home, second.tree_size, make, warn, _mismatch(second, "--to"))
     return ConsistencyProof(
         format=FORMAT, path=[node.hex() for node in path], first=first, second=second
     )
@@ -262,32 +261,31 @@ def _count_lines(log_dir: Path) -> int:
 # ----------------------------------------------------------------- helpers
 
 
-def _tree(home: Home, size: int, warn: Warn) -> TreeCache:
+def _from_cache(
+    home: Home, size: int, make: Callable[[TreeCache], T | None], warn: Warn, failure: str
+) -> T:
+    """``make``'s answer from the tree cache of ``size`` leaves, or LogMismatchError.
+
+    ``make`` checks what it computes (against a signed root) and answers None when that
+    fails; then the cache is rebuilt from the log once and asked again. A rebuilt cache is
+    said once on stderr, only with an answer that holds: if the rebuilt cache fails too, the
+    log is not the signed one, and that is the one line to say.
+    """
     tree = TreeCache(home.path / "merkle")
-    if not tree.sync(size, home.ledger.hash_at, home.ledger.lines):
-        warn("merkle tree cache no longer matched the log: rebuilt from the log")
-    return tree
-
-
-def _checked_with_cache(
-    home: Home,
-    head: SignedCheckpoint,
-    make: Callable[[TreeCache], list[bytes] | None],
-    warn: Warn,
-) -> list[bytes]:
-    """Make a proof from the cache; if it fails, rebuild the cache once and try again."""
-    tree = _tree(home, head.tree_size, warn)
     try:
-        path = make(tree)
-        if path is None:
-            warn("merkle tree cache gave a proof that does not verify: rebuilt from the log")
-            tree.rebuild(head.tree_size, home.ledger.lines)
-            path = make(tree)
+        kept = tree.sync(size, home.ledger.hash_at, home.ledger.lines)
+        out = make(tree)
+        if out is None and kept:
+            tree.rebuild(size, home.ledger.lines)
+            kept = False
+            out = make(tree)
     finally:
         tree.close()
-    if path is None:
-        raise LogMismatchError(_mismatch(head, "the given checkpoint"))
-    return path
+    if out is None:
+        raise LogMismatchError(failure)
+    if not kept:
+        warn("merkle tree cache did not match the log: rebuilt from the log")
+    return out
 
 
 def _mismatch(head: SignedCheckpoint, name: str) -> str:
