@@ -26,6 +26,12 @@ from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.app import NotFoundError
+from sheratan.audit import proofs as proof_codec
+from sheratan.audit import service as audit_service
+from sheratan.audit.checkpoint import CheckpointFormatError
+from sheratan.audit.proofs import ProofFailedError
+from sheratan.audit.signing import SigningKeyError
+from sheratan.audit.signing import load_public as load_public_key
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
 from sheratan.dispatch.service import EngineConfig
@@ -77,7 +83,12 @@ BAD_INPUT = (
     CounterfactualError,
     SupportError,
     ReplayError,
+    audit_service.AuditInputError,
+    SigningKeyError,
+    CheckpointFormatError,
 )
+#: Errors that mean "a check failed": one line on stderr, exit 1.
+FAILED_CHECK = (CorruptLogError, ProofFailedError, audit_service.LogMismatchError)
 STATUSES: tuple[str, ...] = get_args(Status)
 
 
@@ -102,7 +113,7 @@ class SheratanGroup(click.Group):
         except BAD_INPUT as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
-        except CorruptLogError as error:
+        except FAILED_CHECK as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
@@ -765,35 +776,149 @@ def _view_summary(view: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------- audit
 
 
+def existing_file(*decls: str, help: str, required: bool = False) -> Callable[[F], F]:
+    """An option naming a file that must exist (a key, a checkpoint, a proof)."""
+    return click.option(
+        *decls,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=required,
+        default=None,
+        help=help,
+    )
+
+
 @cli.group()
 def audit() -> None:
     """Prove the history was not altered."""
 
 
 @audit.command("verify")
+@existing_file("--pubkey", help="Also check the signed checkpoints against the log with this key.")
+@existing_file("--checkpoint", "checkpoint_file", help="An exported checkpoint (needs --pubkey).")
 @common
-def audit_verify(home: str | None, as_json: bool) -> None:
-    """Recompute the whole hash chain; exit 1 naming the first bad position."""
-    result = open_home(home).verify()
+def audit_verify(
+    pubkey: Path | None, checkpoint_file: Path | None, home: str | None, as_json: bool
+) -> None:
+    """Recompute the whole hash chain (and signed tree heads); exit 1 naming what failed."""
+    if checkpoint_file is not None and pubkey is None:
+        raise click.UsageError("--checkpoint needs --pubkey")
+    opened = open_home(home)
+    result = opened.verify()
+    signed = audit_service.verify_signed(opened.path, pubkey, checkpoint_file) if pubkey else None
+    ok = result.ok and (signed is None or signed.ok)
     if as_json:
-        emit_json(result.summary())
-    elif result.ok:
-        click.echo(
-            f"{result.verified}/{result.events} events verified, "
-            f"{result.checkpoints} checkpoints hold, head {result.head[:16]}"
-        )
+        signed_part = {"chain_ok": result.ok, "signed": signed.summary()} if signed else {}
+        emit_json({**result.summary(), **signed_part, "ok": ok})
     else:
-        click.echo(f"FAILED: {result.problem} ({result.verified} events verified before it)")
-    if not result.ok:
+        if result.ok:
+            click.echo(
+                f"{result.verified}/{result.events} events verified, "
+                f"{result.checkpoints} checkpoints hold, head {result.head[:16]}"
+            )
+        else:
+            click.echo(f"FAILED: {result.problem} ({result.verified} events verified before it)")
+        if signed is not None and signed.ok:
+            sizes = ", ".join(str(c["tree_size"]) for c in signed.checked) or "none"
+            click.echo(f"{len(signed.checked)} signed checkpoints hold (tree sizes {sizes})")
+        elif signed is not None:
+            click.echo(f"FAILED: {signed.problem}")
+    if not ok:
         sys.exit(1)
 
 
 @audit.command("checkpoint")
+@existing_file("--sign", "key_file", help="Sign a Merkle tree head over the log with this key.")
+@click.option(
+    "--export",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the signed checkpoint to this file (for an outside party).",
+)
 @common
-def audit_checkpoint(home: str | None, as_json: bool) -> None:
-    """Record the current position and chain head as a checkpoint."""
-    record = open_home(home).ledger.checkpoint()
-    emit_json(record) if as_json else click.echo(f"checkpoint at {record['pos']}: {record['hash']}")
+def audit_checkpoint(
+    key_file: Path | None, export: Path | None, home: str | None, as_json: bool
+) -> None:
+    """Record the current position and chain head as a checkpoint (--sign: a signed one)."""
+    if key_file is None:
+        if export is not None:
+            raise click.UsageError("--export needs --sign")
+        record = open_home(home).ledger.checkpoint()
+        if as_json:
+            emit_json(record)
+        else:
+            click.echo(f"checkpoint at {record['pos']}: {record['hash']}")
+        return
+    signed = audit_service.record_checkpoint(open_home(home), key_file, export, warn)
+    if as_json:
+        emit_json(to_plain(signed))
+    else:
+        click.echo(f"signed checkpoint at tree size {signed.tree_size}: root {signed.root}")
+
+
+@audit.command("keygen")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="A folder outside the home for sheratan-signing.key and .pub.",
+)
+@click.option("--force", is_flag=True, help="Replace keys already in --out.")
+@common
+def audit_keygen(out_dir: Path, force: bool, home: str | None, as_json: bool) -> None:
+    """Make an Ed25519 key pair for signed checkpoints (the private key mode 0600)."""
+    made = audit_service.keygen(out_dir, resolve_home(home), force=force)
+    if as_json:
+        emit_json(made)
+    else:
+        click.echo(f"{made['private_key']}\n{made['public_key']}\nkey id {made['key_id']}")
+
+
+@audit.command("prove")
+@click.argument("position", type=click.IntRange(min=1))
+@existing_file("--checkpoint", "checkpoint_file", help="A signed checkpoint (default: latest).")
+@common
+def audit_prove(
+    position: int, checkpoint_file: Path | None, home: str | None, as_json: bool
+) -> None:
+    """An inclusion proof of the event at POSITION against a signed checkpoint."""
+    proof = audit_service.prove(open_home(home), position, checkpoint_file, warn)
+    emit_proof(proof, as_json, f"position {position} in tree size {proof.checkpoint.tree_size}")
+
+
+@audit.command("consistency")
+@existing_file("--from", "first", help="The earlier exported signed checkpoint.", required=True)
+@existing_file("--to", "second", help="The later exported signed checkpoint.", required=True)
+@existing_file("--pubkey", help="Check both signatures with this public key first.")
+@common
+def audit_consistency(
+    first: Path, second: Path, pubkey: Path | None, home: str | None, as_json: bool
+) -> None:
+    """A proof that the --to checkpoint's log extends the --from checkpoint's."""
+    proof = audit_service.consistency(open_home(home), first, second, pubkey, warn)
+    emit_proof(proof, as_json, f"tree size {proof.first.tree_size} -> {proof.second.tree_size}")
+
+
+@audit.command("verify-proof")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@existing_file("--pubkey", help="The signer's public key (sheratan-signing.pub).", required=True)
+@common
+def audit_verify_proof(proof_file: Path, pubkey: Path, home: str | None, as_json: bool) -> None:
+    """Check a proof with nothing but it and the public key (no home needed)."""
+    kind, proven = proof_codec.verify(proof_file.read_bytes(), load_public_key(pubkey))
+    emit_json({"ok": True, "kind": kind, "proven": proven}) if as_json else click.echo(proven)
+
+
+def emit_proof(proof: proof_codec.Proof, as_json: bool, what: str) -> None:
+    """The proof document (the file an outsider checks) or one line about it."""
+    if as_json:
+        click.echo(proof_codec.encode(proof))
+    else:
+        click.echo(f"{what}: {len(proof.path)} path nodes (--json prints the proof)")
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 @audit.command("report")
@@ -1211,6 +1336,36 @@ def bench_analytics(
     click.echo(bench_table(report))
 
 
+@bench.command("audit")
+@click.option(
+    "--events",
+    type=click.IntRange(min=1_000, max=20_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Events in the generated log.",
+)
+@click.option("--quick", is_flag=True, help="A small run: 50,000 events.")
+@common
+def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> None:
+    """audit verify against a bare sha256 pass, audit prove latency, proof size vs log2(n)."""
+    from sheratan.bench.audit import run_audit_bench
+
+    report = run_audit_bench(events=50_000 if quick else events, progress=bench_say())
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"{report['events']:,} events, {report['log_bytes'] / 1e6:,.1f} MB")
+    click.echo(bench_table(report))
+    click.echo(bench_table({"figures": report["info"]}))
+
+
+def bench_say() -> Callable[[str], None] | None:
+    """Bench progress lines on stderr, only on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: click.echo(message, err=True)
+
+
 def bench_table(report: dict[str, Any]) -> str:
     rows = [
         (
@@ -1219,7 +1374,7 @@ def bench_table(report: dict[str, Any]) -> str:
             f["anchor"],
             f"{f['ratio']:.3f}",
             f["target"],
-            "yes" if f["met"] else "NO",
+            {True: "yes", False: "NO", None: "-"}[f["met"]],
         )
         for name, f in report["figures"].items()
     ]

@@ -17,6 +17,7 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from sheratan.store.audit import Verification, verify
+from sheratan.store.lines import GENESIS_HASH, compute_hash, line_body
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WRITER_NAMESPACE = uuid.UUID("0b7d6c52-51f4-4c2b-9d3e-6a1f0e4c8a27")
@@ -216,3 +217,36 @@ def assert_log_whole(home: Path, events: int) -> list[dict[str, Any]]:
     assert result.ok, result.problem
     assert result.verified == events
     return lines
+
+
+def rechain(lines: list[bytes], first: int) -> list[bytes]:
+    """What an attacker who can edit segments does: recompute ``prev`` and ``hash`` of every
+    line from index ``first`` (0-based) on, so the plain hash chain holds again."""
+    out = list(lines)
+    prev = msgspec.json.decode(out[first - 1])["hash"] if first else GENESIS_HASH
+    for i in range(first, len(out)):
+        old_prev = msgspec.json.decode(out[i])["prev"].encode()
+        body = line_body(out[i]).replace(b'"prev":"%b"' % old_prev, b'"prev":"%b"' % prev.encode())
+        unhashed = body[:-1] + b',"hash":"' + GENESIS_HASH.encode() + b'"}'
+        prev = compute_hash(prev, unhashed)
+        out[i] = body[:-1] + b',"hash":"' + prev.encode() + b'"}'
+    return out
+
+
+def rewrite_segments(home: Path, lines: list[bytes], name: str = "events") -> None:
+    """Write ``lines`` back over the segments, each keeping its number of lines."""
+    rest = list(lines)
+    for path in segments(home, name):
+        count = len(path.read_bytes().splitlines())
+        path.write_bytes(b"".join(line + b"\n" for line in rest[:count]))
+        del rest[:count]
+    assert not rest
+
+
+def rewrite_checkpoints(home: Path, lines: list[bytes], name: str = "events") -> None:
+    """Point every unsigned checkpoint at the hash ``lines`` now hold at its position."""
+    path = home / "checkpoints" / f"{name}.jsonl"
+    records = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+    for record in records:
+        record["hash"] = msgspec.json.decode(lines[record["pos"] - 1])["hash"]
+    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in records))

@@ -127,3 +127,27 @@ def test_bench_analytics_reports_figures_against_anchors() -> None:
     # the anchors compute the same stats on the same data, and the replay finds no drift
     assert report["checks"]["same_count"] and report["checks"]["same_mean_score"]
     assert report["checks"]["exact_replay_ok"]
+
+
+def test_bench_audit_reports_verify_prove_and_proof_size(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "audit", "--quick", "--json", "--home", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["events"] == 50_000 and report["log_bytes"] > 0
+    figures = report["figures"]
+    assert set(figures) == {"verify_vs_sha256", "prove_latency", "proof_path_vs_log2"}
+    assert set(report["info"]) == {
+        "tree_cache_build",
+        "verify_pubkey_tree_heads",
+        "prove_cli_process",
+    }
+    for name, figure in {**figures, **report["info"]}.items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["value"] > 0 and figure["anchor_value"] > 0, name
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+    # the path is O(log n): never longer than ceil(log2 n) nodes
+    assert figures["proof_path_vs_log2"]["anchor_value"] == 16  # ceil(log2 50,000)
+    assert figures["proof_path_vs_log2"]["met"] is True
+    assert all(f["target"] is None and f["met"] is None for f in report["info"].values())

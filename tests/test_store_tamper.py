@@ -13,6 +13,7 @@ from store_helpers import (
     all_lines,
     decoded_lines,
     only_segment,
+    rechain,
     save_of,
     segments,
     stored,
@@ -25,7 +26,6 @@ from sheratan.store import CorruptLogError
 from sheratan.store.checkpoints import read_chain
 from sheratan.store.index import segment_name
 from sheratan.store.ledger import Ledger
-from sheratan.store.lines import line_body
 from sheratan.store.recorders import JsonlApplicationRecorder
 
 EVENTS = 12
@@ -126,17 +126,8 @@ def test_a_rewritten_chain_is_caught_by_its_checkpoint(tmp_path: Path) -> None:
     ledger.checkpoint()
     k = 4
     lines = all_lines(home)
-    prev = msgspec.json.decode(lines[k - 2])["hash"]
-    for i in range(k - 1, len(lines)):
-        line = lines[i]
-        if i == k - 1:
-            line = line.replace(b'"n":%d}' % k, b'"n":999}')
-        fields = msgspec.json.decode(line)
-        old_prev = fields["prev"].encode()
-        body = line_body(line).replace(b'"prev":"%s"' % old_prev, b'"prev":"%s"' % prev.encode())
-        digest = hashlib.sha256(prev.encode() + body).hexdigest()
-        lines[i] = body[:-1] + b',"hash":"' + digest.encode() + b'"}'
-        prev = digest
+    lines[k - 1] = lines[k - 1].replace(b'"n":%d}' % k, b'"n":999}')
+    lines = rechain(lines, k - 1)
     _rewrite_lines(home, lines)
     assert (home / "checkpoints" / "events.jsonl").exists()
     result = verify_home(home)

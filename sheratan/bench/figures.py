@@ -13,11 +13,12 @@ def figure(
     unit: str,
     anchor: str,
     anchor_value: float,
-    target: str,
-    met: bool,
+    target: str | None,
+    met: bool | None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One measured figure, its anchor from the same run, the ratio and the target."""
+    """One measured figure, its anchor from the same run, the ratio and the target (None for
+    figures reported only as information)."""
     return {
         "value": value,
         "unit": unit,

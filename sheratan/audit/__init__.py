@@ -1,0 +1,1 @@
+"""Provable history: Merkle tree heads over the log, signed checkpoints and their proofs."""
