@@ -17,6 +17,7 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from sheratan.store.audit import Verification, verify
+from sheratan.store.checkpoints import CheckpointChain, append_record, file_digest, read_chain
 from sheratan.store.lines import GENESIS_HASH, compute_hash, line_body
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -244,9 +245,21 @@ def rewrite_segments(home: Path, lines: list[bytes], name: str = "events") -> No
 
 
 def rewrite_checkpoints(home: Path, lines: list[bytes], name: str = "events") -> None:
-    """Point every unsigned checkpoint at the hash ``lines`` now hold at its position."""
+    """Rewrite the unsigned checkpoint chain as an adversary would: every record points at the
+    hash ``lines`` now hold at its position, every seal at its segment's new size and digest,
+    and the chain of records is recomputed, so nothing unsigned tells of the rewrite."""
     path = home / "checkpoints" / f"{name}.jsonl"
-    records = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+    records = read_chain(path).records
+    path.unlink()
+    chain = CheckpointChain()
     for record in records:
-        record["hash"] = msgspec.json.decode(lines[record["pos"] - 1])["hash"]
-    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in records))
+        seal = record.seal
+        if seal is not None:
+            segment = home / name / seal.name
+            seal = msgspec.structs.replace(
+                seal, size=segment.stat().st_size, digest=file_digest(segment)
+            )
+        forged = msgspec.structs.replace(
+            record, hash=msgspec.json.decode(lines[record.pos - 1])["hash"], seal=seal
+        )
+        append_record(path, chain, forged)
