@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from store_helpers import REPO_ROOT
+from store_helpers import (
+    REPO_ROOT,
+    all_lines,
+    rechain,
+    rewrite_checkpoints,
+    rewrite_segments,
+)
 
 from sheratan.store.index import segment_name
 
@@ -68,6 +74,18 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         made = run(home, "simulate", "--workers", workers, "--jobs", "25", "--seed", str(seed))
         assert made.returncode == 0, made.stderr
     assert len(segments(home)) >= 4, "the matrix needs several sealed segments"
+    keys = home.parent / "keys"
+    assert run(home, "audit", "keygen", "--out", str(keys)).returncode == 0
+    signed = run(
+        home,
+        "audit",
+        "checkpoint",
+        "--sign",
+        str(keys / "sheratan-signing.key"),
+        "--export",
+        str(home.parent / "exported.json"),
+    )
+    assert signed.returncode == 0, signed.stderr
     return home
 
 
@@ -76,6 +94,17 @@ def home(pristine: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "home"
     shutil.copytree(pristine, copy)
     return copy
+
+
+def against_the_signature(pristine: Path) -> tuple[str, ...]:
+    """``audit verify`` options that hold a home to the checkpoint signed and exported."""
+    keys = pristine.parent / "keys"
+    return (
+        "--pubkey",
+        str(keys / "sheratan-signing.pub"),
+        "--checkpoint",
+        str(pristine.parent / "exported.json"),
+    )
 
 
 @dataclass(frozen=True)
@@ -172,7 +201,7 @@ DAMAGES = [
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda d: d.__name__)
 def test_every_reader_and_writer_stops_at_the_first_bad_position(
-    home: Path, damage: Callable[[Path], Harm]
+    home: Path, pristine: Path, damage: Callable[[Path], Harm]
 ) -> None:
     harm = damage(home)
     before = evidence(home)
@@ -181,6 +210,9 @@ def test_every_reader_and_writer_stops_at_the_first_bad_position(
     verified = run(home, "audit", "verify", "--json")
     assert verified.returncode == 1, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["first_bad_position"] == harm.position
+    signed = run(home, "audit", "verify", *against_the_signature(pristine))
+    assert signed.returncode == 1, signed.stdout + signed.stderr
+    assert named in signed.stdout
     assert evidence(home) == before
 
     for command in (
@@ -215,6 +247,30 @@ def test_every_reader_and_writer_stops_at_the_first_bad_position(
     assert evidence(home) == before  # nothing written on top of the damage
 
 
+def test_a_log_rechained_after_an_edit_is_caught_only_by_the_signature(
+    home: Path, pristine: Path
+) -> None:
+    """An adversary edits one line, recomputes every hash after it and rewrites the unsigned
+    checkpoints (seals included) and deletes the signed ones: the plain chain holds, and only
+    the exported signed checkpoint shows that this is not the log that was signed."""
+    lines = all_lines(home)
+    k = len(lines) // 2
+    lines[k] = lines[k].replace(b'"ver":', b'"ver": ', 1)
+    lines = rechain(lines, k)
+    rewrite_segments(home, lines)
+    rewrite_checkpoints(home, lines)
+    (home / "checkpoints" / "signed.jsonl").unlink()
+    shutil.rmtree(home / "index")
+    before = evidence(home)
+    plain = run(home, "audit", "verify", "--json")
+    assert plain.returncode == 0 and json.loads(plain.stdout)["ok"], plain.stdout
+    assert run(home, "job", "list").returncode == 0  # nothing unsigned can tell
+    signed = run(home, "audit", "verify", *against_the_signature(pristine))
+    assert signed.returncode == 1, signed.stdout
+    assert "FAILED: signed checkpoint" in signed.stdout
+    assert evidence(home) == before
+
+
 def test_a_forged_index_is_rebuilt_not_trusted(home: Path, pristine: Path) -> None:
     truth = run(pristine, "job", "list", "--json").stdout
     sidecar = home / "index" / "events.idx"
@@ -225,6 +281,7 @@ def test_a_forged_index_is_rebuilt_not_trusted(home: Path, pristine: Path) -> No
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout == truth
     assert run(home, "audit", "verify").returncode == 0
+    assert run(home, "audit", "verify", *against_the_signature(pristine)).returncode == 0
     assert run(home, "mission", "create", "still writable").returncode == 0
 
 
