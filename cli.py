@@ -131,6 +131,13 @@ def common(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
 
 
+def file_option(*names: str, help: str) -> Callable[[F], F]:
+    """An option naming a file to read (a policy, a workers file), None when not given."""
+    return click.option(
+        *names, type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
 def reading(command: F) -> F:
     """--home and --json, and --up-to-damage: for commands that only read the log."""
     command = click.option(
@@ -546,18 +553,8 @@ def engine_options(command: F) -> F:
     command = click.option(
         "--policy", default="ucb", show_default=True, help="ucb, random or always:<worker>."
     )(command)
-    command = click.option(
-        "--gates",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="A gates.json of your own.",
-    )(command)
-    return click.option(
-        "--scoring",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="A scoring.json of your own.",
-    )(command)
+    command = file_option("--gates", help="A gates.json of your own.")(command)
+    return file_option("--scoring", help="A scoring.json of your own.")(command)
 
 
 @cli.command()
@@ -604,11 +601,9 @@ def dispatch(
 
 
 @cli.command()
-@click.option(
+@file_option(
     "--workers",
     "workers_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
     help="A workers file of profiles (default: the shipped policies/workers.example.json).",
 )
 @click.option("--jobs", type=click.IntRange(min=1, max=10_000_000), required=True)
@@ -655,17 +650,9 @@ def policy_group() -> None:
 
 @policy_group.command("show")
 @click.option("--intent", default=None, help="Only this intent.")
-@click.option(
-    "--gates",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Show the gates as merged with this file (as dispatch --gates would).",
-)
-@click.option(
-    "--scoring",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Show the scoring as merged with this file (as dispatch --scoring would).",
+@file_option("--gates", help="Show the gates as merged with this file (as dispatch --gates would).")
+@file_option(
+    "--scoring", help="Show the scoring as merged with this file (as dispatch --scoring would)."
 )
 @reading
 def policy_show(
@@ -828,11 +815,8 @@ def audit_verify(
 
 @audit.command("checkpoint")
 @existing_file("--sign", "key_file", help="Sign a Merkle tree head over the log with this key.")
-@click.option(
-    "--export",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the signed checkpoint to this file (for an outside party).",
+@file_option(
+    "--export", help="Also write the signed checkpoint to this file (for an outside party)."
 )
 @common
 def audit_checkpoint(
@@ -1143,18 +1127,8 @@ def why_drift(
 )
 @click.option("--at", "node", callback=parse_uuid, help="counterfactual: one decision node.")
 @click.option("--action", default=None, help="counterfactual --at: the action (key or worker).")
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="regression: a scoring.json with new weights.",
-)
-@click.option(
-    "--priors",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="regression: a priors.json with new starter priors.",
-)
+@file_option("--weights", help="regression: a scoring.json with new weights.")
+@file_option("--priors", help="regression: a priors.json with new starter priors.")
 @click.option(
     "--fail-if-drop",
     type=float,
