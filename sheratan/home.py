@@ -7,6 +7,7 @@ typo in a path never silently starts a new, empty history.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,7 @@ from sheratan.decide.policy import load_prior_seeds
 from sheratan.store.audit import Verification, verify
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import write_durably
-from sheratan.store.ledger import Ledger
+from sheratan.store.ledger import CorruptLogError, Ledger
 from sheratan.views import Views
 
 DEFAULT_HOME = ".sheratan"
@@ -81,8 +82,14 @@ class Home:
 
     def verify(self) -> Verification:
         """The chain from the files alone, and what opening the ledger found (seals, files)."""
-        result = verify(self.ledger.dir, self.ledger.checkpoints_path)
-        damage = self.ledger.damage
+        ledger = self.ledger
+        committed = None
+        if ledger.damage is None:
+            with contextlib.suppress(CorruptLogError):  # then verify names it from the files
+                cut, _ = ledger.committed_cut()
+                committed = cut[-1] if cut else None
+        result = verify(ledger.dir, ledger.checkpoints_path, committed=committed)
+        damage = ledger.damage
         found = result.first_bad_position
         if damage is not None and (found is None or damage.position < found):
             result.first_bad_position = damage.position

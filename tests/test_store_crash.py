@@ -235,7 +235,8 @@ def test_corrupt_line_in_the_middle_refuses_appends_and_drops_nothing(tmp_path: 
     assert "--up-to-damage" in message
     assert segment.name in message
     # nothing dropped, nothing rewritten, nothing quarantined
-    assert tree_bytes(home) == before
+    after = tree_bytes(home)
+    assert {k: v for k, v in after.items() if not k.startswith("index/")} == before
     assert not (home / "quarantine").exists()
     result = verify_home(home)
     assert not result.ok
@@ -317,3 +318,27 @@ def test_a_ledger_dropped_without_close_releases_its_files(tmp_path: Path) -> No
         del ledger
     gc.collect()
     assert open_fds() == before
+
+
+def test_audit_verify_beside_a_torn_tail_verifies_what_was_committed_and_moves_nothing(
+    tmp_path: Path,
+) -> None:
+    """A torn tail is a save that was never acknowledged, not damage: `audit verify` checks
+    the committed lines, says so, and leaves the bytes for the next writer to quarantine."""
+    home = tmp_path / "home"
+    segment, _, save_lines = _home_with_torn_save(home)
+    append_bytes(segment, save_lines[0] + save_lines[1][:20])
+    (home / "sheratan.json").write_text('{"format":1}')
+    before = tree_bytes(home)
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "cli.py"), "audit", "verify", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("9/9 events verified")
+    after = tree_bytes(home)
+    assert {k: v for k, v in after.items() if not k.startswith("index/")} == before
+    assert not (home / "quarantine").exists()

@@ -70,8 +70,14 @@ def verify(
     log_dir: Path,
     checkpoints_path: Path,
     progress: Callable[[int], None] | None = None,
+    committed: tuple[Path, int] | None = None,
 ) -> Verification:
-    """Verify every line of the log in ``log_dir``; stop at the first bad position."""
+    """Verify every line of the log in ``log_dir``; stop at the first bad position.
+
+    ``committed`` (the active segment and the size of its committed prefix, as the ledger
+    sees it) keeps a verification that runs beside a writer from reading a save still being
+    written: the log is verified up to there, and a torn tail is left for the next writer.
+    """
     result = Verification()
     chain = read_chain(checkpoints_path)
     checkpoints = chain.records
@@ -89,10 +95,13 @@ def verify(
             return _fail(result, expected, f"{path.name} is not a segment file")
         if int(path.stem) != expected:
             return _fail(result, expected, f"segment {path.name} should start at {expected}")
-        checked = _verify_segment(path, expected, head, expected_hash_at, result, progress)
+        limit = committed[1] if committed is not None and committed[0] == path else None
+        checked = _verify_segment(path, limit, expected, head, expected_hash_at, result, progress)
         if checked is None:
             return result
         expected, head = checked
+        if limit is not None:
+            break  # what follows the committed cut was written after it
         seal = seals.get(path.name)
         if seal is not None and (seal.last != expected - 1 or seal.size != path.stat().st_size):
             return _fail(
@@ -116,6 +125,7 @@ def verify(
 
 def _verify_segment(
     path: Path,
+    limit: int | None,
     expected: int,
     head: str,
     expected_hash_at: dict[int, str],
@@ -128,9 +138,11 @@ def _verify_segment(
     touches each line once, to hash it. Only a batch that fails is walked line by line, to
     name its first bad position with the reason.
     """
+    remaining = limit if limit is not None else path.stat().st_size
     with path.open("rb") as handle:
         carry = b""
-        while chunk := handle.read(VERIFY_CHUNK_BYTES):
+        while remaining > 0 and (chunk := handle.read(min(VERIFY_CHUNK_BYTES, remaining))):
+            remaining -= len(chunk)
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             carry = data[cut:]
