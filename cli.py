@@ -6,12 +6,13 @@ Every command takes ``--home`` and ``--json``. Bad input prints one line on stde
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar, cast, get_args
 from uuid import UUID
 
 import click
@@ -119,16 +120,30 @@ class SheratanGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def common(command: F) -> F:
-    """--home and --json, on every command."""
-    command = click.option(
+def _home_option(command: F) -> F:
+    return click.option(
         "--home",
         "home",
         default=None,
         metavar="DIR",
         help="Sheratan home (default: $SHERATAN_HOME or ./.sheratan).",
     )(command)
+
+
+def _json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
+
+
+def common(command: F) -> F:
+    """--home and --json, on every command; given before the command, they count the same."""
+
+    @functools.wraps(command)
+    def with_group_options(*args: Any, home: str | None, as_json: bool, **kwargs: Any) -> Any:
+        before = click.get_current_context().find_root().params
+        home = home if home is not None else before.get("home")
+        return command(*args, home=home, as_json=as_json or before.get("as_json"), **kwargs)
+
+    return _json_option(_home_option(cast(F, with_group_options)))
 
 
 def file_option(*names: str, help: str) -> Callable[[F], F]:
@@ -217,8 +232,13 @@ def progress(label: str) -> Callable[[int], None] | None:
 
 
 @click.group(cls=SheratanGroup)
-def cli() -> None:
-    """Sheratan: an event-sourced ledger for a job system that shows its reasoning."""
+@_home_option
+@_json_option
+def cli(home: str | None, as_json: bool) -> None:
+    """Sheratan: an event-sourced ledger for a job system that shows its reasoning.
+
+    --home and --json may stand before the command or after it.
+    """
 
 
 @cli.command()

@@ -190,3 +190,22 @@ def test_events_tail_follow_prints_new_events_as_they_are_committed(tmp_path: Pa
         watchdog.cancel()
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def test_home_and_json_count_the_same_before_the_command(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--home", home, "init"]).exit_code == 0
+    made = runner.invoke(cli, ["--home", home, "--json", "mission", "create", "Before"])
+    assert made.exit_code == 0, made.output
+    mission = json.loads(made.stdout)["id"]
+    before = runner.invoke(cli, ["--json", "--home", home, "mission", "list"])
+    after = runner.invoke(cli, ["mission", "list", "--home", home, "--json"])
+    assert before.exit_code == after.exit_code == 0
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    assert [m["id"] for m in json.loads(before.stdout)] == [mission]
+    # the one after the command wins where both are given
+    other = tmp_path / "other"
+    runner.invoke(cli, ["init", "--home", str(other)])
+    listed = runner.invoke(cli, ["--home", home, "mission", "list", "--home", str(other), "--json"])
+    assert json.loads(listed.stdout) == []
