@@ -232,6 +232,7 @@ def progress(label: str) -> Callable[[int], None] | None:
 
 
 @click.group(cls=SheratanGroup)
+@click.version_option(package_name="sheratan", prog_name="sheratan")
 @_home_option
 @_json_option
 def cli(home: str | None, as_json: bool) -> None:

@@ -209,3 +209,11 @@ def test_home_and_json_count_the_same_before_the_command(tmp_path: Path) -> None
     runner.invoke(cli, ["init", "--home", str(other)])
     listed = runner.invoke(cli, ["--home", home, "mission", "list", "--home", str(other), "--json"])
     assert json.loads(listed.stdout) == []
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    shown = CliRunner().invoke(cli, ["--version"])
+    assert shown.exit_code == 0
+    assert shown.stdout == f"sheratan, version {version('sheratan')}\n"
