@@ -70,7 +70,11 @@ ACTION_KEYS = ("ROUTE:fast-cheap", "ABORT", "RETRY:same_worker", "QUARANTINE:wor
 words = st.text(alphabet=string.ascii_letters + string.digits + " _-:=/.\n\t\"'", max_size=20)
 texts = st.lists(st.one_of(words, st.sampled_from(SECRET_SAMPLES)), max_size=4).map("".join)
 scalars = st.one_of(
-    texts, st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.none(), st.sampled_from(ACTION_KEYS)
+    texts,
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.sampled_from(ACTION_KEYS),
 )
 values = st.recursive(
     scalars,
