@@ -9,14 +9,23 @@ is rebuilt (one line on stderr), never served; a forged file never changes an an
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
+import sheratan.analytics.session as session_module
 import sheratan.store.ledger as ledger_module
-from sheratan.analytics.session import CACHE_FORMAT, META_FORMAT, META_SOURCE, _sealed_digest
+from sheratan.analytics.session import (
+    CACHE_FORMAT,
+    META_FORMAT,
+    META_SOURCE,
+    _range_digest,
+    _sealed_digest,
+)
 from tests.cli_helpers import as_json, invoke
 from tests.decision_helpers import simulated_home
 
@@ -156,4 +165,46 @@ def test_a_cache_made_from_another_segment_is_rebuilt(home: Path, truth: tuple) 
     second.write_bytes(first.read_bytes())
     result = invoke(home, "sql", COUNTS, "--json")
     assert json.loads(result.stdout) == counts
+    assert result.stderr.count("note: rebuilt") == 1
+
+
+def test_the_active_segment_is_cached_in_checked_chunks(
+    home: Path,
+    truth: tuple,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks of the active segment: built once, combined with what came after, and a
+    garbage or forged chunk is rebuilt, never served."""
+    counts, _ = truth
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    monkeypatch.setattr(session_module, "CHUNK_MIN_BYTES", 1024)
+    assert as_json(copy, "sql", COUNTS) == counts
+    active = sorted((copy / "events").glob("*.jsonl"))[-1]
+    pattern = f"{active.stem}-*-*-v{CACHE_FORMAT}.events.parquet"
+    [chunk] = (copy / "analytics").glob(pattern)
+    assert chunk.name == f"{active.stem}-0-{active.stat().st_size}-v{CACHE_FORMAT}.events.parquet"
+
+    # what comes after the chunk is read with it
+    job = as_json(copy, "job", "create", "noop", "--payload", '{"password": "hunter2"}')["id"]
+    grown = Counter({row["topic"]: row["n"] for row in counts})
+    grown.update(["job.created", "job.queued"])
+    after = as_json(copy, "sql", COUNTS)
+    assert Counter({row["topic"]: row["n"] for row in after}) == grown
+    assert list((copy / "analytics").glob(pattern)) == [chunk]  # the new bytes: parsed live
+    shown = as_json(copy, "sql", f"SELECT data FROM events WHERE stream = '{job}'")
+    assert "hunter2" not in json.dumps(shown)
+
+    chunk.write_bytes(b"garbage")
+    result = invoke(copy, "sql", COUNTS, "--json")
+    assert json.loads(result.stdout) == after
+    assert result.stderr.count("note: rebuilt the analytics cache of") == 1
+    assert f"{active.name} (bytes 0.." in result.stderr
+
+    [rebuilt] = sorted((copy / "analytics").glob(pattern))[:1]
+    end = int(rebuilt.name.split("-")[2])
+    _forge(copy, rebuilt, digest=_range_digest(active, 0, end))
+    result = invoke(copy, "sql", COUNTS, "--json")
+    assert json.loads(result.stdout) == after
     assert result.stderr.count("note: rebuilt") == 1

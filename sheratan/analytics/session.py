@@ -11,9 +11,13 @@ once the ledger rolls past it) is parsed once into Parquet files, one per base t
 key-value metadata) the cache format and the sha256 digest of the segment it was built from,
 which must equal the digest the ledger recorded when it sealed the segment, and its events
 must number and span exactly the segment's positions. A file that does not parse or does
-not match is rebuilt, and the session says so once on stderr. The live tail (the active
-segment, up to its committed end, via ``CommittedLog``) is parsed into temporary tables when
-the session opens. Each session is one consistent cut of the log.
+not match is rebuilt, and the session says so once on stderr.
+
+The active segment, up to its committed end (via ``CommittedLog``), is cached the same way
+in chunks of at least ``CHUNK_MIN_BYTES`` (each recording the digest of its bytes, which are
+re-hashed on use, since the segment has no seal yet); what came after the last chunk is
+parsed into temporary tables when the session opens. So a session parses and redacts at
+most a few MB of JSON. Each session is one consistent cut of the log.
 
 After the views are made, the session locks itself down: file access is limited to the
 cache folder (an absolute path, so nothing is read relative to the working directory),
@@ -57,6 +61,9 @@ META_FORMAT = "sheratan_cache_format"
 META_SOURCE = "sheratan_source_sha256"
 #: The memory a session may use (DuckDB's ``memory_limit``); queries needing more fail.
 MEMORY_LIMIT = "1GB"
+#: The active segment is cached in chunks of at least this many bytes (the rest is parsed
+#: per session, so this bounds what a session parses and redacts of the tail).
+CHUNK_MIN_BYTES = 4 * 1024 * 1024
 #: Default time limit of a user's query, in seconds (``sql --timeout``).
 QUERY_TIMEOUT_S = 10.0
 #: Statement types a user may run: reads only.
@@ -110,26 +117,37 @@ class Analytics(Closing):
         cut, last_position = self.log.ledger.committed_cut()
         sealed = [] if self.raw else self._sealed_segments(cut)
         cached: dict[str, list[str]] = {table: [] for table in BASE_TABLES}
-        tail_from = 0
-        for done, (path, size, last_pos) in enumerate(sealed, 1):
-            files = self._cached(path, size, last_pos)
+        done = 0
+        for path, _, last_pos in sealed:
+            files = self._cached(path, last_pos)
             if files is None:
                 break  # not cacheable (read-only home, say): read the rest as the tail
-            for table, file in files.items():
-                cached[table].append(file)
-            tail_from = done
+            _extend(cached, [files])
+            done += 1
             if progress is not None:
                 progress(done, len(sealed))
+        live: list[str] = []
+        for i, (path, size) in enumerate(cut[done:], done):
+            start = 0
+            if i == len(cut) - 1:  # the active segment: its committed prefix, partly cached
+                if done == len(sealed) == i and not self.raw:
+                    chunks, start = self._cached_chunks(path, size)
+                    _extend(cached, chunks)
+                if start < size:
+                    live.append(str(self.log.snapshot(path, size, start)))
+            elif os.stat(path).st_size == size:
+                live.append(str(path))
+            else:
+                live.append(str(self.log.snapshot(path, size)))
         if self._rebuilt:
             print(
                 f"note: rebuilt the analytics cache of {', '.join(self._rebuilt)} "
-                "(unreadable, or not made from the sealed segment)",
+                "(unreadable, or not made from the segment it names)",
                 file=sys.stderr,
             )
         if not self.raw:
             self._remove_stale(cached)
-        tail_files = self.log.files()[tail_from:]
-        lines = read_ndjson_sql(tail_files) if tail_files else empty_lines()
+        lines = read_ndjson_sql(live) if live else empty_lines()
         self.con.execute(f"CREATE TEMP TABLE tail_events AS {self._events_sql(lines)}")
         for table, sql in BASE_TABLES.items():
             tail = f"tail_{table}"
@@ -143,7 +161,7 @@ class Analytics(Closing):
         for name, sql in VIEWS.items():
             self.con.execute(f"CREATE VIEW {name} AS {sql}")
         self._lock_down()
-        return self.log.last_position if tail_files else last_position
+        return last_position
 
     def _events_sql(self, lines: str) -> str:
         """The ``events`` base table over ``lines``: data redacted, unless the session is raw."""
@@ -159,14 +177,19 @@ class Analytics(Closing):
             out.append((path, size, int(following.stem) - 1))
         return out
 
-    def _cached(self, segment: Path, size: int, last_pos: int) -> dict[str, str] | None:
+    def _files(self, stem: str) -> dict[str, Path]:
+        return {
+            table: self.cache_dir / f"{stem}-v{CACHE_FORMAT}.{table}.parquet"
+            for table in BASE_TABLES
+        }
+
+    def _cached(self, segment: Path, last_pos: int) -> dict[str, str] | None:
         """The Parquet files of a sealed segment's base tables, checked, or made now."""
         digest = _sealed_digest(self.log.ledger, segment)
-        stem = f"{segment.stem}-v{CACHE_FORMAT}"
-        files = {table: self.cache_dir / f"{stem}.{table}.parquet" for table in BASE_TABLES}
+        files = self._files(segment.stem)
         first = int(segment.stem)
         if all(f.exists() for f in files.values()):
-            if self._holds(files, digest, first, last_pos):
+            if self._span(files, digest, first) == last_pos:
                 return {t: str(f) for t, f in files.items()}
             self._rebuilt.append(segment.name)
         try:
@@ -176,11 +199,47 @@ class Analytics(Closing):
             return None
         return {t: str(f) for t, f in files.items()}
 
-    def _holds(self, files: dict[str, Path], digest: str, first: int, last: int) -> bool:
-        """Whether cache files were made, in this format, from the segment of ``digest``.
+    def _cached_chunks(self, segment: Path, size: int) -> tuple[list[dict[str, str]], int]:
+        """Cached chunks of the active segment's first bytes, and where the uncached rest starts.
+
+        The active segment grows, so it is cached in chunks of at least ``CHUNK_MIN_BYTES``
+        (byte ranges ending at a committed end): a session parses only what came after the
+        last chunk. Each chunk records the digest of its bytes, re-hashed from the segment
+        when it is used (the segment has no seal yet)."""
+        ends: dict[int, int] = {}
+        for file in self.cache_dir.glob(f"{segment.stem}-*-*-v{CACHE_FORMAT}.events.parquet"):
+            _, low, high = file.name.split("-v", 1)[0].split("-")
+            ends[int(low)] = int(high)
+        chunks: list[dict[str, str]] = []
+        start, first = 0, int(segment.stem)
+        while (end := ends.get(start)) is not None and end <= size:
+            files = self._files(f"{segment.stem}-{start}-{end}")
+            last = self._span(files, _range_digest(segment, start, end), first)
+            if last is None:
+                self._rebuilt.append(f"{segment.name} (bytes {start}..{end})")
+                for file in files.values():
+                    with contextlib.suppress(OSError):
+                        file.unlink()
+                break
+            chunks.append({t: str(f) for t, f in files.items()})
+            start, first = end, last + 1
+        if size - start >= CHUNK_MIN_BYTES:
+            files = self._files(f"{segment.stem}-{start}-{size}")
+            source = self.log.snapshot(segment, size, start)
+            try:
+                self.cache_dir.mkdir(exist_ok=True)
+                self._build(source, _range_digest(source, 0, size - start), files)
+            except OSError:
+                return chunks, start
+            chunks.append({t: str(f) for t, f in files.items()})
+            start = size
+        return chunks, start
+
+    def _span(self, files: dict[str, Path], digest: str, first: int) -> int | None:
+        """The last position cache files hold, if made in this format from bytes of ``digest``.
 
         Their metadata must name the format and the digest, and the events file must hold
-        exactly the segment's positions (which a file of made-up rows does not)."""
+        gapless positions from ``first`` on (which a file of made-up rows does not)."""
         try:
             for file in files.values():
                 meta = dict(
@@ -190,19 +249,21 @@ class Analytics(Closing):
                     ).fetchall()
                 )
                 if meta.get(META_FORMAT) != str(CACHE_FORMAT) or meta.get(META_SOURCE) != digest:
-                    return False
+                    return None
             count, low, high = self.con.execute(
                 "SELECT count(*), min(pos), max(pos) FROM read_parquet(?)", [str(files["events"])]
             ).fetchone() or (0, None, None)
         except duckdb.Error:
-            return False  # garbage: not a Parquet file, or not ours
-        return (count, low, high) == (last - first + 1, first, last)
+            return None  # garbage: not a Parquet file, or not ours
+        if low != first or high is None or count != high - first + 1:
+            return None
+        return int(high)
 
-    def _build(self, segment: Path, digest: str, files: dict[str, Path]) -> None:
-        """Parse a sealed segment once (data redacted) into one Parquet file per base table."""
+    def _build(self, source: Path, digest: str, files: dict[str, Path]) -> None:
+        """Parse a JSONL file once (data redacted) into one Parquet file per base table."""
         metadata = f"KV_METADATA {{{META_FORMAT}: '{CACHE_FORMAT}', {META_SOURCE}: '{digest}'}}"
         try:
-            events_sql = self._events_sql(read_ndjson_sql([str(segment)]))
+            events_sql = self._events_sql(read_ndjson_sql([str(source)]))
             self.con.execute(f"CREATE TEMP TABLE segment_events AS {events_sql}")
             for table, sql in BASE_TABLES.items():
                 partial = files[table].with_suffix(f".{os.getpid()}.tmp")
@@ -218,9 +279,11 @@ class Analytics(Closing):
             self.con.execute("DROP TABLE IF EXISTS segment_events")
 
     def _remove_stale(self, cached: dict[str, list[str]]) -> None:
-        """Cache files of a cached segment made from another history (or format) go."""
+        """Other files of a sealed and cached segment go: its chunks from when it was active,
+        files of another format. The active segment's chunks stay (another session may be
+        reading one that this session did not choose)."""
         keep = {Path(f).name for files in cached.values() for f in files}
-        segments = {name.split("-", 1)[0] for name in keep}
+        segments = {name.split("-", 1)[0] for name in keep if name.count("-") == 1}
         if not self.cache_dir.is_dir():
             return
         for path in self.cache_dir.glob("*.parquet"):
@@ -309,11 +372,25 @@ def _sealed_digest(ledger: Ledger, path: Path) -> str:
     Stand-in until the ledger's seal records land (``ledger.seal_for(path).digest``): it
     hashes the file, so it trusts the segment as it is now."""
     del ledger
+    return _range_digest(path, 0, path.stat().st_size)
+
+
+def _range_digest(path: Path, start: int, end: int) -> str:
+    """The sha256 (hex) of bytes ``start``..``end`` of ``path``."""
     digest = hashlib.sha256()
     with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
+        file.seek(start)
+        left = end - start
+        while left > 0 and (chunk := file.read(min(left, 1 << 20))):
             digest.update(chunk)
+            left -= len(chunk)
     return digest.hexdigest()
+
+
+def _extend(cached: dict[str, list[str]], files: list[dict[str, str]]) -> None:
+    for by_table in files:
+        for table, file in by_table.items():
+            cached[table].append(file)
 
 
 def _first_line(error: Exception) -> str:
