@@ -23,7 +23,7 @@ from projections.jobs import JobsView, Status
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
 from sheratan.analytics.redact import redact, redact_rows
-from sheratan.analytics.session import Analytics, QueryError, ReadOnlyError
+from sheratan.analytics.session import QUERY_TIMEOUT_S, Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.app import NotFoundError
@@ -58,6 +58,7 @@ from sheratan.replay.service import (
     run_exact,
     run_regression,
 )
+from sheratan.reveal import record_reveal, shown
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
 from sheratan.workers.simulated import (
@@ -193,6 +194,23 @@ def close_homes() -> None:
     """Save what the command indexed (the sidecar), so the next command opens fast."""
     while _opened:
         _opened.pop().close()
+
+
+def reveal_option(command: F) -> F:
+    """--reveal: raw values, recorded in the log (audit.revealed) before they are shown."""
+    return click.option(
+        "--reveal",
+        is_flag=True,
+        help="Show raw values; recorded in the log (audit.revealed) before anything is shown.",
+    )(command)
+
+
+def revealing(opened: Home, reveal: bool) -> bool:
+    """Record the reveal first when one is asked for; True when raw values may be shown."""
+    if reveal:
+        ctx = click.get_current_context()
+        record_reveal(opened.app, ctx.command_path, ctx.params)
+    return reveal
 
 
 def parse_uuid(_ctx: Any, param: click.Parameter, value: Any) -> Any:
@@ -402,10 +420,13 @@ def job_create(
 
 @job.command("show")
 @click.argument("job_id", callback=parse_uuid)
+@reveal_option
 @reading
-def job_show(job_id: UUID, home: str | None, as_json: bool) -> None:
-    """One job's state."""
-    state = redact(to_plain(open_home(home).app.get_job(job_id)))
+def job_show(job_id: UUID, reveal: bool, home: str | None, as_json: bool) -> None:
+    """One job's state (secrets redacted unless --reveal)."""
+    opened = open_home(home)
+    job = opened.app.get_job(job_id)
+    state = shown(job, reveal=revealing(opened, reveal))
     emit_json(state) if as_json else click.echo(fields(state))
 
 
@@ -413,21 +434,26 @@ def job_show(job_id: UUID, home: str | None, as_json: bool) -> None:
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only jobs in this status."
 )
+@reveal_option
 @reading
-def job_list(status: str | None, home: str | None, as_json: bool) -> None:
-    """Jobs, oldest first (queued ones in dispatch order with --status queued)."""
-    view: JobsView = open_home(home).views.current(JOBS)
+def job_list(status: str | None, reveal: bool, home: str | None, as_json: bool) -> None:
+    """Jobs, oldest first (queued ones in dispatch order with --status queued).
+
+    Payloads and results are redacted unless --reveal."""
+    opened = open_home(home)
+    view: JobsView = opened.views.current(JOBS)
     if status == "queued":
         jobs = view.queue()
     else:
         jobs = sorted(view.jobs.values(), key=lambda j: j.created_at)
         if status is not None:
             jobs = [j for j in jobs if j.status == status]
+    plain = shown(jobs, reveal=revealing(opened, reveal))
     if as_json:
-        emit_json(jobs)
+        emit_json(plain)
         return
-    rows = [(j.id, j.status, j.kind, j.priority, j.attempt, j.worker) for j in jobs]
-    click.echo(table(rows, ("id", "status", "kind", "priority", "attempt", "worker")))
+    columns = ("id", "status", "kind", "priority", "attempt", "worker")
+    click.echo(table([tuple(j[c] for c in columns) for j in plain], columns))
 
 
 # -------------------------------------------------------------------- events
@@ -443,16 +469,24 @@ def events() -> None:
     "-n", "count", type=click.IntRange(min=0), default=10, show_default=True, help="How many."
 )
 @click.option("--follow", is_flag=True, help="Keep printing new events until interrupted.")
+@reveal_option
 @reading
-def events_tail(count: int, follow: bool, home: str | None, as_json: bool) -> None:
-    """The last events of the log (JSON lines with --json)."""
-    ledger = open_home(home).ledger
+def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_json: bool) -> None:
+    """The last events of the log (JSON lines with --json; data redacted unless --reveal)."""
+    opened = open_home(home)
+    raw_lines = revealing(opened, reveal)
+    ledger = opened.ledger
     last = ledger.last_position()
     position = max(1, last - count + 1)
     try:
         while True:
             for _, raw in ledger.lines(position, last):
-                click.echo(raw.decode() if as_json else _event_row(raw))
+                if not as_json:
+                    click.echo(_event_row(raw))
+                elif raw_lines:
+                    click.echo(raw.decode())
+                else:
+                    click.echo(_redacted_line(raw))
             if not follow:
                 return
             sys.stdout.flush()  # a pipe reader sees each event as it is committed
@@ -461,6 +495,15 @@ def events_tail(count: int, follow: bool, home: str | None, as_json: bool) -> No
                 time.sleep(0.2)
     except KeyboardInterrupt:
         return  # Ctrl-C ends --follow; that is not an error
+
+
+def _redacted_line(raw: bytes) -> str:
+    """A log line with its ``data`` (and ``raw`` state) redacted, every other key as stored."""
+    line = msgspec.json.decode(raw)
+    for key in ("data", "raw"):
+        if key in line:
+            line[key] = redact(line[key])
+    return msgspec.json.encode(line).decode()
 
 
 def _event_row(raw: bytes) -> str:
@@ -518,10 +561,14 @@ def worker_register(
 def worker_list(home: str | None, as_json: bool) -> None:
     """Registered workers."""
     workers = sorted(open_home(home).views.current(WORKERS).workers.values(), key=lambda w: w.id)
+    plain = shown(workers, reveal=False)
     if as_json:
-        emit_json(workers)
+        emit_json(plain)
         return
-    rows = [(w.id, w.transport, ",".join(w.kinds), w.status, w.quarantine_reason) for w in workers]
+    rows = [
+        (w["id"], w["transport"], ",".join(w["kinds"]), w["status"], w["quarantine_reason"])
+        for w in plain
+    ]
     click.echo(table(rows, ("id", "transport", "kinds", "status", "reason")))
 
 
@@ -931,13 +978,17 @@ def warn(message: str) -> None:
 @click.option(
     "--since", type=click.IntRange(min=1), default=1, show_default=True, help="A log position."
 )
+@reveal_option
 @reading
-def audit_report_cmd(since: int, workspace: Path | None, home: str | None, as_json: bool) -> None:
+def audit_report_cmd(
+    since: int, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
+) -> None:
     """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs.
 
     Exits 1 when the chain does not verify (the report is printed all the same)."""
     opened = open_home(home)
-    report = home_report(opened, since=since, workspace=workspace)
+    raw = revealing(opened, reveal)
+    report = home_report(opened, since=since, workspace=workspace, reveal=raw)
     emit_json(report) if as_json else click.echo(render_markdown(report), nl=False)
     if not report["chain"]["ok"]:
         sys.exit(1)
@@ -956,12 +1007,35 @@ def audit_report_cmd(since: int, workspace: Path | None, home: str | None, as_js
     default="table",
     show_default=True,
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=QUERY_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a query may run; past it the query stops (one line, exit 2).",
+)
+@reveal_option
 @reading
-def sql(statement: str | None, schema: bool, output: str, home: str | None, as_json: bool) -> None:
-    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores."""
+def sql(
+    statement: str | None,
+    schema: bool,
+    output: str,
+    timeout_s: float,
+    reveal: bool,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores.
+
+    The views hold payloads redacted at the source, so no SQL function shows a secret;
+    --reveal reads the raw log instead (recorded first). No file outside the views is read,
+    memory is limited, and a query past --timeout stops with exit 2."""
     if not schema and not statement:
         raise click.UsageError("give a SELECT statement, or --schema")
-    with Analytics(open_home(home).path) as analytics:
+    opened = open_home(home)
+    raw = revealing(opened, reveal)
+    with Analytics(opened.path, raw=raw) as analytics:
         if schema:
             views = analytics.schema()
             if as_json:
@@ -972,8 +1046,10 @@ def sql(statement: str | None, schema: bool, output: str, home: str | None, as_j
                 for view, cols in views.items():
                     click.echo(f"{view}\n" + "".join(f"  {n}  {t}\n" for n, t in cols))
             return
-        result = analytics.query(statement or "")
-        rows = redact_rows(result.columns, result.rows, analytics.recorded_workspace())
+        result = analytics.query(statement or "", timeout_s)
+        rows = result.rows
+        if not raw:
+            rows = redact_rows(result.columns, result.rows, analytics.recorded_workspace())
     click.echo(render_rows(result.columns, rows, "json" if as_json else output), nl=False)
 
 
@@ -990,8 +1066,9 @@ def parse_window_option(_ctx: Any, param: click.Parameter, value: str | None) ->
 
 
 @contextmanager
-def asking_why(home: str | None, workspace: Path | None) -> Iterator[Why]:
-    with Analytics(open_home(home).path) as analytics:
+def asking_why(home: str | None, workspace: Path | None, reveal: bool = False) -> Iterator[Why]:
+    opened = open_home(home)
+    with Analytics(opened.path, raw=revealing(opened, reveal)) as analytics:
         yield Why(analytics, workspace)
 
 
@@ -1003,10 +1080,13 @@ def why() -> None:
 @why.command("latest")
 @click.option("--intent", default=None, help="Only this intent (dispatch_job, recover_failure).")
 @workspace_option
+@reveal_option
 @reading
-def why_latest(intent: str | None, workspace: Path | None, home: str | None, as_json: bool) -> None:
+def why_latest(
+    intent: str | None, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
+) -> None:
     """The most recent decision."""
-    with asking_why(home, workspace) as asked:
+    with asking_why(home, workspace, reveal) as asked:
         answer = asked.latest(intent)
     emit_json(answer) if as_json else click.echo(node_text(answer))
 
@@ -1014,10 +1094,13 @@ def why_latest(intent: str | None, workspace: Path | None, home: str | None, as_
 @why.command("trace")
 @click.argument("trace_id", callback=parse_uuid)
 @workspace_option
+@reveal_option
 @reading
-def why_trace(trace_id: UUID, workspace: Path | None, home: str | None, as_json: bool) -> None:
+def why_trace(
+    trace_id: UUID, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
+) -> None:
     """Every node of a trace (also accepts a node id)."""
-    with asking_why(home, workspace) as asked:
+    with asking_why(home, workspace, reveal) as asked:
         answer = asked.trace(str(trace_id))
     if as_json:
         emit_json(answer)
@@ -1028,10 +1111,13 @@ def why_trace(trace_id: UUID, workspace: Path | None, home: str | None, as_json:
 @why.command("job")
 @click.argument("job_id", callback=parse_uuid)
 @workspace_option
+@reveal_option
 @reading
-def why_job(job_id: UUID, workspace: Path | None, home: str | None, as_json: bool) -> None:
+def why_job(
+    job_id: UUID, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
+) -> None:
     """A job as the log has it, and every decision taken on it."""
-    with asking_why(home, workspace) as asked:
+    with asking_why(home, workspace, reveal) as asked:
         answer = asked.job(str(job_id))
     if as_json:
         emit_json(answer)
@@ -1044,10 +1130,13 @@ def why_job(job_id: UUID, workspace: Path | None, home: str | None, as_json: boo
 @why.command("stats")
 @click.option("--intent", default=None, help="Only this intent.")
 @click.option("--window", callback=parse_window_option, help="Only the last 30m, 12h, 7d, 2w, ...")
+@reveal_option
 @reading
-def why_stats(intent: str | None, window: Any, home: str | None, as_json: bool) -> None:
+def why_stats(
+    intent: str | None, window: Any, reveal: bool, home: str | None, as_json: bool
+) -> None:
     """Count, success rate, mean score, p50/p95 latency and cost, per action, failures."""
-    with asking_why(home, None) as asked:
+    with asking_why(home, None, reveal) as asked:
         answer = asked.stats(intent, window)
     emit_json(answer) if as_json else click.echo(stats_text(answer))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from events import Event, catalogue
+from events.audit import AUDIT_EVENTS
 from events.decisions import DECISION_EVENTS
 from events.jobs import JOB_EVENTS
 from events.missions import MISSION_EVENTS, TASK_EVENTS
@@ -10,5 +11,11 @@ from events.policy import POLICY_EVENTS
 from events.workers import WORKER_EVENTS
 
 EVENT_TYPES: dict[str, type[Event]] = catalogue(
-    *MISSION_EVENTS, *TASK_EVENTS, *JOB_EVENTS, *WORKER_EVENTS, *DECISION_EVENTS, *POLICY_EVENTS
+    *MISSION_EVENTS,
+    *TASK_EVENTS,
+    *JOB_EVENTS,
+    *WORKER_EVENTS,
+    *DECISION_EVENTS,
+    *POLICY_EVENTS,
+    *AUDIT_EVENTS,
 )

@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from events import Event, utc_now
+from events.audit import Revealed
 from events.decisions import PriorsSeeded
 from events.jobs import (
     PRIORITIES,
@@ -356,6 +357,19 @@ class Sheratan(Application[UUID]):
         run_id = uuid4()
         self.save(self._new(ReplayRun, run_id, 1, mode=mode, options=options, summary=summary))
         return run_id
+
+    # --------------------------------------------------------------------- audit
+
+    def record_reveal(self, user: str, command: str, arguments: tuple[str, ...]) -> UUID:
+        """Record that ``user`` is about to see raw values through ``command`` (its own stream).
+
+        Callers record first and show after: a reveal that cannot be recorded shows nothing."""
+        check_text("user", user, MAX_NAME_CHARS)
+        reveal_id = uuid4()
+        self.save(
+            self._new(Revealed, reveal_id, 1, user=user, command=command, arguments=arguments)
+        )
+        return reveal_id
 
     # ------------------------------------------------------------------- helpers
 

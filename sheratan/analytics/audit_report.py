@@ -13,11 +13,11 @@ from typing import Any
 
 import msgspec
 
-from sheratan.analytics.redact import redact
 from sheratan.analytics.session import Analytics
 from sheratan.decide.breaches import BreachLog
 from sheratan.decide.trace import iso_utc
 from sheratan.home import Home
+from sheratan.reveal import shown
 from sheratan.store.audit import Verification
 from sheratan.store.factory import open_ledger
 
@@ -104,16 +104,19 @@ def audit_report(
             )
         ],
     }
-    return redact(report, workspace=workspace)  # type: ignore[no-any-return]
+    return shown(report, reveal=an.raw, workspace=workspace)  # type: ignore[no-any-return]
 
 
-def home_report(home: Home, *, since: int = 1, workspace: Path | None = None) -> dict[str, Any]:
+def home_report(
+    home: Home, *, since: int = 1, workspace: Path | None = None, reveal: bool = False
+) -> dict[str, Any]:
     """The audit report of a home: verify the chain, read breaches, query the views.
 
-    Paths are shown relative to ``workspace`` (default: the one the engine recorded)."""
+    Paths are shown relative to ``workspace`` (default: the one the engine recorded). With
+    ``reveal`` (recorded by the caller) the views hold raw values and nothing is redacted."""
     verification = home.verify()
     breaches = BreachLog(open_ledger(home.path, "breaches")).all()
-    with Analytics(home.path) as analytics:
+    with Analytics(home.path, raw=reveal) as analytics:
         workspace = workspace or analytics.recorded_workspace() or Path.cwd()
         return audit_report(analytics, verification, breaches, since=since, workspace=workspace)
 

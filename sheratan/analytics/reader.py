@@ -114,38 +114,39 @@ class CommittedLog(Closing):
     def files(self) -> list[str]:
         """Paths holding exactly the log's committed lines, in order, as of now."""
         cut, last_position = self.ledger.committed_cut()
+        self._previous, self._current = self._current, set()
         out: list[str] = []
-        used: set[Path] = set()
         if not cut:  # a log nothing was written to yet has no segment file
             empty = self.workdir / "empty.jsonl"
             empty.touch()
-            used.add(empty)
+            self._current.add(empty)
             out.append(str(empty))
         for i, (path, size) in enumerate(cut):
             active = i == len(cut) - 1
             if not active and os.stat(path).st_size == size:
                 out.append(str(path))  # sealed and complete: read in place
                 continue
-            snapshot = self._snapshot(path, size)
-            used.add(snapshot)
-            out.append(str(snapshot))
-        self._previous, self._current = self._current, used
+            out.append(str(self.snapshot(path, size)))
         self._remove_stale()
         self.last_position = last_position
         return out
 
-    def _snapshot(self, path: Path, size: int) -> Path:
-        """An immutable copy of the first ``size`` bytes of ``path`` (shared while unchanged)."""
-        target = self.workdir / f"{path.stem}-{size}.jsonl"
+    def snapshot(self, path: Path, end: int, start: int = 0) -> Path:
+        """An immutable copy of bytes ``start``..``end`` of ``path`` (shared while unchanged).
+
+        The copy is kept until two later ``files()`` cuts no longer use it."""
+        name = f"{path.stem}-{end}.jsonl" if start == 0 else f"{path.stem}-{start}-{end}.jsonl"
+        target = self.workdir / name
+        self._current.add(target)
         if target.exists():
             return target
         partial = target.with_suffix(".tmp")
         with path.open("rb") as src, partial.open("wb") as dst:
-            copied = 0
-            while copied < size:
-                n = _copy_range(src.fileno(), dst.fileno(), copied, size - copied)
+            copied = start
+            while copied < end:
+                n = _copy_range(src.fileno(), dst.fileno(), copied, end - copied)
                 if n == 0:
-                    msg = f"{path} is shorter than its committed {size} bytes"
+                    msg = f"{path} is shorter than its committed {end} bytes"
                     raise CorruptLogError(msg)
                 copied += n
         os.replace(partial, target)

@@ -1,8 +1,9 @@
 """Redaction for every read path (why answers, audit reports): decision traces never leak secrets.
 
 The ledger keeps what workers and policies wrote, verbatim; redaction happens on the way out,
-so the facts stay intact and the rules can improve without rewriting history. Every read path
-passes its JSON through ``redact`` once, at the end:
+so the facts stay intact and the rules can improve without rewriting history. The SQL views
+hold ``redact_source``'s form of each event's data (see ``sheratan.analytics.source``), and
+every read path passes its JSON through ``redact`` once more, at the end (paths, cuts):
 
     print(json.dumps(redact(answer, workspace=home.workspace)))
 
@@ -11,9 +12,11 @@ What it does, in order of trust:
 1. A key that names a secret (``api_key``, ``Authorization``, ``X-Api-Key``, ``password``)
    loses its whole value, whatever its type: the key is the strongest evidence there is.
 2. Every string (values, list items, keys, text inside longer text) is scrubbed of what looks
-   like a credential: ``Bearer``/``Basic`` credentials, ``key=value`` and ``key: value``
-   pairs whose key names a secret, cookie headers, passwords in URLs, JWTs, runs of 32 or
-   more hex characters, and random-looking base64 runs of 40 or more characters. Our own
+   like a credential: the value patterns of ``policies/redaction.json`` (AWS access key ids,
+   GitHub, Slack and Stripe tokens, JWTs, private-key blocks, and what users add),
+   ``Bearer``/``Basic`` credentials, ``key=value`` and ``key: value`` pairs whose key names a
+   secret, cookie headers, passwords in URLs, runs of 32 or more hex characters, and
+   random-looking base64 runs of 40 or more characters. Our own
    digests (under ``input_hash``, ``prev``, ... keys) and UUIDs are spared these value
    heuristics, since hiding them would hide the ledger's structure and help no one.
 3. Absolute paths are shown relative to the workspace, or as ``[outside workspace]/<name>``:
@@ -34,12 +37,15 @@ import json
 import os
 import posixpath
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from sheratan.analytics.patterns import ACTION_KEY, redaction_policy, value_pattern
 
 __all__ = [
     "MAX_CHARS",
@@ -49,6 +55,7 @@ __all__ = [
     "TOO_DEEP",
     "is_secret_key",
     "redact",
+    "redact_source",
 ]
 
 #: What a secret becomes.
@@ -87,35 +94,6 @@ _RANDOM_PAIRS_PER_CHANGE = 6
 
 # -- secret key names ------------------------------------------------------------------
 
-_SECRET_WORDS = frozenset(
-    {
-        "token",
-        "secret",
-        "secrets",
-        "password",
-        "passwords",
-        "passwd",
-        "passphrase",
-        "authorization",
-        "cookie",
-        "cookies",
-        "credential",
-        "credentials",
-        "apikey",
-        "apikeys",
-        "privatekey",
-        "privatekeys",
-    }
-)
-
-#: Word pairs that name a secret although neither word does alone (``tokens`` is an LLM
-#: token count, ``key`` a sort key; ``access_tokens`` and ``api_key`` are secrets).
-_SECRET_PAIRS = frozenset(
-    {(first, "key") for first in ("api", "private", "signing", "encryption")}
-    | {(first, "keys") for first in ("api", "private", "signing", "encryption")}
-    | {(first, "tokens") for first in ("access", "refresh", "session", "auth", "id", "bearer")}
-)
-
 #: Words of a key: acronyms (``API`` in ``APIKey``), capitalised or lower-case words, digits.
 #: Anything else separates words.
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -130,25 +108,27 @@ def is_secret_key(key: str) -> bool:
     while ``apiKey``, ``X-Api-Key``, ``PRIVATE_KEY`` and ``refresh_tokens`` are. Words are
     split on non-alphanumerics, camelCase and letter/digit boundaries, then lower-cased. A key
     is secret if a word is a secret word (``token``, ``password``, ``cookie``, ...), if two
-    adjacent words form a secret pair (``api key``, ``access tokens``), or if it is just
-    ``key``. Cached: the same few key names recur in every trace.
+    adjacent words form a secret pair (``api key``, ``access tokens``: ``tokens`` alone is an
+    LLM token count, ``key`` alone a sort key), or if it is just ``key``. The words and pairs
+    are those of ``policies/redaction.json``. Cached: the same few key names recur.
     """
+    policy = redaction_policy()
     words = [word.lower() for word in _WORD.findall(key)]
     if words == ["key"]:
         return True
-    if any(word in _SECRET_WORDS for word in words):
+    if any(word in policy.secret_words for word in words):
         return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
-
-
-_EXEMPT_KEYS = frozenset(
-    {"input_hash", "output_hash", "payload_hash", "hash", "prev", "head", "sha256"}
-)
+    return any(pair in policy.secret_pairs for pair in itertools.pairwise(words))
 
 
 def _is_digest_key(key: str) -> bool:
     """Keys whose values are our own digests: a hex heuristic would only hide structure."""
-    return key in _EXEMPT_KEYS or key.endswith("_hash")
+    return key in redaction_policy().digest_keys or key.endswith("_hash")
+
+
+def _is_structure(key: str, value: Any) -> bool:
+    """A decision candidate's ``key`` (``ROUTE:fast-cheap``): an action, not a credential."""
+    return key == "key" and isinstance(value, str) and ACTION_KEY.match(value) is not None
 
 
 # -- string rules ------------------------------------------------------------------------
@@ -175,9 +155,6 @@ _HEX_RUN = re.compile(rf"[0-9A-Fa-f]{{{_MIN_HEX_CHARS},}}")
 #: A run of base64 or base64url characters long enough for either value heuristic, with its
 #: ``=`` padding. Maximal: the characters around it are not in the alphabet.
 _RUN = re.compile(rf"[A-Za-z0-9+/_\-]{{{_MIN_HEX_CHARS},}}={{0,2}}")
-
-#: A JSON Web Token: three base64url parts, the first an encoded ``{"``.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
 
 #: ``Bearer <credential>`` or ``Basic <credential>`` anywhere in text.
 _SCHEME_CREDENTIAL = re.compile(
@@ -353,9 +330,8 @@ def _scrub_once(text: str, workspace: str | None, heuristics: bool) -> str:
     """One pass of the string rules; each is gated so plain short text costs a scan or two."""
     if workspace is not None and "/" in text:
         text = _ABS_PATH.sub(lambda match: _relative_path(match, workspace), text)
+    text = value_pattern().sub(REDACTED, text)
     if heuristics and len(text) >= _MIN_HEX_CHARS:
-        if "eyJ" in text:
-            text = _JWT.sub(REDACTED, text)
         text = _RUN.sub(_redact_run, text)
     if _CREDENTIAL_HINT.search(text):
         text = _SCHEME_CREDENTIAL.sub(_redact_scheme_credential, text)
@@ -462,7 +438,9 @@ class _Redactor:
                 number += 1
             if key in out:  # only with absurdly long colliding keys and a tiny max_chars
                 continue
-            if is_secret_key(raw) or is_secret_key(key):
+            if _is_structure(raw, item) and key == raw:
+                out[key] = item
+            elif is_secret_key(raw) or is_secret_key(key):
                 out[key] = REDACTED
             elif _is_digest_key(raw) and _is_digest_key(key):
                 out[key] = self.value(item, depth + 1, heuristics=False)
@@ -538,3 +516,19 @@ def _json_or_text(value: str) -> Any:
         except msgspec.DecodeError:
             pass
     return value
+
+
+#: The source redactor never cuts and knows no workspace: outputs do both, as asked.
+_SOURCE = _Redactor(workspace=None, max_chars=sys.maxsize // 8)
+
+
+def redact_source(text: str) -> str:
+    """The JSON text of an event's ``data`` with every secret hidden: what the views hold.
+
+    Unlike ``redact`` it keeps paths and lengths (outputs relativise and cut, with the
+    workspace they are given) and our structure (digests, ids, action keys), so the views'
+    joins and statistics are those of the raw log. Since the views never hold the secret, no
+    SQL function over them (``upper``, ``reverse``, ``regexp_extract``, comparisons) can
+    bring it back.
+    """
+    return msgspec.json.encode(_SOURCE.value(msgspec.json.decode(text), 0)).decode()

@@ -96,7 +96,7 @@ def _structure(shape: dict[str, Any]) -> str:
 
 #: SQL turning a relation of ledger lines (``{lines}``) into each base table's rows.
 BASE_TABLES: dict[str, str] = {
-    "events": "SELECT pos, ts, stream, ver, topic, data FROM {lines}",
+    "events": "SELECT pos, ts, stream, ver, topic, {data} AS data FROM {lines}",
     "made": f"""
         SELECT pos, ts, stream AS node_id, d.trace_id, d.parent_node_id, d.intent, d.job_id,
                d.depth, d.build_id, d.context_refs, d.constraints, d.candidates, d.chosen,

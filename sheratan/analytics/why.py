@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA, drift_report
-from sheratan.analytics.redact import redact
 from sheratan.analytics.session import Analytics
 from sheratan.decide.trace import iso_utc
+from sheratan.reveal import shown
 
 #: The columns every node answer needs, from the ``decisions`` view.
 NODE_COLUMNS = """
@@ -121,14 +121,16 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class Why:
-    """The why questions over one analytics session; every answer redacted."""
+    """The why questions over one analytics session; every answer redacted.
+
+    Over a raw session (``--reveal``, recorded by the caller) answers are shown as they are."""
 
     def __init__(self, analytics: Analytics, workspace: Path | None = None) -> None:
         self.an = analytics
         self.workspace = workspace or analytics.recorded_workspace() or Path.cwd()
 
     def _clean(self, value: Any) -> Any:
-        return redact(value, workspace=self.workspace)
+        return shown(value, reveal=self.an.raw, workspace=self.workspace)
 
     def latest(self, intent: str | None = None) -> dict[str, Any]:
         where, params = ("WHERE intent = ?", [intent]) if intent else ("", [])
