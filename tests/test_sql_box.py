@@ -24,8 +24,8 @@ from sheratan.analytics.session import (
     META_FORMAT,
     META_SOURCE,
     _range_digest,
-    _sealed_digest,
 )
+from sheratan.store.factory import open_ledger
 from tests.cli_helpers import as_json, invoke
 from tests.decision_helpers import simulated_home
 
@@ -150,7 +150,7 @@ def test_a_forged_cache_file_never_changes_an_answer(
     counts, stats = truth
     victim = _cache_files(home, "events")[1]
     segment = home / "events" / (victim.name.split("-")[0] + ".jsonl")
-    _forge(home, victim, digest=_sealed_digest(None, segment) if with_digest else None)  # type: ignore[arg-type]
+    _forge(home, victim, digest=open_ledger(home).seal_for(segment).digest if with_digest else None)  # type: ignore[union-attr]
     result = invoke(home, "sql", COUNTS, "--json")
     assert json.loads(result.stdout) == counts
     assert "made.up" not in result.stdout
