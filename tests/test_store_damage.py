@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pytest
 from store_helpers import (
     REPO_ROOT,
@@ -292,3 +293,43 @@ def test_an_untouched_home_passes_everything(home: Path) -> None:
         assert done.returncode == 0, (command, done.stderr)
         assert done.stderr == ""
     assert evidence(home) == before
+
+
+def _rounded(answer: str) -> object:
+    """A JSON answer with floats to 9 places: DuckDB sums in no fixed order."""
+    return json.loads(answer, parse_float=lambda text: round(float(text), 9))
+
+
+@pytest.mark.parametrize("forgery", ["garbage", "forged"])
+def test_a_damaged_analytics_cache_is_rebuilt_never_served(
+    home: Path, pristine: Path, forgery: str
+) -> None:
+    """The Parquet cache is not the log: a garbage or forged file is rebuilt (one note on
+    stderr), every answer stays the log's, and neither verify nor writes are affected."""
+    counts = "SELECT topic, count(*) AS n FROM events GROUP BY 1 ORDER BY 1"
+    truth = run(home, "sql", counts, "--json")
+    stats = _rounded(run(home, "why", "stats", "--json").stdout)
+    jobs = run(home, "job", "list", "--json").stdout
+    assert truth.returncode == 0, truth.stderr
+    cached = sorted((home / "analytics").glob("*.events.parquet"))
+    assert cached, "the first query caches the sealed segments"
+    victim = cached[0]
+    if forgery == "garbage":
+        victim.write_bytes(b"PAR1 not really a parquet file PAR1")
+    else:
+        made_up = victim.with_name("made-up.parquet")
+        con = duckdb.connect()
+        con.execute(f"COPY (SELECT * REPLACE ('made.up' AS topic) FROM '{victim}') TO '{made_up}'")
+        con.close()
+        made_up.replace(victim)
+    before = evidence(home)
+    answered = run(home, "sql", counts, "--json")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout == truth.stdout
+    assert "made.up" not in answered.stdout
+    assert answered.stderr.count("note: rebuilt") == 1, answered.stderr
+    assert _rounded(run(home, "why", "stats", "--json").stdout) == stats
+    assert run(home, "job", "list", "--json").stdout == jobs
+    assert run(home, "audit", "verify").returncode == 0
+    assert evidence(home) == before
+    assert run(home, "mission", "create", "still writable").returncode == 0
