@@ -17,6 +17,7 @@ mission=$(sheratan mission create "Quickstart mission")
 task=$(sheratan task create "$mission" "Read the project's README")
 job=$(sheratan job create file_read --task "$task" --payload '{"path": "README.md"}' --priority high)
 sheratan dispatch --until-idle
+job_pos=$(sheratan sql "SELECT min(pos) AS p FROM events WHERE topic = 'job.created'" --format csv | tail -1)
 sheratan job show "$job" | grep -E '^(status|worker|result) '
 echo; echo "== why the last dispatch went where it went (read-only, redacted)"
 sheratan why latest --intent dispatch_job
@@ -31,3 +32,9 @@ sheratan events tail -n 5
 echo; echo "== the chain"
 sheratan audit checkpoint
 sheratan audit verify
+echo; echo "== history provable to an outsider: a signed Merkle checkpoint and a proof of one event"
+keys=.sheratan-keys  # outside the home: whoever holds the home must not hold the signing key
+[ -f "$keys/sheratan-signing.key" ] || sheratan audit keygen --out "$keys"
+sheratan audit checkpoint --sign "$keys/sheratan-signing.key" --export "$keys/checkpoint.json"
+sheratan audit prove "$job_pos" --json > "$keys/proof.json"
+sheratan audit verify-proof "$keys/proof.json" --pubkey "$keys/sheratan-signing.pub"
