@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from events.decisions import DecisionScored, PriorsUpdated
 from projections.jobs import JobState
 from projections.workers import WorkerState
-from sheratan.decide.breaches import BreachLog
 from sheratan.decide.trace import SCHEMA_PATH, check, encode, trace_record, violations
+from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.recording import Ids, WallClock
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home

@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 
 from sheratan.analytics.session import Analytics
-from sheratan.decide.breaches import BreachLog
 from sheratan.decide.trace import iso_utc
+from sheratan.dispatch.breaches import BreachLog
 from sheratan.home import Home
 from sheratan.reveal import shown
 from sheratan.store.audit import Verification

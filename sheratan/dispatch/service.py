@@ -19,7 +19,6 @@ import msgspec
 from events.jobs import JobCreated, JobQueued
 from events.workers import WorkerRegistered
 from sheratan.app import payload_hash
-from sheratan.decide.breaches import BreachLog
 from sheratan.decide.engine import DecisionEngine
 from sheratan.decide.policy import (
     GatePolicy,
@@ -29,6 +28,7 @@ from sheratan.decide.policy import (
     load_scoring,
 )
 from sheratan.decide.selection import SelectionPolicy
+from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.loop import Dispatcher, EngineViews, RunStats
 from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
 from sheratan.home import Home

@@ -2,7 +2,8 @@
 
 An invalid record never enters the main log (its score would poison priors and baselines);
 it is kept whole in ``<home>/breaches/`` with the violation's path and reason, so nothing is
-lost and an auditor can see what was refused and why.
+lost and an auditor can see what was refused and why. Recording is the dispatcher's:
+``decide/`` only finds the violation and never writes.
 """
 
 from __future__ import annotations
