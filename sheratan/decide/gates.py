@@ -8,18 +8,18 @@ constraints. Each gate returns a GateResult with the reason it blocked.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from events.decisions import GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
 from sheratan.decide.policy import GatePolicy
+from sheratan.sandbox import path_problem, resolves_inside
 from sheratan.workers.kinds import WRITE_KINDS, validate_payload
 
 #: Keys whose string values are paths, whatever else they look like.
@@ -65,45 +65,10 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def path_problem(
-    text: str,
-    workspace: Path,
-    forbidden_prefixes: tuple[str, ...],
-    inside: Callable[[str, str], bool] | None = None,
-) -> str | None:
-    """Why ``text`` may not be used as a path inside ``workspace``, or None.
-
-    ``inside`` decides whether the path stays inside once symlinks are followed; gates use
-    the cached ``resolves_inside``, the worker that opens the file passes an uncached check.
-    """
-    if "\x00" in text:
-        return f"path {text!r} holds a NUL byte"
-    normal = text.replace("\\", "/")
-    if normal.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", normal):
-        return f"absolute path {text!r}"
-    parts = PurePosixPath(normal).parts
-    if ".." in parts:
-        return f"path {text!r} climbs out with '..'"
-    if parts and any(
-        parts[0] == prefix or normal.startswith(prefix + "/") for prefix in forbidden_prefixes
-    ):
-        return f"path {text!r} is under a forbidden prefix"
-    if not (inside or resolves_inside)(str(workspace), normal):
-        return f"path {text!r} resolves outside the workspace"
-    return None
-
-
-@lru_cache(maxsize=4096)
-def resolves_inside(workspace: str, relative: str) -> bool:
-    """Whether ``relative`` stays inside ``workspace`` once symlinks are followed.
-
-    Cached because every decision re-checks its job's paths and resolving costs a syscall per
-    component. A symlink made after the check is caught where it matters: the local worker
-    checks again, uncached, at the moment it opens the file.
-    """
-    root = os.path.realpath(workspace)
-    resolved = os.path.realpath(os.path.join(root, relative))
-    return resolved == root or resolved.startswith(root.rstrip("/") + "/")
+#: Gates re-check a job's paths at every decision: resolving them is cached here. A symlink
+#: made after the check is caught where it matters: the local worker checks again, uncached,
+#: at the moment it opens the file.
+_resolves_inside_cached = lru_cache(maxsize=4096)(resolves_inside)
 
 
 class JobGates:
@@ -137,7 +102,12 @@ class JobGates:
     def _g3_paths(self, strings: list[tuple[str, str]]) -> GateResult:
         for key, text in strings:
             if PATH_KEY.search(key) or _looks_like_path(text):
-                problem = path_problem(text, self.workspace, self.policy.forbidden_path_prefixes)
+                problem = path_problem(
+                    text,
+                    self.workspace,
+                    self.policy.forbidden_path_prefixes,
+                    _resolves_inside_cached,
+                )
                 if problem:
                     return GateResult("G3_path", False, f"{key or 'value'}: {problem}")
         return PASSED["G3_path"]

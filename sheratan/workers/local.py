@@ -17,7 +17,7 @@ import msgspec
 from events.decisions import ErrorInfo
 from projections.jobs import JobState
 from projections.workers import WorkerState
-from sheratan.decide.gates import path_problem, resolves_inside
+from sheratan.sandbox import path_problem
 from sheratan.workers.kinds import (
     FileReadPayload,
     FileWritePayload,
@@ -82,9 +82,7 @@ class LocalTransport:
         raise ExecutionError("unsupported_kind", f"the local worker cannot run {job.kind}")
 
     def _path(self, relative: str) -> Path:
-        problem = path_problem(
-            relative, self.workspace, self.forbidden_prefixes, resolves_inside.__wrapped__
-        )
+        problem = path_problem(relative, self.workspace, self.forbidden_prefixes)
         if problem:
             raise ExecutionError("path_denied", problem)
         path = self.workspace / relative
@@ -93,9 +91,7 @@ class LocalTransport:
         return path
 
     def _write(self, relative: str, data: bytes) -> None:
-        problem = path_problem(
-            relative, self.workspace, self.forbidden_prefixes, resolves_inside.__wrapped__
-        )
+        problem = path_problem(relative, self.workspace, self.forbidden_prefixes)
         if problem:
             raise ExecutionError("path_denied", problem)
         if len(data) > MAX_FILE_BYTES:
