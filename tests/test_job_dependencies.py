@@ -10,13 +10,18 @@ from pathlib import Path
 from uuid import UUID, uuid4, uuid5
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from events.jobs import JobCancelled
-from sheratan.app import IDEMPOTENCY_NAMESPACE, NotFoundError
+from events.jobs import JobCancelled, JobCreated
+from projections.jobs import JobsView
+from sheratan.app import IDEMPOTENCY_NAMESPACE, NotFoundError, payload_hash
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
+from sheratan.lifecycle import cascade_cancellations, job_event
 from sheratan.views import JOBS
 from tests.cli_helpers import as_json, refused_unrecorded
+from tests.states import NOW
 
 
 @pytest.fixture
@@ -111,3 +116,37 @@ def test_dispatch_cancels_a_job_created_after_its_dependency_ended(home: Path) -
     shown = as_json(home, "job", "show", late)
     assert shown["status"] == "cancelled" and shown["cancelled_by"] == a
     assert shown["error"] == (f"dependency {a} cancelled: cancelled by an operator (through {b})")
+
+
+@given(st.lists(st.sets(st.integers(min_value=0, max_value=30), max_size=3), max_size=30))
+def test_a_cascade_cancels_exactly_the_descendants_once(edges: list[set[int]]) -> None:
+    """Any DAG (job i depends on some earlier jobs): ending job 0 cancels every job that
+    reaches it through dependencies, each once, all naming job 0; no other job."""
+    view = JobsView()
+    ids = [uuid4() for _ in range(len(edges) + 1)]
+    for i, job_id in enumerate(ids):
+        depends_on = tuple(ids[d] for d in sorted(edges[i - 1]) if d < i) if i else ()
+        payload: dict[str, object] = {}
+        view.apply(
+            i + 1,
+            JobCreated(
+                originator_id=job_id,
+                originator_version=1,
+                timestamp=NOW,
+                kind="noop",
+                payload=payload,
+                payload_hash=payload_hash(payload),
+                depends_on=depends_on,
+            ),
+        )
+    reaches = {ids[0]}
+    for job_id in ids[1:]:
+        if reaches & set(view.jobs[job_id].depends_on):
+            reaches.add(job_id)
+    root = job_event(view.jobs[ids[0]], JobCancelled, NOW, reason="r")
+    view.apply(len(ids) + 1, root)
+    events = cascade_cancellations(view, view.jobs[ids[0]], NOW)
+    cancelled = [event.originator_id for event in events]
+    assert len(cancelled) == len(set(cancelled))
+    assert set(cancelled) == reaches - {ids[0]}
+    assert all(event.cause == ids[0] for event in events)  # type: ignore[attr-defined]
