@@ -495,9 +495,9 @@ def job_retry_dependents(job_id: UUID, home: str | None, as_json: bool) -> None:
     Those are the jobs cancelled because JOB_ID failed, was aborted, quarantined or
     cancelled: its dependents and, transitively, theirs (each records JOB_ID as its cause).
     Allowed once JOB_ID is back in play (completed, or queued again by `job requeue`);
-    refused (exit 2, nothing recorded) while it is failed, timed out, cancelled or
-    quarantined. Jobs cancelled for another reason are left alone; none to resume is not an
-    error (0 resumed)."""
+    refused (exit 2, nothing recorded) while it is failed, timed out or quarantined (requeue
+    it first), and when it was cancelled (final: its dependents cannot resume). Jobs
+    cancelled for another reason are left alone; none to resume is not an error (0 resumed)."""
     opened = open_home(home)
     resumed = opened.app.retry_dependents(job_id, opened.views.current(JOBS))
     if as_json:

@@ -109,6 +109,12 @@ def cascade_cancellations(view: JobsView, ended: JobState, now: datetime) -> lis
 def resumptions(view: JobsView, dependency: JobState, now: datetime) -> list[Event]:
     """``job.resumed`` for every job that ``dependency``'s end cancelled (directly or
     transitively), once ``dependency`` is back in play; refused while it is not."""
+    if dependency.status == "cancelled":
+        msg = (
+            f"job {dependency.id} is cancelled, which is final: the jobs it cancelled cannot "
+            "resume (create them again)"
+        )
+        raise IllegalTransitionError(msg)
     if dependency.status not in IN_PLAY:
         msg = (
             f"job {dependency.id} is {dependency.status}: the jobs it cancelled resume only once "

@@ -68,6 +68,8 @@ def test_a_failed_job_cascades_then_requeue_and_retry_dependents_bring_all_back(
     for job_id in (b, c):
         shown = as_json(home, "job", "show", job_id)
         assert shown["status"] == "queued" and shown["cancelled_by"] is None
+    statuses = as_json(home, "sql", "SELECT job_id, status FROM jobs ORDER BY job_id")
+    assert {row["job_id"]: row["status"] for row in statuses} == dict.fromkeys((a, b, c), "queued")
 
     report = as_json(home, "dispatch", "--until-idle", "--workspace", str(s["workspace"]))
     assert report["completed"] == 3
@@ -90,7 +92,10 @@ def test_retry_dependents_once_the_dependency_completed(tmp_path: Path) -> None:
     cancelled = as_json(home, "job", "cancel", a, "--reason", "paused")
     assert cancelled == {"id": a, "status": "cancelled", "dependents_cancelled": [b]}
     as_json(home, "job", "cancel", other)
-    refused_unrecorded(home, "job", "retry-dependents", a, needle=f"job {a} is cancelled")
+    refused_unrecorded(
+        home, "job", "retry-dependents", a,
+        needle=f"job {a} is cancelled, which is final: the jobs it cancelled cannot resume",
+    )  # fmt: skip
     refused_unrecorded(
         home, "job", "requeue", a, "--reason", "x", needle=f"job {a} is cancelled: job.requeued"
     )
