@@ -82,8 +82,9 @@ def test_a_failed_job_cascades_then_requeue_and_retry_dependents_bring_all_back(
     assert as_json(home, "job", "retry-dependents", a) == {"id": a, "resumed": []}
 
 
-def test_retry_dependents_once_the_dependency_completed(tmp_path: Path) -> None:
-    """Completed counts as back in play too: cancel, then the operator lets them run."""
+def test_cancel_takes_its_dependents_and_a_cancelled_job_is_final(tmp_path: Path) -> None:
+    """``job cancel`` reports the dependents it cancelled; a cancelled job can be neither
+    requeued nor have its dependents resumed; bad and unknown ids are refused in one line."""
     home = tmp_path / "h"
     as_json(home, "init")
     a = as_json(home, "job", "create", "noop")["id"]
