@@ -456,6 +456,58 @@ def job_list(status: str | None, reveal: bool, home: str | None, as_json: bool) 
     click.echo(table([tuple(j[c] for c in columns) for j in plain], columns))
 
 
+@job.command("cancel")
+@click.argument("job_id", callback=parse_uuid)
+@click.option("--reason", default="cancelled by an operator", show_default=True)
+@common
+def job_cancel(job_id: UUID, reason: str, home: str | None, as_json: bool) -> None:
+    """Cancel a job that has not ended, and every job that depends on it, transitively.
+
+    Refused (exit 2, nothing recorded) for a completed, cancelled or quarantined job."""
+    opened = open_home(home)
+    dependents = opened.app.cancel_job(job_id, reason, view=opened.views.current(JOBS))
+    plain = {"id": job_id, "status": "cancelled", "dependents_cancelled": dependents}
+    said = f"{job_id} cancelled: {reason}; {len(dependents)} dependent job(s) cancelled"
+    emit_json(plain) if as_json else click.echo(said)
+
+
+@job.command("requeue")
+@click.argument("job_id", callback=parse_uuid)
+@click.option("--reason", required=True, help="Why it may run again (recorded).")
+@common
+def job_requeue(job_id: UUID, reason: str, home: str | None, as_json: bool) -> None:
+    """Queue a failed, timed-out or quarantined job again for a new attempt.
+
+    Its retry count is kept: if the new attempt fails, recovery decides with what is left of
+    max_retries (none left: ABORT). Refused (exit 2, nothing recorded) in any other status."""
+    opened = open_home(home)
+    opened.app.requeue_job(job_id, reason)
+    plain = {"id": job_id, "status": "queued", "reason": reason}
+    emit_json(plain) if as_json else click.echo(f"{job_id} queued again: {reason}")
+
+
+@job.command("retry-dependents")
+@click.argument("job_id", callback=parse_uuid)
+@common
+def job_retry_dependents(job_id: UUID, home: str | None, as_json: bool) -> None:
+    """Queue again the jobs that JOB_ID's end cancelled.
+
+    Those are the jobs cancelled because JOB_ID failed, was aborted, quarantined or
+    cancelled: its dependents and, transitively, theirs (each records JOB_ID as its cause).
+    Allowed once JOB_ID is back in play (completed, or queued again by `job requeue`);
+    refused (exit 2, nothing recorded) while it is failed, timed out or quarantined (requeue
+    it first), and when it was cancelled (final: its dependents cannot resume). Jobs
+    cancelled for another reason are left alone; none to resume is not an error (0 resumed)."""
+    opened = open_home(home)
+    resumed = opened.app.retry_dependents(job_id, opened.views.current(JOBS))
+    if as_json:
+        emit_json({"id": job_id, "resumed": resumed})
+        return
+    click.echo(f"{len(resumed)} dependent job(s) of {job_id} queued again")
+    for resumed_id in resumed:
+        click.echo(resumed_id)
+
+
 # -------------------------------------------------------------------- events
 
 

@@ -74,15 +74,38 @@ class JobTimedOut(Event, frozen=True, kw_only=True):
 
 
 class JobCancelled(Event, frozen=True, kw_only=True):
+    """A job that will not run. ``cause`` is the job whose end made it impossible (a failed,
+    aborted, quarantined or cancelled dependency, direct or transitive), None when an operator
+    or the lifecycle cancelled it for its own sake."""
+
     TOPIC: ClassVar[str] = "job.cancelled"
 
     reason: str = ""
+    cause: UUID | None = None
 
 
 class JobQuarantined(Event, frozen=True, kw_only=True):
     TOPIC: ClassVar[str] = "job.quarantined"
 
     reason: str
+
+
+class JobRequeued(Event, frozen=True, kw_only=True):
+    """An operator sent a failed, timed-out or quarantined job back to the queue for a new
+    attempt (its retry count is kept: the operator grants one more attempt, not a new budget)."""
+
+    TOPIC: ClassVar[str] = "job.requeued"
+
+    reason: str
+
+
+class JobResumed(Event, frozen=True, kw_only=True):
+    """A job cancelled because of ``dependency`` is queued again: that dependency is back in
+    play (completed, or requeued)."""
+
+    TOPIC: ClassVar[str] = "job.resumed"
+
+    dependency: UUID
 
 
 JOB_EVENTS = (
@@ -96,4 +119,6 @@ JOB_EVENTS = (
     JobTimedOut,
     JobCancelled,
     JobQuarantined,
+    JobRequeued,
+    JobResumed,
 )

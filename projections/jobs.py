@@ -27,6 +27,8 @@ from events.jobs import (
     JobFailed,
     JobQuarantined,
     JobQueued,
+    JobRequeued,
+    JobResumed,
     JobRetryScheduled,
     JobStarted,
     JobTimedOut,
@@ -72,6 +74,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     result: dict[str, Any] | None = None
     error: str | None = None
     error_code: str | None = None
+    cancelled_by: UUID | None = None
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None
@@ -125,12 +128,27 @@ _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
         j, e, status="timed_out", error="timed out", error_code="timeout", lease_until=None
     ),
     JobCancelled: lambda j, e: _advance(
-        j, e, status="cancelled", error=e.reason or None, lease_until=None
+        j, e, status="cancelled", error=e.reason or None, lease_until=None, cancelled_by=e.cause
     ),
     JobQuarantined: lambda j, e: _advance(
         j, e, status="quarantined", error=e.reason, lease_until=None
     ),
+    JobRequeued: lambda j, e: _back_in_queue(j, e),
+    JobResumed: lambda j, e: _back_in_queue(j, e),
 }
+
+
+def _back_in_queue(job: JobState, event: Any) -> JobState:
+    """An operator's requeue or resume: queued again, the last error and cause cleared."""
+    return _advance(
+        job,
+        event,
+        status="queued",
+        queued_at=event.timestamp,
+        error=None,
+        error_code=None,
+        cancelled_by=None,
+    )
 
 
 def apply_job(state: JobState | None, event: Event) -> JobState:
@@ -170,6 +188,11 @@ class JobsView:
     def __init__(self, position: int = 0, jobs: dict[UUID, JobState] | None = None) -> None:
         self.position = position
         self.jobs: dict[UUID, JobState] = jobs if jobs is not None else {}
+        #: Each job's direct dependents, in creation order (derived from depends_on, so a
+        #: saved snapshot needs no second copy of it).
+        self.dependents: dict[UUID, list[UUID]] = {}
+        for job in sorted(self.jobs.values(), key=lambda job: (job.created_at, str(job.id))):
+            self._link(job)
         self._queued: list[dict[UUID, None]] = [{} for _ in PRIORITIES]
         waiting = [job for job in self.jobs.values() if job.status == "queued"]
         for job in sorted(waiting, key=lambda job: (job.queued_at, str(job.id))):
@@ -182,12 +205,18 @@ class JobsView:
             before = self.jobs.get(job_id)
             after = apply_job(before, event)
             self.jobs[job_id] = after
+            if before is None:
+                self._link(after)
             was_queued = before is not None and before.status == "queued"
             if was_queued and after.status != "queued":
                 del self._queued[PRIORITY_RANK[after.priority]][job_id]
             elif after.status == "queued" and not was_queued:
                 self._queued[PRIORITY_RANK[after.priority]][job_id] = None
         self.position = position
+
+    def _link(self, job: JobState) -> None:
+        for dependency in job.depends_on:
+            self.dependents.setdefault(dependency, []).append(job.id)
 
     def queue(self) -> list[JobState]:
         """Queued jobs in dispatch order: by priority, then first queued first."""

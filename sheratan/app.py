@@ -29,6 +29,7 @@ from events.jobs import (
     JobFailed,
     JobQuarantined,
     JobQueued,
+    JobRequeued,
     JobRetryScheduled,
     JobStarted,
     JobTimedOut,
@@ -49,7 +50,7 @@ from events.workers import (
     WorkerRegistered,
     WorkerReleased,
 )
-from projections.jobs import JobState, project_job
+from projections.jobs import JobState, JobsView, apply_job, project_job
 from projections.missions import MissionState, TaskState, project_mission, project_task
 from projections.workers import WorkerState, project_worker
 from sheratan.decide.policy import PriorSeed
@@ -66,7 +67,7 @@ from sheratan.inputs import (
     check_payload,
     check_text,
 )
-from sheratan.lifecycle import job_event
+from sheratan.lifecycle import cascade_cancellations, job_event, resumptions
 from sheratan.streams import policy_stream, priors_stream, worker_stream
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
@@ -156,15 +157,27 @@ class Sheratan(Application[UUID]):
         Every input is checked before anything is recorded: a known kind, a payload that fits
         the kind's schema, limits. A dependency named twice is one. Reusing a key with any
         different field is refused, naming the field, rather than silently ignored.
+
+        Every dependency must already exist, and a job cannot depend on itself (its id is
+        known in advance with an idempotency key). So each dependency edge points to a job
+        created earlier, and the dependency graph cannot hold a cycle: that is the whole
+        cycle check.
         """
         depends_on = tuple(dict.fromkeys(depends_on))
         if idempotency_key is not None:
             check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
         digest = _check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
-        for dependency in depends_on:
-            self.get_job(dependency)
         job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
+        if job_id in depends_on:
+            msg = f"job {job_id} cannot depend on itself"
+            raise InvalidInputError(msg)
+        for dependency in depends_on:
+            try:
+                self.get_job(dependency)
+            except NotFoundError:
+                msg = f"no job {dependency} to depend on (dependencies must exist first)"
+                raise NotFoundError(msg) from None
         created = self._new(
             JobCreated,
             job_id,
@@ -231,9 +244,34 @@ class Sheratan(Application[UUID]):
         job = self.get_job(job_id)
         self._step(job_id, JobRetryScheduled, job=job, retry_count=job.retry_count + 1)
 
-    def cancel_job(self, job_id: UUID, reason: str = "") -> None:
+    def cancel_job(
+        self, job_id: UUID, reason: str = "", view: JobsView | None = None
+    ) -> list[UUID]:
+        """Cancel a job and, given the current jobs view, every job that (transitively)
+        depends on it, in one save. Returns the dependents cancelled with it.
+
+        Without a view the dependents are cancelled later, when the dispatcher finds them.
+        """
         check_text("reason", reason, MAX_DESCRIPTION_CHARS, required=False)
-        self._step(job_id, JobCancelled, reason=reason)
+        job = self.get_job(job_id)
+        now = utc_now()
+        cancelled = job_event(job, JobCancelled, now, reason=reason)
+        cascade = cascade_cancellations(view, apply_job(job, cancelled), now) if view else []
+        self.save(cancelled, *cascade)
+        return [event.originator_id for event in cascade]
+
+    def requeue_job(self, job_id: UUID, reason: str) -> None:
+        """An operator's new attempt for a failed, timed-out or quarantined job."""
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS)
+        self._step(job_id, JobRequeued, reason=reason)
+
+    def retry_dependents(self, job_id: UUID, view: JobsView) -> list[UUID]:
+        """Queue again every job that ``job_id``'s end cancelled (directly or through other
+        dependents), once ``job_id`` is back in play; one save. Returns their ids."""
+        resumed = resumptions(view, self.get_job(job_id), utc_now())
+        if resumed:
+            self.save(*resumed)
+        return [event.originator_id for event in resumed]
 
     def quarantine_job(self, job_id: UUID, reason: str) -> None:
         check_text("reason", reason, MAX_DESCRIPTION_CHARS)

@@ -1,9 +1,16 @@
-"""The job state machine: which event may follow which status. Checked before recording."""
+"""The job state machine: which event may follow which status. Checked before recording.
+
+Also the one rule that spans jobs: a job whose dependency can no longer complete is cancelled,
+transitively, naming the dependency that ended first (``cascade_cancellations``).
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from events import Event
 from events.jobs import (
@@ -13,11 +20,13 @@ from events.jobs import (
     JobFailed,
     JobQuarantined,
     JobQueued,
+    JobRequeued,
+    JobResumed,
     JobRetryScheduled,
     JobStarted,
     JobTimedOut,
 )
-from projections.jobs import JobState, Status
+from projections.jobs import JobState, JobsView, Status
 
 TERMINAL: frozenset[Status] = frozenset({"completed", "cancelled", "quarantined"})
 
@@ -33,7 +42,20 @@ ALLOWED_FROM: dict[type[Event], frozenset[Status]] = {
         {"created", "queued", "dispatched", "running", "failed", "timed_out", "retry_scheduled"}
     ),
     JobQuarantined: frozenset({"created", "queued", "failed", "timed_out", "retry_scheduled"}),
+    JobRequeued: frozenset({"failed", "timed_out", "quarantined"}),
+    JobResumed: frozenset({"cancelled"}),
 }
+
+#: The statuses a dependent may be cancelled from.
+CANCELLABLE = ALLOWED_FROM[JobCancelled]
+
+#: A dependency in one of these statuses is back in play, so the jobs it cancelled may resume.
+IN_PLAY: frozenset[Status] = frozenset(
+    {"created", "queued", "dispatched", "running", "retry_scheduled", "completed"}
+)
+
+#: How much of a dependency's error a dependent's cancellation reason quotes.
+MAX_QUOTED_ERROR_CHARS = 200
 
 
 class IllegalTransitionError(ValueError):
@@ -60,3 +82,69 @@ def job_event(job: JobState, event_type: type[Event], now: datetime, **fields: A
     return event_type(
         originator_id=job.id, originator_version=job.version + 1, timestamp=now, **fields
     )
+
+
+def cascade_cancellations(view: JobsView, ended: JobState, now: datetime) -> list[Event]:
+    """``job.cancelled`` for every job that depends on ``ended``, directly or transitively,
+    and may still be cancelled; ``ended`` can no longer complete (failed for good, aborted,
+    quarantined or cancelled).
+
+    Each event's ``cause`` is the job whose end started the cascade (``ended`` itself, or the
+    job that cancelled ``ended`` in turn), so in a chain a->b->c, c names a; that is what
+    ``retry_dependents`` follows back. The walk descends only through jobs it cancels now:
+    a dependent that had already ended had its own cascade then.
+    """
+    cause = ended.cancelled_by or ended.id
+    origin = ended if cause == ended.id else view.jobs.get(cause, ended)
+    because = f"dependency {cause} {origin.status}"
+    if origin.error:
+        because += f": {origin.error[:MAX_QUOTED_ERROR_CHARS]}"
+    events: list[Event] = []
+    for parent, job in _descendants(view, ended.id, lambda j: j.status in CANCELLABLE):
+        reason = because if parent == cause else f"{because} (through {parent})"
+        events.append(job_event(job, JobCancelled, now, reason=reason, cause=cause))
+    return events
+
+
+def resumptions(view: JobsView, dependency: JobState, now: datetime) -> list[Event]:
+    """``job.resumed`` for every job that ``dependency``'s end cancelled (directly or
+    transitively), once ``dependency`` is back in play; refused while it is not."""
+    if dependency.status == "cancelled":
+        msg = (
+            f"job {dependency.id} is cancelled, which is final: the jobs it cancelled cannot "
+            "resume (create them again)"
+        )
+        raise IllegalTransitionError(msg)
+    if dependency.status not in IN_PLAY:
+        msg = (
+            f"job {dependency.id} is {dependency.status}: the jobs it cancelled resume only once "
+            "it is completed or queued again (job requeue)"
+        )
+        raise IllegalTransitionError(msg)
+
+    def cancelled_by_it(job: JobState) -> bool:
+        return job.status == "cancelled" and job.cancelled_by == dependency.id
+
+    return [
+        job_event(job, JobResumed, now, dependency=dependency.id)
+        for _, job in _descendants(view, dependency.id, cancelled_by_it)
+    ]
+
+
+def _descendants(
+    view: JobsView, root: UUID, take: Callable[[JobState], bool]
+) -> Iterator[tuple[UUID, JobState]]:
+    """(parent, job) for each job reachable from ``root`` through dependents that ``take``
+    accepts, breadth first, each once (a job may depend on several jobs of the same tree)."""
+    seen = {root}
+    frontier = deque([root])
+    while frontier:
+        parent = frontier.popleft()
+        for child in view.dependents.get(parent, ()):
+            if child in seen:
+                continue
+            seen.add(child)
+            job = view.jobs[child]
+            if take(job):
+                yield parent, job
+                frontier.append(child)

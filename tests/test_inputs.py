@@ -133,7 +133,7 @@ def test_bad_input_matrix_exits_2_with_one_line_and_records_nothing(
         (keyed_with(setup, priority="normal"), "different priority"),
         (keyed_with(setup, timeout="61"), "different timeout"),
         (keyed_with(setup, max_retries="3"), "different max retries"),
-        (keyed_with(setup, depends_on=setup["job"]), "different dependencies"),
+        (keyed_with(setup, depends_on=setup["job"]), "cannot depend on itself"),
         ([*keyed_with(setup)[:2], "llm_call", *keyed_with(setup)[3:]], "different kind"),
         (
             ["worker", "register", "w2", "--kinds", "noop,rm_rf", "--transport", "local"],

@@ -140,6 +140,8 @@ _JOB_STATUS = {
     "job.timed_out": "timed_out",
     "job.cancelled": "cancelled",
     "job.quarantined": "quarantined",
+    "job.requeued": "queued",
+    "job.resumed": "queued",
 }
 _STATUS_CASE = (
     "CASE last_topic "

@@ -27,7 +27,6 @@ from events.decisions import (
     ResultStatus,
 )
 from events.jobs import (
-    JobCancelled,
     JobCompleted,
     JobDispatched,
     JobFailed,
@@ -54,9 +53,9 @@ from sheratan.dispatch.candidates import (
     recovery_specs,
 )
 from sheratan.dispatch.recording import Clock, Ids, Recorder
-from sheratan.lifecycle import job_event
+from sheratan.lifecycle import cascade_cancellations, job_event
 from sheratan.streams import baseline_stream, priors_stream
-from sheratan.workers.outcome import Outcome, Transport
+from sheratan.workers.outcome import Outcome, Transport, run_attempt
 
 BLOCKING_STATUSES = frozenset({"cancelled", "quarantined"})
 
@@ -170,30 +169,38 @@ class Dispatcher:
         return self.stats
 
     def next_ready_job(self) -> JobState | None:
-        """The first queued job whose dependencies completed; cancels jobs that can never run."""
+        """The first queued job whose dependencies completed; cancels jobs that can never run.
+
+        Dependents are cancelled when their dependency ends (``_cascade``); this catches the
+        rest: a job created after its dependency had already ended.
+        """
         ready, doomed = self._scan_queue()
         for job, dependency in doomed:
-            reason = f"dependency {dependency} can no longer complete"
-            self.recorder.record(job_event(job, JobCancelled, self.clock.now(), reason=reason))
+            if self.views.jobs.jobs[job.id].status == "queued":  # an earlier cascade took it
+                self._cascade(dependency)
         return ready
 
-    def _scan_queue(self) -> tuple[JobState | None, list[tuple[JobState, Any]]]:
+    def _scan_queue(self) -> tuple[JobState | None, list[tuple[JobState, JobState]]]:
         jobs = self.views.jobs.jobs
-        doomed: list[tuple[JobState, Any]] = []
+        doomed: list[tuple[JobState, JobState]] = []
         for job in self.views.jobs.queued():
             if not self._capable_workers(job):
                 continue  # no worker runs this kind (yet): it waits
             waiting = False
             for dependency in job.depends_on:
-                state = jobs.get(dependency)
-                if state is None or _can_never_complete(state):
-                    doomed.append((job, dependency))
+                state = jobs[dependency]  # create refuses unknown dependencies
+                if _can_never_complete(state):
+                    doomed.append((job, state))
                     break
                 waiting = waiting or state.status != "completed"
             else:
                 if not waiting:
                     return job, doomed
         return None, doomed
+
+    def _cascade(self, ended: JobState) -> None:
+        """Cancel, as events, every job that (transitively) depends on ``ended``."""
+        self.recorder.record(*cascade_cancellations(self.views.jobs, ended, self.clock.now()))
 
     # ------------------------------------------------------------- decisions
 
@@ -235,6 +242,7 @@ class Dispatcher:
         """Every candidate gated: no worker is called; the job is quarantined with the reasons."""
         now = self.clock.now()
         self.recorder.record(job_event(job, JobQuarantined, now, reason=made.reason))
+        self._cascade(self.views.jobs.jobs[job.id])
         self._record_scored(
             made,
             DecisionScored(
@@ -269,7 +277,7 @@ class Dispatcher:
         job = jobs[job.id]
         self.recorder.record(job_event(job, JobStarted, now, worker=worker.id, attempt=job.attempt))
         job = jobs[job.id]
-        outcome = self.transports[worker.transport].execute(job, worker)
+        outcome = run_attempt(self.transports[worker.transport], job, worker)
         self.clock.advance(outcome.latency_ms)
         now = self.clock.now()
         if outcome.ok:
@@ -386,6 +394,7 @@ class Dispatcher:
         if chosen.type == "ABORT":
             self._score(made, Outcome(False, 0.0, error=ErrorInfo("aborted", made.reason)), job)
             self.stats.failed += 1
+            self._cascade(job)
             return
         if chosen.type == "QUARANTINE":
             state = self.views.workers.workers[failed.id]

@@ -70,7 +70,7 @@ class LocalTransport:
             return _file_result(write.path, data)
         if job.kind == "patch_apply":
             patch = msgspec.convert(job.payload, PatchApplyPayload)
-            text = self._path(patch.path).read_text()
+            text = self._path(patch.path).read_text(encoding="utf-8")
             if text.count(patch.old) != 1:
                 found = text.count(patch.old)
                 raise ExecutionError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,3 +27,25 @@ class Transport(Protocol):
     """How a job reaches a worker and its outcome comes back."""
 
     def execute(self, job: JobState, worker: WorkerState) -> Outcome: ...
+
+
+#: How much of an unexpected error's message an outcome keeps (it goes into the permanent log).
+MAX_ERROR_MESSAGE_CHARS = 500
+
+
+def run_attempt(transport: Transport, job: JobState, worker: WorkerState) -> Outcome:
+    """The transport's outcome; any exception it raises is a failed outcome instead.
+
+    No error escapes a worker: an exception left to propagate would leave the job running
+    with nobody holding it, so it becomes a failed attempt whose error code is the
+    exception's class and whose message names the class too, and recovery runs as for any
+    failure. (KeyboardInterrupt and SystemExit are not errors of the job; they still stop.)
+    """
+    started = time.perf_counter()
+    try:
+        return transport.execute(job, worker)
+    except Exception as error:  # every error of the job, whatever its class
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        name = type(error).__name__
+        message = f"{name}: {error}"[:MAX_ERROR_MESSAGE_CHARS]
+        return Outcome(False, elapsed_ms, error=ErrorInfo(name, message))
