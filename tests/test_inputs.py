@@ -46,12 +46,20 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mission = as_json(home, "mission", "create", "m")["id"]
     as_json(home, "worker", "register", "w1", "--kinds", "noop,file_read", "--transport", "local")
     first = as_json(home, "job", "create", "noop")["id"]
+    second = as_json(home, "job", "create", "noop")["id"]
     keyed = [
         "job", "create", "noop", "--payload", '{"prompt": "p"}', "--idempotency-key", "k1",
         "--depends-on", first, "--priority", "high", "--timeout", "60", "--max-retries", "2",
     ]  # fmt: skip
     job = as_json(home, *keyed)["id"]
-    return {"home": home, "mission": mission, "first": first, "keyed": keyed, "job": job}
+    return {
+        "home": home,
+        "mission": mission,
+        "first": first,
+        "second": second,
+        "keyed": keyed,
+        "job": job,
+    }
 
 
 def keyed_with(setup: dict[str, Any], **changed: str) -> list[str]:
@@ -134,6 +142,7 @@ def test_bad_input_matrix_exits_2_with_one_line_and_records_nothing(
         (keyed_with(setup, timeout="61"), "different timeout"),
         (keyed_with(setup, max_retries="3"), "different max retries"),
         (keyed_with(setup, depends_on=setup["job"]), "cannot depend on itself"),
+        (keyed_with(setup, depends_on=setup["second"]), "different dependencies"),
         ([*keyed_with(setup)[:2], "llm_call", *keyed_with(setup)[3:]], "different kind"),
         (
             ["worker", "register", "w2", "--kinds", "noop,rm_rf", "--transport", "local"],
