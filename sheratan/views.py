@@ -148,17 +148,20 @@ class ViewKind(Generic[V]):
 
 class _WorkersSnapshot(msgspec.Struct):
     workers: list[WorkerState]
+    attempts: dict[UUID, str]
 
 
 def _workers_to_snapshot(view: WorkersView) -> bytes:
-    return msgspec.msgpack.encode(_WorkersSnapshot(list(view.workers.values())))
+    return msgspec.msgpack.encode(_WorkersSnapshot(list(view.workers.values()), view.attempts))
 
 
 def _workers_from_snapshot(data: bytes) -> WorkersView:
     view = WorkersView()
-    for worker in msgspec.msgpack.decode(data, type=_WorkersSnapshot).workers:
+    snapshot = msgspec.msgpack.decode(data, type=_WorkersSnapshot)
+    for worker in snapshot.workers:
         view.workers[worker.id] = worker
         view.by_stream[worker.stream] = worker.id
+    view.attempts = dict(snapshot.attempts)
     return view
 
 
@@ -227,8 +230,10 @@ JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_f
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
 )
+#: "workers-v2": the view folds each worker's recent record too; a snapshot saved before
+#: that holds none (it would decode with empty records), so it is left unread and refolded.
 WORKERS: ViewKind[WorkersView] = ViewKind(
-    "workers", WorkersView, _workers_to_snapshot, _workers_from_snapshot
+    "workers-v2", WorkersView, _workers_to_snapshot, _workers_from_snapshot
 )
 PRIORS: ViewKind[PriorsView] = ViewKind(
     "priors", PriorsView, _priors_to_snapshot, _priors_from_snapshot
