@@ -148,6 +148,8 @@ class ViewKind(Generic[V]):
 
 class _WorkersSnapshot(msgspec.Struct):
     workers: list[WorkerState]
+    #: Required: a snapshot saved before the view folded recent records has none, fails to
+    #: decode, and is folded afresh (its workers would otherwise load with empty records).
     attempts: dict[UUID, str]
 
 
@@ -230,10 +232,8 @@ JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_f
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
 )
-#: "workers-v2": the view folds each worker's recent record too; a snapshot saved before
-#: that holds none (it would decode with empty records), so it is left unread and refolded.
 WORKERS: ViewKind[WorkersView] = ViewKind(
-    "workers-v2", WorkersView, _workers_to_snapshot, _workers_from_snapshot
+    "workers", WorkersView, _workers_to_snapshot, _workers_from_snapshot
 )
 PRIORS: ViewKind[PriorsView] = ViewKind(
     "priors", PriorsView, _priors_to_snapshot, _priors_from_snapshot

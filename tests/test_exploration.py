@@ -318,3 +318,36 @@ def test_the_evidence_rule_is_merged_from_a_partial_gates_file(tmp_path: Path) -
         str(partial),
         needle="quarantine_evidence.streak",
     )
+
+
+def test_a_workers_view_saved_before_recent_records_is_folded_afresh(
+    quarantining: dict[str, Any],
+) -> None:
+    """A snapshot in the older shape (workers without records, no open attempts) would load
+    with empty records and blind G5: it is dropped and the log folded again."""
+    import msgspec
+
+    from sheratan.views import WORKERS
+
+    opened = Home.open(quarantining["home"])
+    try:
+        rebuilt = opened.views.rebuild(WORKERS)
+        position = rebuilt.position
+        older = {
+            "workers": [
+                {k: v for k, v in msgspec.to_builtins(w).items() if k != "recent"}
+                for w in rebuilt.workers.values()
+            ]
+        }
+        saved = {
+            "position": position,
+            "head": opened.ledger.hash_at(position),
+            "state": msgspec.Raw(msgspec.msgpack.encode(older)),
+        }
+        path = opened.path / "projections" / "workers.msgpack"
+        path.write_bytes(msgspec.msgpack.encode(saved))
+        loaded = opened.views.current(WORKERS)
+        assert loaded.workers == rebuilt.workers
+        assert all(w.recent for w in loaded.workers.values())
+    finally:
+        opened.close()
