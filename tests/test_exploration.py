@@ -351,3 +351,38 @@ def test_a_workers_view_saved_before_recent_records_is_folded_afresh(
         assert all(w.recent for w in loaded.workers.values())
     finally:
         opened.close()
+
+
+def test_a_policy_recorded_before_the_evidence_rule_replays_with_the_shipped_rule() -> None:
+    import msgspec
+
+    from sheratan.decide.policy import PolicySnapshot, load_scoring
+
+    gates = msgspec.to_builtins(load_gates())
+    del gates["quarantine_evidence"]
+    snapshot = PolicySnapshot.from_plain(msgspec.to_builtins(load_scoring()), gates, "/w")
+    assert snapshot.gates.quarantine_evidence == RULE
+    assert snapshot.gates.epsilon == gates["epsilon"]
+
+
+def test_exact_replay_calls_other_evidence_major_drift(quarantining: dict[str, Any]) -> None:
+    """The evidence is not in the hashes: replay compares what the gate read on its own."""
+    import msgspec
+
+    from sheratan.replay.exact import compare
+
+    made = next(
+        m
+        for m in quarantining["made"]
+        if m.chosen >= 0 and m.candidates[m.chosen].type == "QUARANTINE"
+    )
+    candidates = list(made.candidates)
+    seen = {**candidates[made.chosen].params["evidence"], "streak": 0}
+    candidates[made.chosen] = msgspec.structs.replace(
+        candidates[made.chosen], params={**candidates[made.chosen].params, "evidence": seen}
+    )
+    other = msgspec.structs.replace(made, candidates=tuple(candidates))
+    assert compare(made, made) == ("none", [])
+    drift, differences = compare(other, made)
+    assert drift == "major"
+    assert any("QUARANTINE:w50 params" in d for d in differences), differences

@@ -4,7 +4,9 @@ The logged decisions (one intent, ``dispatch_job`` by default) are read from the
 views with their candidates' exact logged probabilities; the target policy's probabilities
 are computed per decision by the same ``selection.probabilities`` the live engine uses, on
 the recorded select scores (re-weighted for another ``c``); the reward model for DM and DR is
-the mean observed score per action. ``estimators.estimate`` does the rest.
+the mean observed score per action. ``estimators.estimate`` does the rest. Each estimate
+carries its caveats (``caveats``): the decisions where the target's action was gated, and
+the quarantines of the logged policy that shaped the states it averages over.
 
 ``--at NODE --action ACTION`` asks about one decision. One logged outcome says nothing about
 an action not taken, so the answer is model-based and labelled so: the action's mean
