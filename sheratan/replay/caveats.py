@@ -30,7 +30,7 @@ _QUARANTINES = """
     FROM decisions d
     LEFT JOIN (SELECT data FROM events WHERE topic = 'policy.recorded') p
            ON p.data->>'policy_id' = d.policy_id
-    WHERE d.action_type = 'QUARANTINE' AND d.pos <= ?
+    WHERE d.chosen >= 0 AND d.action_type = 'QUARANTINE' AND d.pos <= ?
     ORDER BY d.pos
 """
 
