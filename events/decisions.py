@@ -27,7 +27,7 @@ class GateResult(msgspec.Struct, frozen=True):
     reason: str | None = None
 
 
-class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+class Candidate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     action_id: str
     type: ActionType
     key: str
@@ -40,6 +40,9 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     risk_penalty: float
     select_score: float | None
     probability: float
+    #: Whether exploration could pick it (a reversible action, ungated); None in records
+    #: made before exploration was restricted to reversible actions.
+    explorable: bool | None = None
 
 
 class Rng(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,4 +1,10 @@
-"""Workers as their events made them: kinds, transport, health."""
+"""Workers as their events made them: kinds, transport, health, and their recent record.
+
+The recent record (the outcomes of a worker's last ``RECENT_ATTEMPTS`` attempts) is folded
+from the job events: ``job.dispatched`` names the worker of an attempt, ``job.completed``,
+``job.failed`` and ``job.timed_out`` end it. Gate G5_evidence reads it before a decision may
+quarantine the worker.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,14 @@ from uuid import UUID
 import msgspec
 
 from events import Event
+from events.jobs import (
+    JobCancelled,
+    JobCompleted,
+    JobDispatched,
+    JobFailed,
+    JobQuarantined,
+    JobTimedOut,
+)
 from events.workers import (
     WORKER_EVENTS,
     Transport,
@@ -32,6 +46,25 @@ class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
     quarantined_until: datetime | None = None
     registered_at: datetime
     last_seen: datetime
+    #: Outcomes of its last attempts, oldest first (True: completed), at most RECENT_ATTEMPTS.
+    recent: tuple[bool, ...] = ()
+
+
+#: Attempts kept in a worker's recent record (the evidence gate's window is at most this).
+RECENT_ATTEMPTS = 50
+#: Job events that end an attempt, and whether the attempt succeeded.
+_ENDS: dict[type[Event], bool | None] = {
+    JobCompleted: True,
+    JobFailed: False,
+    JobTimedOut: False,
+    JobCancelled: None,  # ends the attempt without saying anything about the worker
+    JobQuarantined: None,
+}
+
+
+def record_outcome(state: WorkerState, ok: bool) -> WorkerState:
+    """The worker with one more attempt outcome in its recent record."""
+    return msgspec.structs.replace(state, recent=(*state.recent, ok)[-RECENT_ATTEMPTS:])
 
 
 def apply_worker(state: WorkerState | None, event: Event) -> WorkerState:
@@ -77,18 +110,28 @@ def project_worker(state: WorkerState | None, events: Any) -> WorkerState | None
 
 
 class WorkersView:
-    """Every registered worker's state."""
+    """Every registered worker's state, and which worker holds each job's open attempt."""
 
     #: The event classes this view folds (others only advance its position).
-    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(WORKER_EVENTS)
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset({*WORKER_EVENTS, JobDispatched, *_ENDS})
 
     def __init__(self) -> None:
         self.position = 0
         self.workers: dict[str, WorkerState] = {}
         self.by_stream: dict[Any, str] = {}
+        #: job id -> the worker its open attempt was dispatched to.
+        self.attempts: dict[UUID, str] = {}
 
     def apply(self, position: int, event: Event) -> None:
-        if isinstance(event, WorkerRegistered):
+        kind = type(event)
+        if kind is JobDispatched:
+            self.attempts[event.originator_id] = event.worker  # type: ignore[attr-defined]
+        elif kind in _ENDS:
+            worker_id = self.attempts.pop(event.originator_id, None)
+            ok = _ENDS[kind]
+            if worker_id in self.workers and ok is not None:
+                self.workers[worker_id] = record_outcome(self.workers[worker_id], ok)
+        elif isinstance(event, WorkerRegistered):
             self.by_stream[event.originator_id] = event.worker_id
             self.workers[event.worker_id] = apply_worker(None, event)
         elif isinstance(event, WorkerHeartbeat | WorkerQuarantined | WorkerReleased):

@@ -148,17 +148,22 @@ class ViewKind(Generic[V]):
 
 class _WorkersSnapshot(msgspec.Struct):
     workers: list[WorkerState]
+    #: Required: a snapshot saved before the view folded recent records has none, fails to
+    #: decode, and is folded afresh (its workers would otherwise load with empty records).
+    attempts: dict[UUID, str]
 
 
 def _workers_to_snapshot(view: WorkersView) -> bytes:
-    return msgspec.msgpack.encode(_WorkersSnapshot(list(view.workers.values())))
+    return msgspec.msgpack.encode(_WorkersSnapshot(list(view.workers.values()), view.attempts))
 
 
 def _workers_from_snapshot(data: bytes) -> WorkersView:
     view = WorkersView()
-    for worker in msgspec.msgpack.decode(data, type=_WorkersSnapshot).workers:
+    snapshot = msgspec.msgpack.decode(data, type=_WorkersSnapshot)
+    for worker in snapshot.workers:
         view.workers[worker.id] = worker
         view.by_stream[worker.stream] = worker.id
+    view.attempts = dict(snapshot.attempts)
     return view
 
 

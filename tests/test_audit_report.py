@@ -130,7 +130,9 @@ def test_decisions_by_reason_match_the_decisions(sim: tuple[Path, Home]) -> None
         mean = statistics.fmean(expected[(row["intent"], row["reason"])])
         assert abs(row["mean_score"] - mean) < 1e-9
     assert [r["count"] for r in rows] == sorted((r["count"] for r in rows), reverse=True)
-    assert report["gates_blocked"] == []  # nothing was gated in a plain simulation
+    # in a plain simulation only the recovery's routine gates block: QUARANTINE without
+    # evidence, ABORT while a reversible action is open
+    assert {r["gate"] for r in report["gates_blocked"]} <= {"G5_evidence", "last_resort"}
 
 
 def test_gates_quarantines_and_replay_runs(busy: tuple[Path, Home, int]) -> None:

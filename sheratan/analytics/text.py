@@ -124,6 +124,24 @@ def drift_text(report: dict[str, Any]) -> str:
     )
 
 
+def _counterfactual_text(summary: dict[str, Any]) -> str:
+    low, high = summary["ci"]
+    gated = summary["target_gated"]
+    by_gate = ", ".join(f"{gate} {n}" for gate, n in gated["by_gate"].items())
+    lines = [
+        f"{summary['policy']} ({summary['estimator']}, {summary['intent']}): estimate "
+        f"{_num(summary['estimate'])}, {summary['confidence']:.0%} interval "
+        f"[{_num(low)}, {_num(high)}]; n {summary['n']}, effective sample size "
+        f"{_num(summary['ess'], 1)}; logged policy's mean {_num(summary['logged_mean'])}",
+        f"  the target's action was gated in {gated['decisions']} decision(s) "
+        f"({gated['share']:.1%})" + (f": {by_gate}" if by_gate else ""),
+    ]
+    warning = summary["logged_quarantines"]["warning"]
+    if warning:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
 def replay_text(summary: dict[str, Any]) -> str:
     mode = summary["mode"]
     if mode == "exact":
@@ -138,13 +156,7 @@ def replay_text(summary: dict[str, Any]) -> str:
         ]
         return "\n".join(lines)
     if mode == "counterfactual":
-        low, high = summary["ci"]
-        return (
-            f"{summary['policy']} ({summary['estimator']}, {summary['intent']}): estimate "
-            f"{_num(summary['estimate'])}, {summary['confidence']:.0%} interval "
-            f"[{_num(low)}, {_num(high)}]; n {summary['n']}, effective sample size "
-            f"{_num(summary['ess'], 1)}; logged policy's mean {_num(summary['logged_mean'])}"
-        )
+        return _counterfactual_text(summary)
     if mode == "counterfactual_at":
         evidence = summary["evidence"]
         return (

@@ -23,6 +23,7 @@ from projections.workers import WorkerState
 from sheratan.decide.gates import JobGates, worker_gates
 from sheratan.decide.policy import GatePolicy, ScoringPolicy
 from sheratan.decide.selection import (
+    REVERSIBLE,
     SelectionPolicy,
     log_visits,
     pick,
@@ -94,16 +95,22 @@ class DecisionEngine:
         job_gates = self.job_gates.check(job, constraints)
         log_total = log_visits(priors.intent_visits(intent))
         total = priors.intent_visits(intent)
-        weights = self.scoring.weights
-        c = self.selection.c
-        rows = []
+        gate_lists = []
         for spec in specs:
             gates = list(job_gates) if spec.runs_job else []
             if spec.worker is not None:
                 gates += worker_gates(self.gate_policy, spec.worker, job, constraints, now)
-            gates += spec.extra_gates
+            gate_lists.append([*gates, *spec.extra_gates])
+        last_resort = _last_resort(specs, gate_lists)
+        weights = self.scoring.weights
+        c = self.selection.c
+        rows = []
+        for spec, gates in zip(specs, gate_lists, strict=True):
+            if spec.type == "ABORT":
+                gates.append(last_resort)
             prior = priors.get(intent, spec.key)
-            bonus = ucb_bonus(c, log_total, prior.visits)
+            reversible = spec.type in REVERSIBLE
+            bonus = ucb_bonus(c, log_total, prior.visits) if reversible else 0.0
             risk = float((spec.worker.profile or {}).get("risk", 0.0)) if spec.worker else 0.0
             penalty = weights.wK * risk
             gated = not all([g.passed for g in gates])
@@ -113,6 +120,7 @@ class DecisionEngine:
             self.selection,
             [r[6] for r in rows],
             [r[0].worker.id if r[0].worker else None for r in rows],
+            [r[0].type in REVERSIBLE for r in rows],
         )
         draw = self.rng.random()
         chosen = pick(probs, draw)
@@ -131,6 +139,7 @@ class DecisionEngine:
                 risk_penalty=penalty,
                 select_score=select,
                 probability=probs[i],
+                explorable=spec.type in REVERSIBLE and not gated,
             )
             for i, (spec, gates, gated, prior, bonus, penalty, select) in enumerate(rows)
         )
@@ -192,6 +201,18 @@ def output_hash(candidates: tuple[Candidate, ...], chosen: int | None) -> str:
             "scores": [[c.key, c.select_score, c.probability] for c in candidates],
         }
     )
+
+
+def _last_resort(specs: list[CandidateSpec], gate_lists: list[list[GateResult]]) -> GateResult:
+    """ABORT is the last resort: gated while any reversible candidate is open."""
+    open_keys = [
+        spec.key
+        for spec, gates in zip(specs, gate_lists, strict=True)
+        if spec.type in REVERSIBLE and all(g.passed for g in gates)
+    ]
+    if not open_keys:
+        return GateResult("last_resort", True)
+    return GateResult("last_resort", False, f"reversible actions are open: {', '.join(open_keys)}")
 
 
 def _reason(candidates: tuple[Candidate, ...], chosen: int | None) -> str:

@@ -2,7 +2,8 @@
 
 G0 quarantine barrier (quarantined or silent worker, untrusted provenance zone), G1 payload
 against the kind's schema, G2 kind allowlist and forbidden kinds, G3 path sandbox (every
-path-like parameter, at any depth), G4 escalation markers; plus budget and readonly
+path-like parameter, at any depth), G4 escalation markers, G5 evidence (a decision may
+quarantine a worker only when its recent record shows it failing); plus budget and readonly
 constraints. Each gate returns a GateResult with the reason it blocked.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from events.decisions import GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
-from sheratan.decide.policy import GatePolicy
+from sheratan.decide.policy import GatePolicy, QuarantineEvidence
 from sheratan.sandbox import path_problem, resolves_inside
 from sheratan.workers.kinds import WRITE_KINDS, validate_payload
 
@@ -37,6 +38,7 @@ PASSED = {
         "G2_kind",
         "G3_path",
         "G4_escalation",
+        "G5_evidence",
         "readonly",
         "budget",
     )
@@ -172,3 +174,34 @@ def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
             "budget", False, f"worker {worker.id} costs {worker.cost_hint}, budget is {budget}"
         )
     return PASSED["budget"]
+
+
+def evidence(rule: QuarantineEvidence, recent: tuple[bool, ...]) -> dict[str, int]:
+    """What G5 reads of a worker's recent record (oldest first, True = completed): its
+    failures in a row at the end, and the attempts and failures of its last ``window``.
+
+    Recorded with the QUARANTINE candidate, so the decision says what it saw."""
+    streak = 0
+    for ok in reversed(recent):
+        if ok:
+            break
+        streak += 1
+    last = recent[-rule.window :]
+    return {"streak": streak, "attempts": len(last), "failures": last.count(False)}
+
+
+def g5_evidence(rule: QuarantineEvidence, worker: str, seen: dict[str, int]) -> GateResult:
+    """Passes when the record ``evidence`` read shows ``consecutive_failures`` failures in
+    a row, or more than ``failure_rate`` of a full window of ``window`` attempts failed."""
+    streak, attempts, failures = seen["streak"], seen["attempts"], seen["failures"]
+    if streak >= rule.consecutive_failures:
+        return PASSED["G5_evidence"]
+    if attempts >= rule.window and failures > rule.failure_rate * attempts:
+        return PASSED["G5_evidence"]
+    return GateResult(
+        "G5_evidence",
+        False,
+        f"no evidence against worker {worker}: {streak} failure(s) in a row "
+        f"(quarantine needs {rule.consecutive_failures}), {failures} of its last {attempts} "
+        f"attempt(s) failed (needs more than {rule.failure_rate:.0%} of {rule.window})",
+    )

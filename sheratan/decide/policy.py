@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from events.decisions import Percentiles, Weights
+from projections.workers import RECENT_ATTEMPTS
 from sheratan.packaged import policy_file
 
 #: Gate lists a user's file adds to (shipped items first): the refusals always stay.
@@ -51,6 +52,27 @@ class ScoringPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     baselines: BaselineDefaults
 
 
+class QuarantineEvidence(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a worker's recent record must show before a decision may quarantine it (gate
+    G5_evidence): ``consecutive_failures`` failed attempts in a row, or more than
+    ``failure_rate`` of its last ``window`` attempts failed (``window`` attempts recorded)."""
+
+    consecutive_failures: int
+    window: int
+    failure_rate: float
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.consecutive_failures <= RECENT_ATTEMPTS:
+            msg = f"consecutive_failures must be within 1..{RECENT_ATTEMPTS}"
+            raise ValueError(msg)
+        if not 1 <= self.window <= RECENT_ATTEMPTS:
+            msg = f"window must be within 1..{RECENT_ATTEMPTS}"
+            raise ValueError(msg)
+        if not 0.0 <= self.failure_rate < 1.0:
+            msg = "failure_rate must be within 0..1 (1 excluded: no rate is over it)"
+            raise ValueError(msg)
+
+
 class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     allowed_kinds: tuple[str, ...]
     forbidden_kinds: tuple[str, ...]
@@ -61,6 +83,7 @@ class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     quarantine_cooldown_s: float
     ucb_c: float
     epsilon: float
+    quarantine_evidence: QuarantineEvidence
 
     @property
     def known_kinds(self) -> tuple[str, ...]:
@@ -223,6 +246,10 @@ class PolicySnapshot:
 
     @classmethod
     def from_plain(cls, scoring: dict[str, Any], gates: dict[str, Any], workspace: str) -> Any:
+        """A recorded snapshot; a gate setting added after it was recorded (such as
+        ``quarantine_evidence``) is taken from the shipped file, as replay runs today's gates."""
+        shipped = _shipped("gates.json")
+        gates = {**{k: v for k, v in shipped.items() if k not in gates}, **gates}
         try:
             return cls(
                 msgspec.convert(scoring, ScoringPolicy),

@@ -5,14 +5,21 @@
 N is the intent's total visits (at least 1), n the candidate's. Policies:
 
 - ``ucb``: epsilon-greedy over the select scores: the best ungated candidate (first on ties)
-  gets 1 - eps + eps/k, every other ungated one eps/k (k ungated). eps = 0 is argmax.
-- ``random``: uniform over the ungated candidates.
+  gets 1 - eps, and eps is shared evenly by the k ungated *explorable* candidates (the best
+  included when it is one). eps = 0 is argmax; with no explorable candidate open the best
+  gets 1.
+- ``random``: uniform over the ungated explorable candidates (the best, if none is open).
 - ``always:<worker>``: the first ungated candidate on that worker gets 1; if there is none,
   the ``ucb`` argmax does (deterministic).
 
 One uniform draw u in [0, 1) picks the candidate whose cumulative probability first exceeds u,
 in candidate order. Recording u makes the step replayable exactly; recording the
 probabilities makes off-policy estimates honest. Gated candidates have probability 0.
+
+Safe exploration: only the ``REVERSIBLE`` actions are explorable. The others (QUARANTINE
+takes a worker out of every decision, ABORT gives a job up) get no UCB bonus and no share of
+the exploration step: they are chosen only as the best candidate, never by chance, so their
+logged probability is exactly 0 unless they are the greedy choice.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+#: The actions exploration may choose: the next decision can undo each of them.
+REVERSIBLE = frozenset({"ROUTE", "RETRY", "FALLBACK"})
 
 
 class PolicyParseError(ValueError):
@@ -80,22 +90,27 @@ def probabilities(
     policy: SelectionPolicy,
     select_scores: list[float | None],
     workers: list[str | None],
+    explorable: list[bool],
 ) -> list[float]:
-    """Each candidate's probability of being chosen (None score = gated = 0)."""
+    """Each candidate's probability of being chosen (None score = gated = 0); only the
+    ``explorable`` ones share the exploration step."""
     ungated = [i for i, s in enumerate(select_scores) if s is not None]
     out = [0.0] * len(select_scores)
     if not ungated:
         return out
     best = max(ungated, key=lambda i: (select_scores[i], -i))
-    if policy.name == "random":
-        for i in ungated:
-            out[i] = 1.0 / len(ungated)
-    elif policy.name == "always":
+    open_explorable = [i for i in ungated if explorable[i]]
+    if policy.name == "always":
         target = next((i for i in ungated if workers[i] == policy.worker), best)
         out[target] = 1.0
+    elif not open_explorable:
+        out[best] = 1.0
+    elif policy.name == "random":
+        for i in open_explorable:
+            out[i] = 1.0 / len(open_explorable)
     else:
-        share = policy.epsilon / len(ungated)
-        for i in ungated:
+        share = policy.epsilon / len(open_explorable)
+        for i in open_explorable:
             out[i] = share
         out[best] += 1.0 - policy.epsilon
     return out

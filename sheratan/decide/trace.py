@@ -225,6 +225,7 @@ class _Candidate(msgspec.Struct, forbid_unknown_fields=True):
     risk_penalty: float
     select_score: float | None
     probability: Probability
+    explorable: bool | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         _integral(visits=self.visits)

@@ -14,6 +14,8 @@ from projections.jobs import JobState
 from projections.priors import PriorsView
 from projections.workers import WorkerState, WorkersView
 from sheratan.decide.engine import MAX_CANDIDATES, CandidateSpec
+from sheratan.decide.gates import evidence, g5_evidence
+from sheratan.decide.policy import QuarantineEvidence
 
 DISPATCH = "dispatch_job"
 RECOVER = "recover_failure"
@@ -45,11 +47,15 @@ def dispatch_specs(workers: WorkersView, priors: PriorsView, job: JobState) -> l
     return specs
 
 
-def recovery_specs(workers: WorkersView, job: JobState, failed: WorkerState) -> list[CandidateSpec]:
+def recovery_specs(
+    workers: WorkersView, job: JobState, failed: WorkerState, rule: QuarantineEvidence
+) -> list[CandidateSpec]:
     """RETRY on the failed worker, FALLBACK to others, QUARANTINE it, or ABORT.
 
     All but ABORT are gated once ``max_retries`` is used up; QUARANTINE also when no other
-    active worker could take over.
+    active worker could take over, and when the worker's recent record does not show it
+    failing (G5_evidence; what the gate read goes into the candidate's params, so the record
+    says it). The engine gates ABORT while a reversible candidate is open.
     """
     retries_left = job.retry_count < job.max_retries
     retry_gate = GateResult(
@@ -67,13 +73,14 @@ def recovery_specs(workers: WorkersView, job: JobState, failed: WorkerState) -> 
         CandidateSpec("FALLBACK", f"FALLBACK:{w.id}", w, {"worker": w.id}, (retry_gate,))
         for w in others[: MAX_CANDIDATES - 3]
     ]
+    seen = evidence(rule, failed.recent)
     specs.append(
         CandidateSpec(
             "QUARANTINE",
             f"QUARANTINE:{failed.id}",
             None,
-            {"worker": failed.id},
-            (retry_gate, last_worker_gate),
+            {"worker": failed.id, "evidence": seen},
+            (retry_gate, last_worker_gate, g5_evidence(rule, failed.id, seen)),
         )
     )
     specs.append(CandidateSpec("ABORT", "ABORT", None, {}, (), runs_job=False))

@@ -385,7 +385,8 @@ class Dispatcher:
 
     def _recover(self, job: JobState, failed: WorkerState, parent: DecisionMade) -> None:
         failed = self.views.workers.workers.get(failed.id, failed)  # as of now, as replay sees it
-        specs = recovery_specs(self.views.workers, job, failed)
+        rule = self.engine.gate_policy.quarantine_evidence
+        specs = recovery_specs(self.views.workers, job, failed, rule)
         made = self._decide(
             RECOVER, job, specs, trace=parent.trace_id, parent=parent, depth=parent.depth + 1
         )

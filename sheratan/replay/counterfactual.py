@@ -4,7 +4,9 @@ The logged decisions (one intent, ``dispatch_job`` by default) are read from the
 views with their candidates' exact logged probabilities; the target policy's probabilities
 are computed per decision by the same ``selection.probabilities`` the live engine uses, on
 the recorded select scores (re-weighted for another ``c``); the reward model for DM and DR is
-the mean observed score per action. ``estimators.estimate`` does the rest.
+the mean observed score per action. ``estimators.estimate`` does the rest. Each estimate
+carries its caveats (``caveats``): the decisions where the target's action was gated, and
+the quarantines of the logged policy that shaped the states it averages over.
 
 ``--at NODE --action ACTION`` asks about one decision. One logged outcome says nothing about
 an action not taken, so the answer is model-based and labelled so: the action's mean
@@ -22,7 +24,8 @@ import duckdb
 import numpy as np
 
 from sheratan.analytics.session import Analytics
-from sheratan.decide.selection import PolicyParseError, SelectionPolicy, probabilities
+from sheratan.decide.selection import REVERSIBLE, PolicyParseError, SelectionPolicy, probabilities
+from sheratan.replay.caveats import TargetGated, logged_quarantines, preferred
 from sheratan.replay.estimators import LoggedData, SupportError, action_means, estimate
 
 DEFAULT_INTENT = "dispatch_job"
@@ -55,7 +58,11 @@ class _Candidates:
     """The logged decisions, flattened to one row per candidate (numpy columns)."""
 
     decision: np.ndarray
+    pos: np.ndarray
+    ts: np.ndarray
     key: np.ndarray
+    type: np.ndarray
+    failed_gates: np.ndarray
     worker: np.ndarray
     probability: np.ndarray
     select: np.ndarray
@@ -86,16 +93,19 @@ def candidate_rows(
         cut = 0 if found is None else int(found[0])
     return con.execute(  # type: ignore[no-any-return]
         f"""WITH cf AS (
-               SELECT row_number() OVER (ORDER BY pos) - 1 AS decision, candidates, chosen,
-                      c AS logged_c, score
+               SELECT row_number() OVER (ORDER BY pos) - 1 AS decision, pos, ts, candidates,
+                      chosen, c AS logged_c, score
                FROM {source} WHERE {wanted} AND pos >= ?)
-           SELECT decision, i - 1 AS position, cand.key AS key,
+           SELECT decision, pos, epoch_us(ts) AS ts, i - 1 AS position, cand.key AS key,
+                  cand.type AS type,
+                  list_transform(list_filter(cand.gates, lambda g: NOT g.passed), lambda g: g.gate)
+                      AS failed_gates,
                   coalesce(cand.params->>'worker', '') AS worker,
                   cand.probability AS probability,
                   coalesce(cand.select_score, 'NaN'::DOUBLE) AS select, cand.mean AS mean,
                   cand.ucb_bonus AS bonus, cand.risk_penalty AS risk, logged_c,
                   (i - 1 = chosen) AS chosen, score
-           FROM (SELECT decision, chosen, logged_c, score,
+           FROM (SELECT decision, pos, ts, chosen, logged_c, score,
                         unnest(candidates) AS cand, generate_subscripts(candidates, 1) AS i
                  FROM cf)
            ORDER BY decision, position""",
@@ -107,7 +117,11 @@ def _load(analytics: Analytics, intent: str, last: int | None) -> _Candidates:
     columns = candidate_rows(analytics.con, "decisions", intent, last)
     return _Candidates(
         decision=np.asarray(columns["decision"], dtype=np.int64),
+        pos=np.asarray(columns["pos"], dtype=np.int64),
+        ts=np.asarray(columns["ts"], dtype=np.int64),
         key=np.asarray(columns["key"], dtype=object),
+        type=np.asarray(columns["type"], dtype=object),
+        failed_gates=np.asarray(columns["failed_gates"], dtype=object),
         worker=np.asarray(columns["worker"], dtype=object),
         probability=np.asarray(columns["probability"], dtype=float),
         select=np.asarray(columns["select"], dtype=float),
@@ -122,9 +136,10 @@ def _load(analytics: Analytics, intent: str, last: int | None) -> _Candidates:
 
 def logged_data(
     analytics: Analytics, target: SelectionPolicy, intent: str, last: int | None = None
-) -> tuple[LoggedData, list[str]]:
+) -> tuple[LoggedData, list[str], dict[str, Any]]:
     """The logged decisions of ``intent`` (the ``last`` N, or all), the target's
-    probabilities on each, and the action keys the columns stand for."""
+    probabilities on each, the action keys the columns stand for, and the estimate's
+    caveats: where the target's action was gated, and the logged policy's quarantines."""
     rows = _load(analytics, intent, last)
     if rows.decision.size == 0:
         raise CounterfactualError(f"no scored {intent} decisions in the log")
@@ -138,24 +153,39 @@ def logged_data(
     chosen[rows.decision[rows.chosen]] = key_index[rows.chosen]
     rewards = np.zeros(n)
     rewards[rows.decision[rows.chosen]] = rows.score[rows.chosen]
-    select = _target_select(rows, target)
+    unconstrained = _target_select(rows, target)
+    select = np.where(np.isnan(rows.select), np.nan, unconstrained)
+    explorable = np.isin(rows.type, list(REVERSIBLE))
+    gated = TargetGated()
+    states = []
     bounds = np.searchsorted(rows.decision, np.arange(n + 1))
     for i in range(n):
         lo, hi = bounds[i], bounds[i + 1]
         scores = [None if math.isnan(s) else float(s) for s in select[lo:hi]]
-        probs = probabilities(target, scores, list(rows.worker[lo:hi]))
-        target_p[i, key_index[lo:hi]] = probs
+        workers = list(rows.worker[lo:hi])
+        flags = list(explorable[lo:hi])
+        target_p[i, key_index[lo:hi]] = probabilities(target, scores, workers, flags)
+        failed = [list(f) for f in rows.failed_gates[lo:hi]]
+        gated.note(failed, preferred(target, list(unconstrained[lo:hi]), workers, flags))
+        states.append((int(rows.ts[lo]), list(zip(workers, failed, strict=True))))
     model = np.broadcast_to(action_means(rewards, chosen, k), (n, k))
     data = LoggedData(rewards=rewards, chosen=chosen, logged=logged, target=target_p, model=model)
-    return data, [str(key) for key in keys]
+    caveats = {
+        "target_gated": gated.summary(n),
+        "logged_quarantines": logged_quarantines(
+            analytics.con, int(rows.ts[0]), int(rows.pos[-1]), states
+        ),
+    }
+    return data, [str(key) for key in keys], caveats
 
 
 def _target_select(rows: _Candidates, target: SelectionPolicy) -> np.ndarray:
-    """Select scores under the target's ``c``: the recorded bonus scaled by c'/c."""
+    """Select scores under the target's ``c`` (the recorded bonus scaled by c'/c), for every
+    candidate, gated or not (the caller blanks the gated ones)."""
     if target.name != "ucb":
-        return rows.select
+        return np.where(np.isnan(rows.select), rows.mean - rows.risk, rows.select)
     scale = np.divide(target.c, rows.c, out=np.ones_like(rows.c), where=rows.c > 0)
-    return rows.mean + scale * rows.bonus - rows.risk + np.where(np.isnan(rows.select), np.nan, 0)
+    return rows.mean + scale * rows.bonus - rows.risk
 
 
 def counterfactual(
@@ -172,7 +202,7 @@ def counterfactual(
     """The off-policy estimate of ``policy``'s mean score, with its interval, over the
     ``last`` N scored decisions of ``intent`` (default: all)."""
     target = parse_target(policy)
-    data, keys = logged_data(analytics, target, intent, last)
+    data, keys, caveats = logged_data(analytics, target, intent, last)
     try:
         result = estimate(data, estimator, confidence=confidence, resamples=resamples, seed=seed)
     except SupportError as error:
@@ -198,6 +228,7 @@ def counterfactual(
         "logged_mean": result.logged_mean,
         "resamples": resamples,
         "last": last,
+        **caveats,
     }
 
 

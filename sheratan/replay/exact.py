@@ -44,11 +44,16 @@ def compare(recorded: DecisionMade, rerun: DecisionMade) -> tuple[str, list[str]
 
     Equal hashes cover the choice, every gate result, select score, probability and prior
     exactly (floats are hashed as their shortest exact repr), so they settle the common case
-    without comparing field by field.
+    without comparing field by field. Candidate params are not hashed: what a gate read into
+    them (G5's evidence) is compared here, and a difference is major.
     """
-    if recorded.input_hash == rerun.input_hash and recorded.output_hash == rerun.output_hash:
+    read = _param_differences(recorded, rerun)
+    hashes_equal = (
+        recorded.input_hash == rerun.input_hash and recorded.output_hash == rerun.output_hash
+    )
+    if hashes_equal and not read:
         return "none", []
-    major: list[str] = []
+    major: list[str] = list(read)
     minor: list[str] = []
     keys = [c.key for c in recorded.candidates]
     if keys != [c.key for c in rerun.candidates]:
@@ -66,6 +71,14 @@ def compare(recorded: DecisionMade, rerun: DecisionMade) -> tuple[str, list[str]
     if major:
         return "major", major + minor
     return ("minor", minor) if minor else ("none", [])
+
+
+def _param_differences(recorded: DecisionMade, rerun: DecisionMade) -> list[str]:
+    return [
+        f"{old.key} params {old.params} -> {new.params}"
+        for old, new in zip(recorded.candidates, rerun.candidates, strict=False)
+        if old.key == new.key and old.params != new.params
+    ]
 
 
 def _chosen_key(made: DecisionMade) -> str:

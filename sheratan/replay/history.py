@@ -196,7 +196,8 @@ class History:
             failed = self.workers.workers.get(job.worker or "")
             if failed is None:
                 raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
-            specs = recovery_specs(self.workers, job, failed)
+            rule = self.policy(made).gates.quarantine_evidence
+            specs = recovery_specs(self.workers, job, failed, rule)
         else:
             raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
         engine = self._engine(made)
