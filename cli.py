@@ -35,7 +35,7 @@ from sheratan.audit.signing import SigningKeyError
 from sheratan.audit.signing import load_public as load_public_key
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
-from sheratan.dispatch.service import EngineConfig
+from sheratan.dispatch.service import EngineConfig, SimulationInterruptedError
 from sheratan.dispatch.service import dispatch as run_dispatch
 from sheratan.dispatch.service import simulate as run_simulation
 from sheratan.dispatch.service import summary as run_summary
@@ -740,14 +740,22 @@ def simulate(
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Run the real engine and store with simulated workers on virtual time."""
+    """Run the real engine and store with simulated workers on virtual time.
+
+    Its jobs and workers live in a namespace of their own: it never runs a real job nor
+    routes to a real worker, and dispatch never runs its jobs. Ctrl-C cancels its open jobs.
+    """
     opened = open_home(home)
     config = EngineConfig.load(
         policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
     )
     profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
-    with progress_bar(jobs, "simulating") as advance:
-        report = run_simulation(opened, config, profiles, jobs, progress=advance)
+    try:
+        with progress_bar(jobs, "simulating") as advance:
+            report = run_simulation(opened, config, profiles, jobs, progress=advance)
+    except SimulationInterruptedError as stopped:
+        click.echo(str(stopped), err=True)
+        raise click.exceptions.Exit(130) from None
     if as_json:
         emit_json(report)
         return

@@ -25,6 +25,9 @@ class JobCreated(Event, frozen=True, kw_only=True):
     depends_on: tuple[UUID, ...] = ()
     idempotency_key: str | None = None
     max_retries: int = 3
+    #: Whose work this is: "" is real work; a simulation's jobs carry its own namespace, so
+    #: ``dispatch`` never runs them and a simulation never runs a real job.
+    namespace: str = ""
 
 
 class JobQueued(Event, frozen=True, kw_only=True):

@@ -18,6 +18,9 @@ class WorkerRegistered(Event, frozen=True, kw_only=True):
     transport: Transport
     cost_hint: float = 0.0
     profile: dict[str, Any] | None = None
+    #: "" is a real worker; a simulated one carries its simulation's namespace and is only
+    #: ever a candidate for jobs of that namespace.
+    namespace: str = ""
 
 
 class WorkerHeartbeat(Event, frozen=True, kw_only=True):

@@ -78,6 +78,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None
+    namespace: str = ""
 
 
 def _created(event: JobCreated) -> JobState:
@@ -95,6 +96,7 @@ def _created(event: JobCreated) -> JobState:
         max_retries=event.max_retries,
         task_id=event.task_id,
         mission_id=event.mission_id,
+        namespace=event.namespace,
         created_at=event.timestamp,
         updated_at=event.timestamp,
     )

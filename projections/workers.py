@@ -48,6 +48,7 @@ class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: datetime
     #: Outcomes of its last attempts, oldest first (True: completed), at most RECENT_ATTEMPTS.
     recent: tuple[bool, ...] = ()
+    namespace: str = ""
 
 
 #: Attempts kept in a worker's recent record (the evidence gate's window is at most this).
@@ -77,6 +78,7 @@ def apply_worker(state: WorkerState | None, event: Event) -> WorkerState:
             transport=event.transport,
             cost_hint=event.cost_hint,
             profile=event.profile,
+            namespace=event.namespace,
             registered_at=event.timestamp,
             last_seen=event.timestamp,
         )

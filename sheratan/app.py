@@ -151,8 +151,10 @@ class Sheratan(Application[UUID]):
         depends_on: tuple[UUID, ...] = (),
         idempotency_key: str | None = None,
         max_retries: int = 3,
+        namespace: str = "",
     ) -> UUID:
         """Create a job and queue it. With an idempotency key, the same key gives the same job.
+        ``namespace`` "" is real work; a simulation's namespace keeps it from real dispatchers.
 
         Every input is checked before anything is recorded: a known kind, a payload that fits
         the kind's schema, limits. A dependency named twice is one. Reusing a key with any
@@ -192,6 +194,7 @@ class Sheratan(Application[UUID]):
             depends_on=tuple(depends_on),
             idempotency_key=idempotency_key,
             max_retries=max_retries,
+            namespace=namespace,
         )
         try:
             self.save(created, self._new(JobQueued, job_id, 2))

@@ -101,7 +101,7 @@ def test_bad_input_matrix_exits_2_with_one_line_and_records_nothing(
 ) -> None:
     home, mission, first = setup["home"], setup["mission"], setup["first"]
     big = json.dumps({"blob": "x" * MAX_PAYLOAD_BYTES})
-    known = "expensive-quality, fast-cheap, slow-reliable, w1"
+    known = "expensive-quality, fast-cheap, slow-reliable"  # w1 is real: never simulated
     cases: list[tuple[list[str], str]] = [
         (
             ["mission", "create", "t" * (MAX_TITLE_CHARS + 1)],

@@ -22,7 +22,7 @@ from events.decisions import GateResult
 from events.policy import ReplayRun
 from sheratan.decide.engine import output_hash
 from sheratan.dispatch.recording import Ids, VirtualClock
-from sheratan.dispatch.service import EngineConfig, build_dispatcher
+from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.replay.exact import compare
 from tests.cli_helpers import refused
@@ -153,13 +153,14 @@ def test_a_decision_input_replay_cannot_see_is_major_drift(tmp_path: Path) -> No
     """Constraints given to the dispatcher but recorded nowhere change a gate: major."""
     home, _ = simulated_home(tmp_path / "home", 20, seed=1)
     for i in range(10):
-        home.app.create_job("llm_call", {"prompt": f"budgeted {i}"})
+        home.app.create_job("llm_call", {"prompt": f"budgeted {i}"}, namespace=SIMULATION)
     dispatcher = build_dispatcher(
         home,
         EngineConfig.load(seed=2),
         clock=VirtualClock(datetime.now(UTC)),
         ids=Ids(seed="budget"),
         outcomes_rng=random.Random(2),
+        namespace=SIMULATION,
     )
     dispatcher.constraints = {"budget_remaining": 5.0}  # expensive-quality costs 8
     dispatcher.run()

@@ -171,12 +171,14 @@ VIEWS: dict[str, str] = {
     """,
     "jobs": f"""
         SELECT job_id, kind, {_STATUS_CASE} AS status, priority, worker, attempts,
-               retry_count, error_code, created_at, updated_at, last_pos
+               retry_count, error_code, created_at, updated_at, last_pos, namespace
         FROM (
             SELECT stream AS job_id,
                    arg_max(topic, pos) AS last_topic,
                    any_value(data->>'kind') FILTER (topic = 'job.created') AS kind,
                    any_value(data->>'priority') FILTER (topic = 'job.created') AS priority,
+                   coalesce(any_value(data->>'namespace') FILTER (topic = 'job.created'), '')
+                       AS namespace,
                    arg_max(data->>'worker', pos) FILTER (topic = 'job.dispatched') AS worker,
                    count(*) FILTER (topic = 'job.dispatched') AS attempts,
                    coalesce(max((data->>'retry_count')::BIGINT)

@@ -22,8 +22,17 @@ RECOVER = "recover_failure"
 
 
 def capable_workers(workers: WorkersView, job: JobState) -> list[WorkerState]:
-    """Workers that run the job's kind, by id (whatever their status: gates judge that)."""
-    return sorted((w for w in workers.workers.values() if job.kind in w.kinds), key=lambda w: w.id)
+    """Workers of the job's namespace that run its kind, by id (whatever their status: gates
+    judge that). A real job never goes to a simulated worker, nor a simulated job to a real one.
+    """
+    return sorted(
+        (
+            w
+            for w in workers.workers.values()
+            if job.kind in w.kinds and w.namespace == job.namespace
+        ),
+        key=lambda w: w.id,
+    )
 
 
 def decision_constraints(base: dict[str, Any], job: JobState) -> dict[str, Any]:

@@ -128,6 +128,7 @@ class Dispatcher:
         quarantine_cooldown_s: float = 300.0,
         constraints: dict[str, Any] | None = None,
         on_breach: Callable[[dict[str, Any], Violation], object] | None = None,
+        namespace: str = "",
     ) -> None:
         self.views = views
         self.recorder = recorder
@@ -139,6 +140,8 @@ class Dispatcher:
         self.quarantine_cooldown = timedelta(seconds=quarantine_cooldown_s)
         self.constraints = constraints or {}
         self.on_breach = on_breach
+        #: The only jobs this dispatcher takes: "" real work, else one simulation's.
+        self.namespace = namespace
         self.stats = RunStats()
         self._pending_recovery: dict[Any, DecisionMade] = {}
 
@@ -169,7 +172,8 @@ class Dispatcher:
         return self.stats
 
     def next_ready_job(self) -> JobState | None:
-        """The first queued job whose dependencies completed; cancels jobs that can never run.
+        """The first queued job of this dispatcher's namespace whose dependencies completed;
+        cancels jobs that can never run.
 
         Dependents are cancelled when their dependency ends (``_cascade``); this catches the
         rest: a job created after its dependency had already ended.
@@ -184,6 +188,8 @@ class Dispatcher:
         jobs = self.views.jobs.jobs
         doomed: list[tuple[JobState, JobState]] = []
         for job in self.views.jobs.queued():
+            if job.namespace != self.namespace:
+                continue  # another namespace's work (real, or a simulation's)
             if not self._capable_workers(job):
                 continue  # no worker runs this kind (yet): it waits
             waiting = False

@@ -2,6 +2,8 @@
 
 ``simulate`` runs the real engine and store (no shortcut path) with simulated workers on
 virtual time; a run into an existing home continues it (its priors and baselines carry on).
+Its jobs and workers carry the namespace ``SIMULATION``: ``dispatch`` (namespace "") never
+runs them, and the simulation never runs a real job nor routes to a real worker.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from events.jobs import JobCreated, JobQueued
+from events.jobs import JobCancelled, JobCreated, JobQueued
 from events.workers import WorkerRegistered
 from sheratan.app import payload_hash
 from sheratan.decide.engine import DecisionEngine
@@ -32,6 +34,8 @@ from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.loop import Dispatcher, EngineViews, RunStats
 from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
 from sheratan.home import Home
+from sheratan.inputs import InvalidInputError
+from sheratan.lifecycle import CANCELLABLE, job_event
 from sheratan.store.factory import open_ledger
 from sheratan.streams import worker_stream
 from sheratan.views import JOBS, PRIORS, WORKERS, baselines_kind
@@ -41,6 +45,16 @@ from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
 
 BUILD_ID = "sheratan-0.1.0"
 SIMULATION_FLUSH_JOBS = 256
+#: The namespace of every simulated job and worker ("" is real work).
+SIMULATION = "simulation"
+
+
+class SimulationInterruptedError(Exception):
+    """Ctrl-C stopped a simulation; its open jobs were cancelled (as events) first."""
+
+    def __init__(self, cancelled: int) -> None:
+        super().__init__(f"interrupted: cancelled {cancelled} open simulated job(s)")
+        self.cancelled = cancelled
 
 
 @dataclass
@@ -111,6 +125,7 @@ def build_dispatcher(
     ids: Ids,
     outcomes_rng: random.Random,
     views: EngineViews | None = None,
+    namespace: str = "",
 ) -> Dispatcher:
     views = views or load_views(home, config.scoring)
     snapshot = config.snapshot
@@ -139,6 +154,7 @@ def build_dispatcher(
         ids=ids,
         quarantine_cooldown_s=config.gates.quarantine_cooldown_s,
         on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
+        namespace=namespace,
     )
 
 
@@ -146,7 +162,7 @@ def dispatch(home: Home, config: EngineConfig, *, max_jobs: int | None = None) -
     """Run the loop over the registered workers on wall time, saving after every job."""
     start = home.ledger.last_position()
     views = load_views(home, config.scoring)
-    config.selection.require_known(views.workers.workers)
+    config.selection.require_known(_of_namespace(views, ""))
     dispatcher = build_dispatcher(
         home,
         config,
@@ -168,10 +184,13 @@ def simulate(
     jobs: int,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Register the simulated workers (once), create ``jobs`` jobs and dispatch them all."""
+    """Register the simulated workers (once), create ``jobs`` jobs and dispatch them all, in
+    the SIMULATION namespace. Ctrl-C cancels every open simulated job, then raises
+    SimulationInterruptedError."""
     start = home.ledger.last_position()
     views = load_views(home, config.scoring)
-    config.selection.require_known({*views.workers.workers, *(p.id for p in profiles)})
+    _check_profile_ids(views, profiles)
+    config.selection.require_known({*_of_namespace(views, SIMULATION), *(p.id for p in profiles)})
     ids = Ids(seed=f"{config.seed}:{start}:ids")
     clock = VirtualClock(datetime.now(UTC))
     dispatcher = build_dispatcher(
@@ -181,8 +200,25 @@ def simulate(
         ids=ids,
         outcomes_rng=random.Random(f"{config.seed}:{start}:outcomes"),
         views=views,
+        namespace=SIMULATION,
     )
-    recorder = dispatcher.recorder
+    try:
+        stats = _run_simulation(dispatcher, profiles, jobs, start, progress)
+    except KeyboardInterrupt:
+        raise SimulationInterruptedError(cancel_simulation(home, clock.now())) from None
+    save_views(home, dispatcher, config.scoring)
+    return summary(stats, dispatcher.recorder.recorded)
+
+
+def _run_simulation(
+    dispatcher: Dispatcher,
+    profiles: tuple[WorkerProfile, ...],
+    jobs: int,
+    start: int,
+    progress: Callable[[int], None] | None,
+) -> RunStats:
+    recorder, clock, ids = dispatcher.recorder, dispatcher.clock, dispatcher.ids
+    views = dispatcher.views
     for profile in profiles:
         if profile.id not in views.workers.workers:
             recorder.record(_registration(profile, clock.now()))
@@ -200,17 +236,50 @@ def simulate(
                 payload=payload,
                 payload_hash=payload_hash(payload),
                 max_retries=2,
+                namespace=SIMULATION,
             ),
             JobQueued(originator_id=job_id, originator_version=2, timestamp=now),
         )
         if (i + 1) % 10_000 == 0:
             recorder.flush()
     recorder.flush()
-    try:
-        stats = dispatcher.run(flush_every=SIMULATION_FLUSH_JOBS, progress=progress)
-    finally:
-        save_views(home, dispatcher, config.scoring)
-    return summary(stats, recorder.recorded)
+    return dispatcher.run(flush_every=SIMULATION_FLUSH_JOBS, progress=progress)
+
+
+def cancel_simulation(home: Home, now: datetime) -> int:
+    """Cancel, as events in one save, every simulated job that has not ended; how many.
+
+    The jobs are read afresh from the log (the interrupted run's live views may hold an
+    event that never reached it), and its live views are not saved.
+    """
+    jobs = home.views.current(JOBS).jobs.values()
+    reason = "simulation interrupted"
+    recorder = Recorder(home.app, [])
+    recorder.record(
+        *(
+            job_event(job, JobCancelled, now, reason=reason)
+            for job in jobs
+            if job.namespace == SIMULATION and job.status in CANCELLABLE
+        )
+    )
+    recorder.flush()
+    return recorder.recorded
+
+
+def _of_namespace(views: EngineViews, namespace: str) -> set[str]:
+    return {w.id for w in views.workers.workers.values() if w.namespace == namespace}
+
+
+def _check_profile_ids(views: EngineViews, profiles: tuple[WorkerProfile, ...]) -> None:
+    """A simulated worker may not take the id of a worker of another namespace."""
+    for profile in profiles:
+        existing = views.workers.workers.get(profile.id)
+        if existing is not None and existing.namespace != SIMULATION:
+            msg = (
+                f"worker {profile.id!r} is a real worker of this home; "
+                "give the simulated worker another id"
+            )
+            raise InvalidInputError(msg)
 
 
 def summary(stats: RunStats, events: int) -> dict[str, Any]:
@@ -247,4 +316,5 @@ def _registration(profile: WorkerProfile, now: datetime) -> WorkerRegistered:
         transport="simulated",
         cost_hint=profile.cost,
         profile=fields,
+        namespace=SIMULATION,
     )
