@@ -12,11 +12,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
+import pytest
 from cli_helpers import as_json, invoke
 from store_helpers import REPO_ROOT
+
+from events import Event
+from events.jobs import JobCreated
+from events.workers import WorkerRegistered
+from sheratan.codec import EventCodec
 
 REAL_WORKER = "real-1"
 PROFILE = {"latency_ms": {"p50": 100, "p95": 300}, "cost": 1.0, "quality": 0.8, "risk": 0.0}
@@ -56,6 +64,37 @@ def dispatched(home: Path) -> list[dict[str, Any]]:
     )
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        JobCreated(
+            originator_id=uuid4(),
+            originator_version=1,
+            timestamp=datetime.now(UTC),
+            kind="noop",
+            payload={},
+            payload_hash="h",
+        ),
+        WorkerRegistered(
+            originator_id=uuid4(),
+            originator_version=1,
+            timestamp=datetime.now(UTC),
+            worker_id="w",
+            kinds=("noop",),
+            transport="local",
+        ),
+    ],
+)
+def test_an_event_written_before_the_namespace_decodes_as_real_work(event: Event) -> None:
+    codec = EventCodec()
+    topic, data = codec.encode(event)
+    old = data.replace(b',"namespace":""', b"")
+    assert b"namespace" not in old
+    decoded = codec.decode(topic, old, event.originator_id, 1)
+    assert decoded == event
+    assert decoded.namespace == ""  # type: ignore[attr-defined]
+
+
 def test_simulate_runs_no_real_job_and_routes_to_no_real_worker(tmp_path: Path) -> None:
     home, workers, real_job = real_home(tmp_path)
     report = as_json(home, "simulate", "--workers", str(workers), "--jobs", "50", "--seed", "3")
@@ -91,6 +130,9 @@ def test_dispatch_runs_the_real_job_only(tmp_path: Path) -> None:
     assert report["completed"] == 1
     after = dispatched(home)[before:]
     assert after == [{"job_id": real_job, "worker": REAL_WORKER, "namespace": ""}]
+    replayed = as_json(home, "replay", "--exact")
+    assert replayed["ok"] is True
+    assert replayed["drift"]["major"] == replayed["drift"]["minor"] == 0
 
 
 def test_a_real_worker_id_is_refused_as_a_simulated_one(tmp_path: Path) -> None:
