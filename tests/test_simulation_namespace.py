@@ -147,19 +147,27 @@ def test_a_real_worker_id_is_refused_as_a_simulated_one(tmp_path: Path) -> None:
     assert sql(home, "SELECT count(*) AS n FROM decisions") == [{"n": 0}]
 
 
-def test_ctrl_c_cancels_every_simulated_job_it_queued(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("jobs", "seen"),
+    [
+        ("200000", "SELECT count(*) AS n FROM jobs WHERE namespace = 'simulation'"),
+        ("60000", "SELECT count(*) AS n FROM events WHERE topic = 'job.dispatched'"),
+    ],
+    ids=["while-queueing", "while-dispatching"],
+)
+def test_ctrl_c_cancels_every_simulated_job_it_queued(tmp_path: Path, jobs: str, seen: str) -> None:
+    """SIGINT once the log shows simulated jobs queued (or already dispatched)."""
     home, workers, real_job = real_home(tmp_path)
     command = [sys.executable, str(REPO_ROOT / "cli.py"), "simulate", "--home", str(home)]
     process = subprocess.Popen(
-        [*command, "--workers", str(workers), "--jobs", "200000", "--seed", "4"],
+        [*command, "--workers", str(workers), "--jobs", jobs, "--seed", "4"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         deadline = time.monotonic() + WAIT_S
-        count = "SELECT count(*) AS n FROM jobs WHERE namespace = 'simulation'"
-        while sql(home, count) == [{"n": 0}]:
+        while sql(home, seen) == [{"n": 0}]:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the simulation queued nothing"
             time.sleep(0.2)
@@ -177,6 +185,7 @@ def test_ctrl_c_cancels_every_simulated_job_it_queued(tmp_path: Path) -> None:
     )
     by_status = {row["status"]: row["n"] for row in statuses}
     assert by_status.get("cancelled", 0) > 0
+    assert ("completed" in by_status) == ("dispatched" in seen)
     assert set(by_status) <= {"completed", "cancelled", "quarantined"}, by_status
     reasons = sql(
         home,
