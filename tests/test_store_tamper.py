@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -201,8 +202,11 @@ def test_segments_roll_at_the_size_limit(tmp_path: Path, monkeypatch: pytest.Mon
     check_reads(recorder)
     assert (home / "index" / "events.idx").exists()  # saved at each roll
     check_reads(JsonlApplicationRecorder(Ledger(home)))
+    active = segments(home)[-1]
+    assert ledger.index.active_crc == zlib.crc32(active.read_bytes())  # kept by the writes
     (home / "index" / "events.idx").unlink()
     rebuilt = Ledger(home)
+    assert rebuilt.index.active_crc == zlib.crc32(active.read_bytes())  # kept by the scan
     check_reads(JsonlApplicationRecorder(rebuilt))
     assert rebuilt.append(save_of(uuid.uuid4(), 2)) == [total + 1, total + 2]
 

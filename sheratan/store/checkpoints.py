@@ -116,7 +116,7 @@ def append_record(path: Path, chain: CheckpointChain, record: Checkpoint) -> Che
     """
     _cut_torn_line(path)
     body = _encoder.encode(msgspec.structs.replace(record, prev=chain.head, cp=None))
-    cp = _cp_of(chain.head, body[:-1] + b',"cp":"' + b"0" * 64 + b'"}')
+    cp = _chain_hash(chain.head, body)
     line = body[:-1] + b',"cp":"' + cp.encode() + b'"}'
     append_durably(path, line + b"\n")
     chained = _decoder.decode(line)
@@ -142,7 +142,12 @@ def file_digest(path: Path, size: int | None = None) -> str:
 
 
 def _cp_of(prev: str, line: bytes) -> str:
-    return hashlib.sha256(prev.encode() + line[:-_CP_SUFFIX_BYTES] + b"}").hexdigest()
+    """The ``cp`` a stored record line should carry: the hash of the line without it."""
+    return _chain_hash(prev, line[:-_CP_SUFFIX_BYTES] + b"}")
+
+
+def _chain_hash(prev: str, body: bytes) -> str:
+    return hashlib.sha256(prev.encode() + body).hexdigest()
 
 
 def _cut_torn_line(path: Path) -> None:

@@ -321,6 +321,12 @@ class Ledger:
         if self.damage is not None and not self._serving_prefix:
             raise CorruptLogError(self.damage.message())
 
+    def _caught_up(self) -> None:
+        """Index what other processes wrote; raise on damage known before or found now."""
+        self._readable()
+        self._catch_up(repair=False)
+        self._readable()
+
     # ----------------------------------------------------------------- catch-up
 
     def refresh(self) -> None:
@@ -374,17 +380,16 @@ class Ledger:
         expected = index.last_pos + 1
         pending = _Pending(offset)
         want = READ_CHUNK_BYTES
-        crc = index.active_crc  # over every complete line; kept up to the last complete save
+        crc = index.active_crc  # over the bytes consumed; the index keeps it at the last save's end
         while offset < size:
             chunk = self._pread(segment.path, offset, min(want, size - offset))
-            consumed = 0
+            consumed = folded = 0
             while True:
                 nl = chunk.find(b"\n", consumed)
                 if nl < 0 or expected == self._limit:
                     break
                 line = chunk[consumed:nl]
                 line_offset = offset + consumed
-                crc = zlib.crc32(chunk[consumed : nl + 1], crc)
                 consumed = nl + 1
                 problem, pointer = check_line(line, expected, head)
                 if problem:
@@ -401,8 +406,10 @@ class Ledger:
                 if pointer.pos == pointer.end:
                     self._index_save(pending, head)
                     segment.size = offset + consumed
-                    index.active_crc = crc
+                    crc = index.active_crc = zlib.crc32(chunk[folded:consumed], crc)
+                    folded = consumed
                     pending = _Pending(segment.size)
+            crc = zlib.crc32(chunk[folded:consumed], crc)  # a save that goes on in the next read
             if expected == self._limit:
                 break
             if consumed == 0:
@@ -720,9 +727,7 @@ class Ledger:
         that disagrees with the file) raises instead of passing as another event.
         """
         with self._state:
-            self._readable()
-            self._catch_up(repair=False)
-            self._readable()
+            self._caught_up()
             last = min(last, self.index.last_pos)
             spans = []
             while first <= last:
@@ -741,8 +746,9 @@ class Ledger:
                         raise CorruptLogError(msg)
                     want *= 2
                     continue
-                for line in chunk[:cut].splitlines():
-                    _expect_position(line, pos, path)
+                lines = chunk[:cut].splitlines()
+                _expect_span(lines, pos, path)
+                for line in lines:
                     yield pos, line
                     pos += 1
                 offset += cut
@@ -756,8 +762,7 @@ class Ledger:
                 while first <= last:
                     segment, start, end, span_last = self.index.span(first, last)
                     lines = self._pread(segment.path, start, end - start).splitlines()
-                    for pos, line in enumerate(lines, first):
-                        _expect_position(line, pos, segment.path)
+                    _expect_span(lines, first, segment.path)
                     out.extend(lines)
                     first = span_last + 1
         return out
@@ -765,16 +770,12 @@ class Ledger:
     def last_position(self) -> int:
         """The last committed position (0 for an empty log), including other processes' saves."""
         with self._state:
-            self._readable()
-            self._catch_up(repair=False)
-            self._readable()
+            self._caught_up()
             return self.index.last_pos
 
     def max_tracking_id(self, application_name: str) -> int | None:
         with self._state:
-            self._readable()
-            self._catch_up(repair=False)
-            self._readable()
+            self._caught_up()
             return self.index.tracking.get(application_name)
 
     def committed_cut(self) -> tuple[list[tuple[Path, int]], int]:
@@ -784,9 +785,7 @@ class Ledger:
         torn); readers that bypass the ledger (DuckDB) must stop there.
         """
         with self._state:
-            self._readable()
-            self._catch_up(repair=False)
-            self._readable()
+            self._caught_up()
             segments = [(s.path, s.size) for s in self.index.segments if s.path.exists()]
             return segments, self.index.last_pos
 
@@ -815,9 +814,7 @@ class Ledger:
 
     def stream(self, stream_id: str) -> Any:
         with self._state:
-            self._readable()
-            self._catch_up(repair=False)
-            self._readable()
+            self._caught_up()
             return self.index.streams.get(stream_id)
 
     def _pread(self, path: Path, offset: int, size: int) -> bytes:
@@ -899,10 +896,19 @@ def _save_problem(
     return ""
 
 
-def _expect_position(line: bytes, pos: int, path: Path) -> None:
-    if not line.startswith(b'{"pos":%d,' % pos):
-        msg = f"{path} changed under the ledger: the line read for position {pos} is not it"
-        raise CorruptLogError(msg)
+def _expect_span(lines: list[bytes], first: int, path: Path) -> None:
+    """The lines read for positions ``first``.. must start and end where the index says.
+
+    Lines are contiguous, so checking both ends of each read catches an index whose offsets
+    disagree with the file (a wrong line would otherwise pass as another event) at the cost
+    of two comparisons per read, not one per line.
+    """
+    if not lines:
+        return
+    for pos, line in ((first, lines[0]), (first + len(lines) - 1, lines[-1])):
+        if not line.startswith(b'{"pos":%d,' % pos):
+            msg = f"{path} changed under the ledger: the line read for position {pos} is not it"
+            raise CorruptLogError(msg)
 
 
 def _size_of(path: Path) -> int:
