@@ -17,7 +17,8 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from sheratan.store.audit import Verification, verify
-from sheratan.store.checkpoints import CheckpointChain, append_record, file_digest, read_chain
+from sheratan.store.checkpoints import CheckpointChain, append_record, read_chain
+from sheratan.store.files import file_digest
 from sheratan.store.lines import GENESIS_HASH, compute_hash, line_body
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -23,9 +23,9 @@ from sheratan.analytics.session import (
     CACHE_FORMAT,
     META_FORMAT,
     META_SOURCE,
-    _range_digest,
 )
 from sheratan.store.factory import open_ledger
+from sheratan.store.files import file_digest
 from tests.cli_helpers import as_json, invoke
 from tests.decision_helpers import simulated_home
 
@@ -204,7 +204,7 @@ def test_the_active_segment_is_cached_in_checked_chunks(
 
     [rebuilt] = sorted((copy / "analytics").glob(pattern))[:1]
     end = int(rebuilt.name.split("-")[2])
-    _forge(copy, rebuilt, digest=_range_digest(active, 0, end))
+    _forge(copy, rebuilt, digest=file_digest(active, 0, end))
     result = invoke(copy, "sql", COUNTS, "--json")
     assert json.loads(result.stdout) == after
     assert result.stderr.count("note: rebuilt") == 1

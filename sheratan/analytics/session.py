@@ -29,7 +29,6 @@ interrupts one that runs past its time limit.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import os
 import sys
@@ -50,6 +49,7 @@ from sheratan.analytics.reader import (
 )
 from sheratan.analytics.shapes import BASE_TABLES, VIEWS, empty_lines
 from sheratan.analytics.source import redacted_data_sql, register
+from sheratan.store.files import file_digest
 from sheratan.store.ledger import Ledger
 
 CACHE_DIR = "analytics"
@@ -214,7 +214,7 @@ class Analytics(Closing):
         start, first = 0, int(segment.stem)
         while (end := ends.get(start)) is not None and end <= size:
             files = self._files(f"{segment.stem}-{start}-{end}")
-            last = self._span(files, _range_digest(segment, start, end), first)
+            last = self._span(files, file_digest(segment, start, end), first)
             if last is None:
                 self._rebuilt.append(f"{segment.name} (bytes {start}..{end})")
                 for file in files.values():
@@ -228,7 +228,7 @@ class Analytics(Closing):
             source = self.log.snapshot(segment, size, start)
             try:
                 self.cache_dir.mkdir(exist_ok=True)
-                self._build(source, _range_digest(source, 0, size - start), files)
+                self._build(source, file_digest(source, 0, size - start), files)
             except OSError:
                 return chunks, start
             chunks.append({t: str(f) for t, f in files.items()})
@@ -372,19 +372,7 @@ def _sealed_digest(ledger: Ledger, path: Path) -> str:
     A segment sealed before seal records existed (the next writer seals it) has only its
     chain, which opening the ledger checked: its bytes as they are now are that history."""
     seal = ledger.seal_for(path)
-    return seal.digest if seal is not None else _range_digest(path, 0, path.stat().st_size)
-
-
-def _range_digest(path: Path, start: int, end: int) -> str:
-    """The sha256 (hex) of bytes ``start``..``end`` of ``path``."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        file.seek(start)
-        left = end - start
-        while left > 0 and (chunk := file.read(min(left, 1 << 20))):
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
+    return seal.digest if seal is not None else file_digest(path)
 
 
 def _extend(cached: dict[str, list[str]], files: list[dict[str, str]]) -> None:

@@ -25,7 +25,6 @@ from sheratan.store.files import append_durably
 from sheratan.store.lines import GENESIS_HASH
 
 _CP_SUFFIX_BYTES = len(b',"cp":"') + 64 + len(b'"}')
-_DIGEST_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class Seal(msgspec.Struct, frozen=True):
@@ -125,20 +124,6 @@ def append_record(path: Path, chain: CheckpointChain, record: Checkpoint) -> Che
     if chain.chained_from is None:
         chain.chained_from = chained.pos
     return chained
-
-
-def file_digest(path: Path, size: int | None = None) -> str:
-    """sha256 of the first ``size`` bytes of ``path`` (all of it by default), hex."""
-    digest = hashlib.sha256()
-    remaining = size if size is not None else os.stat(path).st_size
-    with path.open("rb") as handle:
-        while remaining > 0:
-            chunk = handle.read(min(_DIGEST_CHUNK_BYTES, remaining))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
-    return digest.hexdigest()
 
 
 def _cp_of(prev: str, line: bytes) -> str:

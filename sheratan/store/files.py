@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_DIGEST_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def file_digest(path: Path, start: int = 0, end: int | None = None) -> str:
+    """sha256 (hex) of bytes ``start``..``end`` of ``path`` (to its end by default)."""
+    digest = hashlib.sha256()
+    left = (end if end is not None else os.stat(path).st_size) - start
+    with path.open("rb") as handle:
+        handle.seek(start)
+        while left > 0 and (chunk := handle.read(min(left, _DIGEST_CHUNK_BYTES))):
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sheratan.store.checkpoints import Checkpoint, CheckpointChain, file_digest
+from sheratan.store.checkpoints import Checkpoint, CheckpointChain
+from sheratan.store.files import file_digest
 from sheratan.store.lines import GENESIS_HASH, check_line
 
 SEGMENT_FILE = re.compile(r"^\d{20}\.jsonl$")

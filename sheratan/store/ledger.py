@@ -33,10 +33,9 @@ from sheratan.store.checkpoints import (
     CheckpointChain,
     Seal,
     append_record,
-    file_digest,
     read_chain,
 )
-from sheratan.store.files import FileLock, UtcClock, append_durably, fsync_dir
+from sheratan.store.files import FileLock, UtcClock, append_durably, file_digest, fsync_dir
 from sheratan.store.index import LogIndex, Segment, StreamVersions, segment_name
 from sheratan.store.integrity import (
     Damage,
