@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from events import Event
+from events.decisions import ErrorInfo, Metrics
 
 Priority = Literal["critical", "high", "normal", "low"]
 PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal", "low")
@@ -51,9 +52,18 @@ class JobStarted(Event, frozen=True, kw_only=True):
 
 
 class JobCompleted(Event, frozen=True, kw_only=True):
+    """An attempt's success, recorded by the worker that held its lease.
+
+    ``attempt`` and ``metrics`` (what Score v1 reads) are None in logs written before
+    attempts were asynchronous: their decisions were scored in the dispatching process.
+    """
+
     TOPIC: ClassVar[str] = "job.completed"
 
     result: dict[str, Any]
+    attempt: int | None = None
+    metrics: Metrics | None = None
+    artifacts: tuple[str, ...] = ()
 
 
 class JobFailed(Event, frozen=True, kw_only=True):
@@ -61,19 +71,45 @@ class JobFailed(Event, frozen=True, kw_only=True):
 
     error: str
     code: str = "error"
+    attempt: int | None = None
+    metrics: Metrics | None = None
 
 
 class JobRetryScheduled(Event, frozen=True, kw_only=True):
+    """A recovery decision sends the job round again: to ``worker`` (RETRY, FALLBACK) or to a
+    new dispatch decision (None: QUARANTINE), not before ``not_before``.
+
+    A RETRY waits ``backoff_s`` (exponential in the retry count, ``jitter`` its random
+    fraction, drawn from the run's seed and recorded here so replay needs no generator)."""
+
     TOPIC: ClassVar[str] = "job.retry_scheduled"
 
     retry_count: int
     not_before: datetime | None = None
+    decision_id: UUID | None = None
+    worker: str | None = None
+    backoff_s: float = 0.0
+    jitter: float = 0.0
 
 
 class JobTimedOut(Event, frozen=True, kw_only=True):
     TOPIC: ClassVar[str] = "job.timed_out"
 
     attempt: int
+
+
+class JobResultLate(Event, frozen=True, kw_only=True):
+    """A result for an attempt the worker no longer held (its lease expired, or the job was
+    cancelled): kept for the record, it completes nothing and scores nothing."""
+
+    TOPIC: ClassVar[str] = "job.result_late"
+
+    attempt: int
+    worker: str
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    reason: str
 
 
 class JobCancelled(Event, frozen=True, kw_only=True):
@@ -124,4 +160,5 @@ JOB_EVENTS = (
     JobQuarantined,
     JobRequeued,
     JobResumed,
+    JobResultLate,
 )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from events import Event
 
-Transport = Literal["local", "simulated"]
+#: local and simulated workers run inside the dispatching process; a ``process`` worker is a
+#: ``worker run`` daemon of its own; a ``webrelay`` worker is reached through files.
+Transport = Literal["local", "simulated", "process", "webrelay"]
+TRANSPORTS: tuple[str, ...] = get_args(Transport)
 
 
 class WorkerRegistered(Event, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ from uuid import UUID
 import msgspec
 
 from events import Event
+from events.decisions import Metrics
 from events.jobs import (
     JOB_EVENTS,
     PRIORITIES,
@@ -28,6 +29,7 @@ from events.jobs import (
     JobQuarantined,
     JobQueued,
     JobRequeued,
+    JobResultLate,
     JobResumed,
     JobRetryScheduled,
     JobStarted,
@@ -49,6 +51,8 @@ Status = Literal[
 ]
 
 PRIORITY_RANK = {priority: rank for rank, priority in enumerate(PRIORITIES)}
+#: The statuses in which an attempt holds a lease.
+LEASED: frozenset[str] = frozenset({"dispatched", "running"})
 
 
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +83,16 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     queued_at: datetime | None = None
     namespace: str = ""
+    #: The decision whose attempt is open (the one its result will score), or the recovery
+    #: decision that scheduled the next attempt.
+    decision_id: UUID | None = None
+    #: What a recovery decision scheduled: the worker of a RETRY or FALLBACK (None after a
+    #: QUARANTINE: a new dispatch decision), and the earliest time of the next attempt.
+    retry_worker: str | None = None
+    not_before: datetime | None = None
+    #: What the last ended attempt measured (Score v1's inputs) and the artifacts it made.
+    metrics: Metrics | None = None
+    artifacts: tuple[str, ...] = ()
 
 
 def _created(event: JobCreated) -> JobState:
@@ -114,17 +128,44 @@ def _advance(job: JobState, event: Any, **changes: Any) -> JobState:
 _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
     JobQueued: lambda j, e: _advance(j, e, status="queued", queued_at=e.timestamp),
     JobDispatched: lambda j, e: _advance(
-        j, e, status="dispatched", worker=e.worker, attempt=e.attempt, lease_until=e.lease_until
+        j,
+        e,
+        status="dispatched",
+        worker=e.worker,
+        attempt=e.attempt,
+        lease_until=e.lease_until,
+        decision_id=e.decision_id,
+        retry_worker=None,
+        not_before=None,
     ),
     JobStarted: lambda j, e: _advance(j, e, status="running", worker=e.worker, attempt=e.attempt),
     JobCompleted: lambda j, e: _advance(
-        j, e, status="completed", result=e.result, lease_until=None
+        j,
+        e,
+        status="completed",
+        result=e.result,
+        lease_until=None,
+        metrics=e.metrics,
+        artifacts=e.artifacts,
     ),
     JobFailed: lambda j, e: _advance(
-        j, e, status="failed", error=e.error, error_code=e.code, lease_until=None
+        j,
+        e,
+        status="failed",
+        error=e.error,
+        error_code=e.code,
+        lease_until=None,
+        metrics=e.metrics,
+        artifacts=(),
     ),
     JobRetryScheduled: lambda j, e: _advance(
-        j, e, status="retry_scheduled", retry_count=e.retry_count
+        j,
+        e,
+        status="retry_scheduled",
+        retry_count=e.retry_count,
+        decision_id=e.decision_id,
+        retry_worker=e.worker,
+        not_before=e.not_before,
     ),
     JobTimedOut: lambda j, e: _advance(
         j, e, status="timed_out", error="timed out", error_code="timeout", lease_until=None
@@ -137,6 +178,7 @@ _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
     ),
     JobRequeued: lambda j, e: _back_in_queue(j, e),
     JobResumed: lambda j, e: _back_in_queue(j, e),
+    JobResultLate: lambda j, e: _advance(j, e),
 }
 
 
@@ -150,6 +192,8 @@ def _back_in_queue(job: JobState, event: Any) -> JobState:
         error=None,
         error_code=None,
         cancelled_by=None,
+        retry_worker=None,
+        not_before=None,
     )
 
 
@@ -196,6 +240,10 @@ class JobsView:
         for job in sorted(self.jobs.values(), key=lambda job: (job.created_at, str(job.id))):
             self._link(job)
         self._queued: list[dict[UUID, None]] = [{} for _ in PRIORITIES]
+        #: Jobs whose attempt holds a lease (dispatched or running): what a sweep looks at.
+        self.leased: dict[UUID, None] = {
+            job.id: None for job in self.jobs.values() if job.status in LEASED
+        }
         waiting = [job for job in self.jobs.values() if job.status == "queued"]
         for job in sorted(waiting, key=lambda job: (job.queued_at, str(job.id))):
             self._queued[PRIORITY_RANK[job.priority]][job.id] = None
@@ -214,6 +262,10 @@ class JobsView:
                 del self._queued[PRIORITY_RANK[after.priority]][job_id]
             elif after.status == "queued" and not was_queued:
                 self._queued[PRIORITY_RANK[after.priority]][job_id] = None
+            if after.status in LEASED:
+                self.leased[job_id] = None
+            elif before is not None and before.status in LEASED:
+                self.leased.pop(job_id, None)
         self.position = position
 
     def _link(self, job: JobState) -> None:

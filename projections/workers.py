@@ -70,6 +70,17 @@ def record_outcome(state: WorkerState, ok: bool) -> WorkerState:
 
 def apply_worker(state: WorkerState | None, event: Event) -> WorkerState:
     if isinstance(event, WorkerRegistered):
+        if state is not None:  # registered again: what it is changes, its record stays
+            return msgspec.structs.replace(
+                state,
+                version=event.originator_version,
+                kinds=event.kinds,
+                transport=event.transport,
+                cost_hint=event.cost_hint,
+                profile=event.profile,
+                namespace=event.namespace,
+                last_seen=event.timestamp,
+            )
         return WorkerState(
             id=event.worker_id,
             stream=event.originator_id,
@@ -135,7 +146,7 @@ class WorkersView:
                 self.workers[worker_id] = record_outcome(self.workers[worker_id], ok)
         elif isinstance(event, WorkerRegistered):
             self.by_stream[event.originator_id] = event.worker_id
-            self.workers[event.worker_id] = apply_worker(None, event)
+            self.workers[event.worker_id] = apply_worker(self.workers.get(event.worker_id), event)
         elif isinstance(event, WorkerHeartbeat | WorkerQuarantined | WorkerReleased):
             worker_id = self.by_stream[event.originator_id]
             self.workers[worker_id] = apply_worker(self.workers[worker_id], event)

@@ -44,6 +44,7 @@ from events.missions import (
 )
 from events.policy import PolicyRecorded, ReplayRun
 from events.workers import (
+    TRANSPORTS,
     Transport,
     WorkerHeartbeat,
     WorkerQuarantined,
@@ -296,20 +297,27 @@ class Sheratan(Application[UUID]):
         *,
         cost_hint: float = 0.0,
         profile: dict[str, Any] | None = None,
+        again: bool = False,
     ) -> UUID:
+        """Register a worker; ``again`` re-registers one that exists (a daemon starting up:
+        new kinds or transport, its quarantine and record kept)."""
         check_text("worker id", worker_id, MAX_NAME_CHARS)
         if not kinds:
             msg = "a worker needs at least one kind"
             raise InvalidInputError(msg)
         check_kinds(kinds)
-        if transport not in ("local", "simulated"):
-            msg = f"transport must be local or simulated, not {transport!r}"
+        if transport not in TRANSPORTS:
+            msg = f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}"
             raise InvalidInputError(msg)
         stream = worker_stream(worker_id)
+        version = 1
+        if again:
+            existing = self.recorder.select_events(stream, desc=True, limit=1)
+            version = existing[0].originator_version + 1 if existing else 1
         event = self._new(
             WorkerRegistered,
             stream,
-            1,
+            version,
             worker_id=worker_id,
             kinds=tuple(kinds),
             transport=transport,

@@ -21,6 +21,7 @@ from events.jobs import (
     JobQuarantined,
     JobQueued,
     JobRequeued,
+    JobResultLate,
     JobResumed,
     JobRetryScheduled,
     JobStarted,
@@ -44,6 +45,20 @@ ALLOWED_FROM: dict[type[Event], frozenset[Status]] = {
     JobQuarantined: frozenset({"created", "queued", "failed", "timed_out", "retry_scheduled"}),
     JobRequeued: frozenset({"failed", "timed_out", "quarantined"}),
     JobResumed: frozenset({"cancelled"}),
+    # A late result changes nothing but the record: any status after the first dispatch.
+    JobResultLate: frozenset(
+        {
+            "queued",
+            "dispatched",
+            "running",
+            "completed",
+            "failed",
+            "retry_scheduled",
+            "timed_out",
+            "cancelled",
+            "quarantined",
+        }
+    ),
 }
 
 #: The statuses a dependent may be cancelled from.

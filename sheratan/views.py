@@ -18,7 +18,9 @@ import msgspec
 
 from events import Event
 from events.catalogue import EVENT_TYPES
+from events.decisions import DecisionMade
 from projections.baselines import BaselinesView
+from projections.decisions import OpenDecisionsView
 from projections.jobs import JobState, JobsView
 from projections.missions import MissionState, MissionsView, TaskState
 from projections.priors import Prior, PriorsView
@@ -228,6 +230,28 @@ def baselines_kind(window: int) -> ViewKind[BaselinesView]:
     return ViewKind(f"baselines-w{window}", lambda: BaselinesView(window), dump, load)
 
 
+class _DecisionsSnapshot(msgspec.Struct):
+    open: list[DecisionMade]
+    to_settle: list[UUID]
+
+
+def _decisions_to_snapshot(view: OpenDecisionsView) -> bytes:
+    return msgspec.msgpack.encode(
+        _DecisionsSnapshot(list(view.open.values()), list(view.to_settle))
+    )
+
+
+def _decisions_from_snapshot(data: bytes) -> OpenDecisionsView:
+    snapshot = msgspec.msgpack.decode(data, type=_DecisionsSnapshot)
+    view = OpenDecisionsView()
+    for made in snapshot.open:
+        view.open[made.originator_id] = made
+        if made.job_id is not None:
+            view.by_job.setdefault(made.job_id, []).append(made.originator_id)
+    view.to_settle = dict.fromkeys(snapshot.to_settle)
+    return view
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
@@ -238,8 +262,11 @@ WORKERS: ViewKind[WorkersView] = ViewKind(
 PRIORS: ViewKind[PriorsView] = ViewKind(
     "priors", PriorsView, _priors_to_snapshot, _priors_from_snapshot
 )
+DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
+    "decisions", OpenDecisionsView, _decisions_to_snapshot, _decisions_from_snapshot
+)
 VIEW_KINDS: dict[str, ViewKind[Any]] = {
-    kind.name: kind for kind in (JOBS, MISSIONS, WORKERS, PRIORS, baselines_kind(200))
+    kind.name: kind for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, baselines_kind(200))
 }
 
 

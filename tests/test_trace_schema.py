@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.decisions import DecisionScored, PriorsUpdated
+from events.decisions import DecisionScored, Metrics, PriorsUpdated
+from events.jobs import JobFailed
 from projections.jobs import JobState
 from projections.workers import WorkerState
 from sheratan.decide.trace import SCHEMA_PATH, check, encode, trace_record, violations
@@ -113,17 +114,19 @@ def test_runtime_check_and_published_schema_agree(
 
 
 class NanTransport:
-    """A worker whose result carries a non-finite latency: its record cannot validate."""
+    """A worker whose result carries a non-finite latency: JSON cannot hold it."""
 
     def execute(self, job: JobState, worker: WorkerState) -> Outcome:
         return Outcome(True, math.nan, result={})
 
 
-def test_an_invalid_record_lands_in_breaches_only_and_the_caller_hears(tmp_path: Path) -> None:
+def test_a_non_finite_outcome_is_a_failed_attempt_and_the_log_stays_readable(
+    tmp_path: Path,
+) -> None:
     init_home(tmp_path / "h")
     home = Home.open(tmp_path / "h")
     home.app.register_worker("w", ("noop",), "local")
-    home.app.create_job("noop", {})
+    job_id = home.app.create_job("noop", {}, max_retries=0)
     dispatcher = build_dispatcher(
         home,
         EngineConfig.load(workspace=tmp_path),
@@ -132,13 +135,49 @@ def test_an_invalid_record_lands_in_breaches_only_and_the_caller_hears(tmp_path:
         outcomes_rng=random.Random(0),
     )
     dispatcher.transports["local"] = NanTransport()
-    stats = dispatcher.run()
-    assert stats.breaches == 1
+    dispatcher.run()
+    failed = [e for _, e in events(home) if isinstance(e, JobFailed)]
+    assert [(e.originator_id, e.code) for e in failed] == [(job_id, "invalid_outcome")]
+    assert "non-finite latency_ms" in failed[0].error
+    assert home.verify().ok
+
+
+def test_an_invalid_record_lands_in_breaches_only_and_the_decision_is_closed(
+    tmp_path: Path,
+) -> None:
+    init_home(tmp_path / "h")
+    home = Home.open(tmp_path / "h")
+    home.app.register_worker("w", ("noop",), "process")
+    home.app.heartbeat("w")
+    home.app.create_job("noop", {})
+    dispatcher = build_dispatcher(
+        home,
+        EngineConfig.load(workspace=tmp_path),
+        clock=WallClock(),
+        ids=Ids(),
+        outcomes_rng=random.Random(0),
+    )
+    dispatcher.run()  # a daemon's worker: leased, not run here
+    [(made, _)] = decisions(home)
+    broken = DecisionScored(
+        originator_id=made.originator_id,
+        originator_version=2,
+        timestamp=made.timestamp,
+        status="success",
+        metrics=Metrics(),
+        score=math.inf,
+    )
+    assert dispatcher.settler.record_scored(made, broken) is False
+    dispatcher.recorder.flush()
+    assert dispatcher.stats.breaches == 1
     logged = [e for _, e in events(home)]
-    assert not any(isinstance(e, DecisionScored | PriorsUpdated) for e in logged)
+    [closed] = [e for e in logged if isinstance(e, DecisionScored)]
+    assert (closed.status, closed.error.code) == ("skipped", "not_scored")  # type: ignore[union-attr]
+    assert "kept in breaches" in closed.error.message  # type: ignore[union-attr]
+    assert not any(isinstance(e, PriorsUpdated) for e in logged)
     [breach] = BreachLog(open_ledger(home.path, "breaches")).all()
     assert breach["path"].startswith("/result/")
-    assert breach["record"]["node_id"] == str(decisions(home)[0][0].originator_id)
+    assert breach["record"]["node_id"] == str(made.originator_id)
     assert violations(breach["record"])  # the published schema refuses it too
     assert home.verify().ok
 

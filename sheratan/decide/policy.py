@@ -73,6 +73,24 @@ class QuarantineEvidence(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
             raise ValueError(msg)
 
 
+class RetryBackoff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long a RETRY waits: ``base_s * factor**retries_before``, at most ``max_s``, less a
+    random fraction (up to ``jitter``) so retries of many jobs do not come back in step."""
+
+    base_s: float
+    factor: float
+    max_s: float
+    jitter: float
+
+    def __post_init__(self) -> None:
+        if self.base_s < 0 or self.max_s < 0 or self.factor < 1:
+            msg = "base_s and max_s must be at least 0, factor at least 1"
+            raise ValueError(msg)
+        if not 0.0 <= self.jitter <= 1.0:
+            msg = "jitter must be within 0..1"
+            raise ValueError(msg)
+
+
 class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     allowed_kinds: tuple[str, ...]
     forbidden_kinds: tuple[str, ...]
@@ -84,6 +102,7 @@ class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     ucb_c: float
     epsilon: float
     quarantine_evidence: QuarantineEvidence
+    retry_backoff: RetryBackoff
 
     @property
     def known_kinds(self) -> tuple[str, ...]:

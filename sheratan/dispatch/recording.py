@@ -9,6 +9,7 @@ one save, so a crash loses the whole unflushed batch and never half of it.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -72,6 +73,8 @@ class Clock(Protocol):
 
     def advance(self, milliseconds: float) -> None: ...
 
+    def wait_until(self, when: datetime) -> None: ...
+
 
 class WallClock:
     """Real time; ``advance`` does nothing (the work itself took the time)."""
@@ -81,6 +84,9 @@ class WallClock:
 
     def advance(self, milliseconds: float) -> None:
         return None
+
+    def wait_until(self, when: datetime) -> None:
+        time.sleep(max(0.0, (when - self.now()).total_seconds()))
 
 
 class VirtualClock:
@@ -94,6 +100,9 @@ class VirtualClock:
 
     def advance(self, milliseconds: float) -> None:
         self._now += timedelta(milliseconds=milliseconds)
+
+    def wait_until(self, when: datetime) -> None:
+        self._now = max(self._now, when)
 
 
 class Ids:

@@ -31,14 +31,15 @@ from sheratan.decide.policy import (
 )
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.breaches import BreachLog
-from sheratan.dispatch.loop import Dispatcher, EngineViews, RunStats
+from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
+from sheratan.dispatch.loop import Dispatcher
 from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
 from sheratan.store.factory import open_ledger
 from sheratan.streams import worker_stream
-from sheratan.views import JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
@@ -101,6 +102,7 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
         workers=views.current(WORKERS),
         priors=views.current(PRIORS),
         baselines=views.current(baselines_kind(scoring.baselines.window)),
+        decisions=views.current(DECISIONS),
     )
 
 
@@ -115,6 +117,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     home.views.save(WORKERS, views.workers)
     home.views.save(PRIORS, views.priors)
     home.views.save(baselines_kind(scoring.baselines.window), views.baselines)
+    home.views.save(DECISIONS, views.decisions)
 
 
 def build_dispatcher(
@@ -144,17 +147,19 @@ def build_dispatcher(
         build_id=BUILD_ID,
         policy_id=snapshot.policy_id,
     )
-    return Dispatcher(
+    context = DispatchContext(
         views=views,
         recorder=Recorder(home.app, views.all()),
         engine=engine,
         scoring=config.scoring,
-        transports=transports,
         clock=clock,
         ids=ids,
-        quarantine_cooldown_s=config.gates.quarantine_cooldown_s,
-        on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
         namespace=namespace,
+    )
+    return Dispatcher(
+        context,
+        transports=transports,
+        on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
     )
 
 

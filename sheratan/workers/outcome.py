@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import msgspec
 
 from events.decisions import ErrorInfo
 from projections.jobs import JobState
@@ -43,9 +46,36 @@ def run_attempt(transport: Transport, job: JobState, worker: WorkerState) -> Out
     """
     started = time.perf_counter()
     try:
-        return transport.execute(job, worker)
+        outcome = transport.execute(job, worker)
     except Exception as error:  # every error of the job, whatever its class
         elapsed_ms = (time.perf_counter() - started) * 1000
         name = type(error).__name__
         message = f"{name}: {error}"[:MAX_ERROR_MESSAGE_CHARS]
         return Outcome(False, elapsed_ms, error=ErrorInfo(name, message))
+    problem = outcome_problem(outcome)
+    if problem is None:
+        return outcome
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return Outcome(False, elapsed_ms, error=ErrorInfo("invalid_outcome", problem))
+
+
+def outcome_problem(outcome: Outcome) -> str | None:
+    """Why an outcome may not enter the log (a non-finite metric, a result that is not JSON,
+    an artifact that is not text), or None. JSON has no NaN: a NaN would be written as null
+    and the event could not be read back."""
+    numbers = {
+        "latency_ms": outcome.latency_ms,
+        "cost": outcome.cost,
+        "quality": outcome.quality,
+        "risk": outcome.risk,
+    }
+    bad = [name for name, value in numbers.items() if not math.isfinite(value)]
+    if bad:
+        return f"the worker reported a non-finite {', '.join(bad)}"
+    if not all(isinstance(artifact, str) for artifact in outcome.artifacts):
+        return "the worker reported an artifact that is not text"
+    try:
+        msgspec.json.encode(outcome.result)
+    except (TypeError, ValueError, OverflowError) as error:
+        return f"the worker's result is not JSON: {error}"[:MAX_ERROR_MESSAGE_CHARS]
+    return None
