@@ -18,6 +18,7 @@ with the reasons and no worker is called.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,10 +38,20 @@ from sheratan.dispatch.candidates import (
 from sheratan.dispatch.context import DispatchContext, RunStats
 from sheratan.dispatch.settle import Settler
 from sheratan.lifecycle import job_event
-from sheratan.workers.outcome import Transport, run_attempt
+from sheratan.workers.outcome import Handoff, Transport, run_attempt
 from sheratan.workers.report import claim_event, outcome_event
 
 BLOCKING_STATUSES = frozenset({"cancelled", "quarantined"})
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one round did: dispatch decisions made, attempts settled or collected, and when
+    the first retry waiting for its backoff may run (None: none waits)."""
+
+    dispatched: int
+    settled: int
+    retry_at: datetime | None
 
 
 class Dispatcher:
@@ -49,6 +60,7 @@ class Dispatcher:
         context: DispatchContext,
         *,
         transports: dict[str, Transport],
+        handoffs: dict[str, Handoff] | None = None,
         constraints: dict[str, Any] | None = None,
         on_breach: Callable[[dict[str, Any], Violation], object] | None = None,
     ) -> None:
@@ -62,6 +74,9 @@ class Dispatcher:
         self.namespace = context.namespace
         #: Workers of these transports run in this process, right after their lease.
         self.transports = transports
+        #: Workers of these transports are handed their attempt at its lease, and their
+        #: outcomes collected by every round.
+        self.handoffs = handoffs or {}
         self.constraints = constraints or {}
         self.settler = Settler(context, self._decide, on_breach)
 
@@ -74,29 +89,62 @@ class Dispatcher:
         flush_every: int = 1,
         progress: Callable[[int], None] | None = None,
     ) -> RunStats:
-        """Settle what ended, sweep expired leases, and dispatch ready jobs until none is
-        left (or ``max_jobs``), flushing every N jobs. Retries waiting for their backoff are
-        waited for (on virtual time, the clock jumps); attempts held by workers of other
-        processes are not: whoever follows the log settles them."""
+        """Rounds until no job is ready (or ``max_jobs`` dispatch decisions), flushing every
+        ``flush_every`` jobs. Retries waiting for their backoff are waited for (on virtual
+        time, the clock jumps); attempts held by workers of other processes are not:
+        whoever follows the log settles them."""
         try:
             while max_jobs is None or self.stats.jobs < max_jobs:
-                self.settle_ended()
-                self.sweep()
-                job, retry_at = self.next_ready_job()
-                if job is None:
-                    if retry_at is None:
-                        break
-                    self.recorder.flush()
-                    self.clock.wait_until(retry_at)
-                    continue
-                self.dispatch(job)
-                if self.stats.jobs % flush_every == 0:
-                    self.recorder.flush()
-                if progress is not None:
+                budget = (
+                    flush_every
+                    if max_jobs is None
+                    else min(flush_every, max_jobs - self.stats.jobs)
+                )
+                done = self.round(budget)
+                self.recorder.flush()
+                if progress is not None and done.dispatched:
                     progress(self.stats.jobs)
+                if done.dispatched or done.settled:
+                    continue
+                if done.retry_at is None:
+                    break
+                self.clock.wait_until(done.retry_at)
         finally:
             self.recorder.flush()
         return self.stats
+
+    def round(self, max_dispatches: int) -> Round:
+        """One round over the views as they are: collect handed-off outcomes, settle what
+        ended, sweep expired leases, then lease up to ``max_dispatches`` ready jobs. Records
+        only; the caller saves (in one save, so a round is atomic)."""
+        settled = self.collect() + self.settle_ended() + self.sweep()
+        dispatched = 0
+        retry_at = None
+        while dispatched < max_dispatches:
+            job, retry_at = self.next_ready_job()
+            if job is None:
+                break
+            self.dispatch(job)
+            dispatched += 1
+        return Round(dispatched, settled, retry_at)
+
+    def collect(self) -> int:
+        """Record the outcomes the handoffs collected, then settle their attempts."""
+        count = 0
+        for handoff in self.handoffs.values():
+            for collected in handoff.collect(self.views.jobs, self.clock.now()):
+                job = self.views.jobs.jobs[collected.job_id]
+                self.recorder.record(
+                    outcome_event(
+                        job,
+                        collected.worker,
+                        collected.attempt,
+                        collected.outcome,
+                        self.clock.now(),
+                    )
+                )
+                count += 1
+        return count
 
     def settle_ended(self) -> int:
         """Settle every attempt of this namespace that ended since it was last looked at."""
@@ -268,6 +316,10 @@ class Dispatcher:
         transport = self.transports.get(worker.transport)
         if transport is not None:
             self._run_here(job.id, worker, transport)
+            return
+        handoff = self.handoffs.get(worker.transport)
+        if handoff is not None:
+            handoff.send(self.views.jobs.jobs[job.id], worker)
 
     def _run_here(self, job_id: Any, worker: WorkerState, transport: Transport) -> None:
         """An in-process worker takes the attempt, runs it, reports it; then it is settled."""

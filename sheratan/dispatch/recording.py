@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from events import Event
 
@@ -27,11 +28,36 @@ class View(Protocol):
     def apply(self, position: int, event: Event) -> None: ...
 
 
+class EventSource(Protocol):
+    """The log as the recorder reads it back: its end, and the events of a range."""
+
+    def last_position(self) -> int: ...
+
+    def events(self, first: int, last: int) -> Iterable[tuple[int, Event]]: ...
+
+
+class ViewsDivergedError(Exception):
+    """A save failed after its events were folded into the live views: they hold events the
+    log does not, and must be loaded again before anything is decided on them."""
+
+
 class Recorder:
-    """Collects events, folds them into views, and saves them in one batch per ``flush``."""
+    """Collects events, folds them into views, and saves them in one batch per ``flush``.
+
+    Other processes may save between two flushes (workers, operators, other dispatchers): a
+    flush folds their events too, and ``catch_up`` folds them without saving anything, so the
+    live views follow the whole log. Their events are folded after this process's own
+    unsaved ones, which is the log's order for everything but the order of independent
+    streams. A failed save (another process took a version first) leaves the views holding
+    events the log does not: ``ViewsDivergedError`` says they must be loaded again.
+    """
 
     def __init__(
-        self, app: Application[Any], views: list[View], on_flush: Callable[[], None] | None = None
+        self,
+        app: Application[Any],
+        views: list[View],
+        on_flush: Callable[[], None] | None = None,
+        source: EventSource | None = None,
     ) -> None:
         self.app = app
         self.views = views
@@ -43,6 +69,11 @@ class Recorder:
         self.pending: list[Event] = []
         self.recorded = 0
         self._on_flush = on_flush
+        self.source = source
+        #: Set when a save failed after its events were folded: the views must not be saved.
+        self.diverged = False
+        #: The log position the views have folded (their lowest, when loaded one by one).
+        self.position = min((view.position for view in views), default=0)
 
     def record(self, *events: Event) -> None:
         routes = self._routes
@@ -51,21 +82,55 @@ class Recorder:
                 view.apply(view.position, event)
         self.pending.extend(events)
 
-    def flush(self) -> None:
-        """Save every pending event in one atomic save; views take the log's last position."""
+    def flush(self, tracking: Tracking | None = None) -> list[int]:
+        """Save every pending event in one atomic save (with ``tracking``, the position this
+        save acted on, when given); fold what others saved before it; return its positions."""
         if not self.pending:
-            return
+            return []
         # Straight to the recorder: Application.save would re-check every event against a
         # runtime Protocol and wrap each in Recording objects, which costs more than encoding.
         to_stored = self.app.mapper.to_stored_event
-        positions = self.app.recorder.insert_events([to_stored(e) for e in self.pending])
-        self.recorded += len(self.pending)
+        stored = [to_stored(e) for e in self.pending]
+        count = len(self.pending)
         self.pending.clear()
+        try:
+            positions = list(self.app.recorder.insert_events(stored, tracking=tracking) or [])
+        except IntegrityError as error:
+            self.diverged = True
+            raise ViewsDivergedError(str(error)) from error
+        except BaseException:
+            self.diverged = True
+            raise
+        self.recorded += count
         if positions:
-            for view in self.views:
-                view.position = positions[-1]
+            self._fold_others(positions[0] - 1)
+            self._advance(positions[-1])
         if self._on_flush is not None:
             self._on_flush()
+        return positions
+
+    def catch_up(self) -> list[tuple[int, Event]]:
+        """Fold the events other processes saved since the views were last advanced."""
+        if self.source is None:
+            return []
+        return self._fold_others(self.source.last_position())
+
+    def _fold_others(self, last: int) -> list[tuple[int, Event]]:
+        if self.source is None or last <= self.position:
+            return []
+        others = list(self.source.events(self.position + 1, last))
+        routes = self._routes
+        for position, event in others:
+            for view in routes.get(type(event), ()):
+                if view.position < position:
+                    view.apply(position, event)
+        self._advance(last)
+        return others
+
+    def _advance(self, position: int) -> None:
+        self.position = position
+        for view in self.views:
+            view.position = max(view.position, position)
 
 
 class Clock(Protocol):

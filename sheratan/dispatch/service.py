@@ -110,7 +110,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     """Save the live views, but only when they hold nothing the log does not: after a failed
     flush (or any stop with events still pending) they are left unsaved, and the next open
     folds the log from the last saved position instead."""
-    if dispatcher.recorder.pending:
+    if dispatcher.recorder.pending or dispatcher.recorder.diverged:
         return
     views = dispatcher.views
     home.views.save(JOBS, views.jobs)

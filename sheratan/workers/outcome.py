@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import msgspec
 
 from events.decisions import ErrorInfo
-from projections.jobs import JobState
+from projections.jobs import JobState, JobsView
 from projections.workers import WorkerState
 
 
@@ -27,9 +29,31 @@ class Outcome:
 
 
 class Transport(Protocol):
-    """How a job reaches a worker and its outcome comes back."""
+    """How a job reaches a worker and its outcome comes back, within the dispatching process
+    (local, simulated): ``execute`` runs the attempt and returns its outcome."""
 
     def execute(self, job: JobState, worker: WorkerState) -> Outcome: ...
+
+
+@dataclass(frozen=True)
+class Collected:
+    """An outcome a handoff collected for one attempt."""
+
+    job_id: UUID
+    worker: str
+    attempt: int
+    outcome: Outcome
+
+
+class Handoff(Protocol):
+    """A transport whose worker runs elsewhere and is reached by the dispatcher (webrelay):
+    the attempt is handed over right after its lease, and its outcome collected later, by
+    whichever dispatcher looks. ``collect`` returns each outcome once; what it cannot accept
+    it keeps out of the log, with a reason, its own way."""
+
+    def send(self, job: JobState, worker: WorkerState) -> None: ...
+
+    def collect(self, jobs: JobsView, now: datetime) -> list[Collected]: ...
 
 
 #: How much of an unexpected error's message an outcome keeps (it goes into the permanent log).
