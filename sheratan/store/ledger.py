@@ -147,7 +147,7 @@ class Ledger:
         with self._state, self._flock.held():
             self._open()
         self._finalizer = weakref.finalize(
-            self, _close_fds, self._read_fds, self._write_fds, self._flock
+            self, _close_fds, self._read_fds, self._write_fds, self._flock, self._notifier
         )
 
     # ------------------------------------------------------------------ opening
@@ -935,10 +935,13 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _close_fds(read_fds: dict[Path, int], write_fds: list[int], flock: FileLock) -> None:
+def _close_fds(
+    read_fds: dict[Path, int], write_fds: list[int], flock: FileLock, notifier: Notifier
+) -> None:
     for fd in [*read_fds.values(), *write_fds]:
         with contextlib.suppress(OSError):
             os.close(fd)
     read_fds.clear()
     write_fds.clear()
     flock.close()
+    notifier.close()

@@ -83,6 +83,11 @@ class Notifier:
         except Exception as error:  # a failed wake-up must not look like a failed commit
             log.warning("waking the followers of %s failed: %r", self.folder, error)
 
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
     def _notify(self) -> None:
         for name in list(self._followers()):  # _forget edits the cached listing
             if self._sock is None:
