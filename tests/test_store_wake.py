@@ -69,6 +69,12 @@ def finish(follower: subprocess.Popen[str]) -> str:
     return out
 
 
+def write_in_another_process(tmp_path: Path, home: Path, saves: int) -> None:
+    writer = start_writer(tmp_path, home, "w", saves)
+    _, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+
+
 def commit(ledger: Ledger) -> None:
     ledger.append(save_of(uuid.uuid4(), 1))
 
@@ -99,9 +105,7 @@ def test_a_commit_in_another_process_wakes_this_one(tmp_path: Path) -> None:
     with Waker(open_ledger(home)) as waker:
         assert waker.uses_sockets
         assert waker.wait(0) is False
-        writer = start_writer(tmp_path, home, "w", 25)
-        _, err = writer.communicate(timeout=60)
-        assert writer.returncode == 0, err
+        write_in_another_process(tmp_path, home, 25)
         assert waker.wait(GENEROUS_S) is True
         assert waker.wait(0) is False  # the 25 saves were one wake-up
 
@@ -131,28 +135,27 @@ def test_a_killed_follower_is_cleaned_out_by_the_next_commit(tmp_path: Path) -> 
     assert registry(ledger.home) == []
 
 
-def test_a_thread_following_its_own_process_is_woken(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path / "home")
-    results: list[bool] = []
-    with Waker(ledger) as waker:
-        thread = threading.Thread(target=lambda: results.append(waker.wait(GENEROUS_S)))
-        thread.start()
-        commit(ledger)
-        thread.join()
-    assert results == [True]
-
-
-def test_wake_ends_a_wait_without_a_commit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("by", ["a commit in this process", "wake"])
+def test_a_waiting_thread_is_woken(tmp_path: Path, by: str) -> None:
     ledger = open_ledger(tmp_path / "home")
     results: list[bool] = []
     with Waker(ledger) as waker:
         thread = threading.Thread(target=lambda: results.append(waker.wait(None)))
         thread.start()
-        waker.wake()
+        if by == "wake":
+            waker.wake()  # as a signal handler would, to stop a follower
+        else:
+            commit(ledger)
         thread.join()
-        assert ledger.last_position() == 0
+        assert ledger.last_position() == (0 if by == "wake" else 1)
     assert results == [True]
-    waker.wake()  # after close: nothing to wake, no error
+
+
+def test_a_closed_waker_ignores_wake_and_refuses_wait(tmp_path: Path) -> None:
+    waker = Waker(open_ledger(tmp_path / "home"))
+    waker.close()
+    waker.close()
+    waker.wake()
     with pytest.raises(ValueError, match="closed"):
         waker.wait(0)
 
@@ -164,9 +167,7 @@ def test_the_fallback_sees_another_process_commit(tmp_path: Path) -> None:
         assert not waker.uses_sockets
         assert registry(home) == []
         assert waker.wait(0) is False
-        writer = start_writer(tmp_path, home, "w", 3)
-        _, err = writer.communicate(timeout=60)
-        assert writer.returncode == 0, err
+        write_in_another_process(tmp_path, home, 3)
         assert waker.wait(GENEROUS_S) is True
         assert waker.wait(0) is False
         commit(ledger)  # in-process commits wake it too
@@ -202,9 +203,7 @@ def test_a_subscription_receives_another_process_saves(tmp_path: Path) -> None:
     home = tmp_path / "home"
     recorder = JsonlApplicationRecorder(open_ledger(home))
     with recorder.subscribe(gt=0) as subscription:
-        writer = start_writer(tmp_path, home, "w", 2)
-        _, err = writer.communicate(timeout=60)
-        assert writer.returncode == 0, err
+        write_in_another_process(tmp_path, home, 2)
         ids = [next(subscription).id for _ in range(5)]  # saves of 2 and 3 events
     assert ids == [1, 2, 3, 4, 5]
     assert registry(home) == []

@@ -32,7 +32,6 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sheratan.store.limits import MAX_FOLLOWERS_PER_LOG, WAKE_FALLBACK_STEP_S
@@ -121,7 +120,7 @@ class Notifier:
             self._names.remove(name)
 
 
-class Waker:
+class Waker(contextlib.AbstractContextManager["Waker"]):
     """A follower's side: ``wait`` returns once a commit happened since the last ``wait``.
 
     One thread waits on a Waker; any thread, or a signal handler, may call ``wake`` (to stop
@@ -201,15 +200,7 @@ class Waker:
             self._closed = True
             self._finalizer()
 
-    def __enter__(self) -> Waker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _drain(self) -> bool:
