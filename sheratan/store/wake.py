@@ -182,7 +182,7 @@ class Waker(contextlib.AbstractContextManager["Waker"]):
     def wake(self) -> None:
         """Make the current or next ``wait`` return True; safe from a signal handler."""
         if not self._lock.acquire(blocking=False):
-            return  # being closed: nobody will wait any more
+            return  # another wake() is sending one, or close() ends all waiting
         try:
             if self._closed:
                 return
