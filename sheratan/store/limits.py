@@ -44,4 +44,4 @@ SEGMENT_NAME_DIGITS = 20
 MAX_FOLLOWERS_PER_LOG = 256
 
 #: A follower without abstract sockets (not Linux) looks at the log's position this often.
-WAKE_FALLBACK_STEP_S = 0.02
+WAKE_FALLBACK_STEP_S = 0.05
