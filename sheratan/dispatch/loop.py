@@ -160,6 +160,19 @@ class Dispatcher:
         ]
         return min(times, default=None)
 
+    def handoff_open(self) -> bool:
+        """Whether an attempt of this namespace is open on a handoff transport (its outcome
+        comes as a file, not as a commit that wakes a follower)."""
+        if not self.handoffs:
+            return False
+        jobs, workers = self.views.jobs.jobs, self.views.workers.workers
+        return any(
+            jobs[job_id].namespace == self.namespace
+            and (worker := workers.get(jobs[job_id].worker or "")) is not None
+            and worker.transport in self.handoffs
+            for job_id in self.views.jobs.leased
+        )
+
     def next_ready_job(self) -> tuple[JobState | None, datetime | None]:
         """The first queued job of this namespace that may run now, and (when there is none)
         the earliest time a retry waiting for its backoff may; cancels jobs that can never run.

@@ -16,6 +16,7 @@ from the log and the next round goes on. No error, no traceback.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -31,10 +32,38 @@ from sheratan.store.files import FileLock
 MAX_IDLE_WAIT_S = 30.0
 
 
+#: How often a follower looks for outcomes while a handed-off attempt is open (a webrelay
+#: result file arrives without a commit to wake anyone).
+HANDOFF_POLL_S = 0.2
+#: How often a follower saves its views while it runs (so a restart folds little).
+SAVE_VIEWS_EVERY_S = 60.0
+
+
 class Waiter(Protocol):
     """How a follower sleeps until the log changes (or a deadline passes)."""
 
-    def wait(self, timeout: float) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def wake(self) -> None: ...
+
+
+class Stop:
+    """Asks a follower to stop: settable from a signal handler; wakes it if it sleeps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._waiters: list[Waiter] = []
+
+    def set(self) -> None:
+        self._event.set()
+        for waiter in self._waiters:
+            waiter.wake()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wakes(self, waiter: Waiter) -> None:
+        self._waiters.append(waiter)
 
 
 class Runner:
@@ -107,19 +136,38 @@ class Runner:
             self.dispatcher.clock.wait_until(done.retry_at)
         return self.stats
 
-    def follow(self, stop: threading.Event, waiter: Waiter, *, batch: int = 16) -> RunStats:
-        """Rounds for as long as ``stop`` is not set; between them, sleep until the log
-        changes, a lease expires or a retry's backoff ends (no busy polling)."""
-        while not stop.is_set():
-            done = self.round(batch)
-            if done.dispatched or done.settled:
-                continue
-            waiter.wait(self._idle_timeout(done.retry_at))
+    def follow(
+        self,
+        stop: Stop,
+        waiter: Waiter,
+        *,
+        batch: int = 16,
+        save: Callable[[Dispatcher], None] | None = None,
+    ) -> RunStats:
+        """Rounds until ``stop`` is set; between them, sleep until the log changes, a lease
+        expires or a retry's backoff ends (no busy polling). ``save`` persists the views now
+        and then, and at the end."""
+        stop.wakes(waiter)
+        saved_at = time.monotonic()
+        try:
+            while not stop.is_set():
+                done = self.round(batch)
+                if done.dispatched or done.settled:
+                    continue
+                if save is not None and time.monotonic() - saved_at > SAVE_VIEWS_EVERY_S:
+                    save(self.dispatcher)
+                    saved_at = time.monotonic()
+                waiter.wait(self._idle_timeout(done.retry_at))
+        finally:
+            if save is not None:
+                save(self.dispatcher)
         return self.stats
 
     def _idle_timeout(self, retry_at: datetime | None) -> float:
-        deadlines = [t for t in (retry_at, self.dispatcher.next_lease_expiry()) if t is not None]
+        dispatcher = self.dispatcher
+        deadlines = [t for t in (retry_at, dispatcher.next_lease_expiry()) if t is not None]
+        longest = HANDOFF_POLL_S if dispatcher.handoff_open() else MAX_IDLE_WAIT_S
         if not deadlines:
-            return MAX_IDLE_WAIT_S
+            return longest
         seconds = (min(deadlines) - datetime.now(UTC)).total_seconds()
-        return min(MAX_IDLE_WAIT_S, max(0.001, seconds + 0.001))
+        return min(longest, max(0.001, seconds + 0.001))

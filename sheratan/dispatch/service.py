@@ -35,12 +35,13 @@ from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
 from sheratan.dispatch.loop import Dispatcher
 from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
-from sheratan.dispatch.runner import Runner
+from sheratan.dispatch.runner import Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
+from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
 from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
@@ -221,6 +222,22 @@ def dispatch(home: Home, config: EngineConfig, *, max_jobs: int | None = None) -
         return runner.drain(max_jobs=max_jobs)
     finally:
         save_views(home, runner.dispatcher, config.scoring)
+
+
+def follow(
+    home: Home, config: EngineConfig, stop: Stop, *, name: str = DEFAULT_NAME, batch: int = 16
+) -> RunStats:
+    """``dispatch --follow``: rounds until ``stop``, woken by every commit to the log."""
+    runner = open_runner(home, config, name=name)
+    with Waker(home.ledger) as waker:
+        return runner.follow(
+            stop, waker, batch=batch, save=lambda d: save_views(home, d, config.scoring)
+        )
+
+
+def resumes_after(home: Home, name: str = DEFAULT_NAME) -> int | None:
+    """The last position dispatcher ``name`` acted on (its tracking record), if any."""
+    return home.ledger.max_tracking_id(tracking_name(name))
 
 
 def simulate(
