@@ -753,11 +753,17 @@ def dispatch(
         )
 
 
-def follow_until_stopped(opened: Home, config: EngineConfig, name: str) -> Any:
-    """Run ``dispatch --follow`` until SIGTERM or Ctrl-C (both stop it cleanly, exit 0)."""
+def stop_on_signals() -> Stop:
+    """A Stop that SIGTERM and Ctrl-C set (long work stops between saves, never inside one)."""
     stop = Stop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def follow_until_stopped(opened: Home, config: EngineConfig, name: str) -> Any:
+    """Run ``dispatch --follow`` until SIGTERM or Ctrl-C (both stop it cleanly, exit 0)."""
+    stop = stop_on_signals()
     last = resumes_after(opened, name)
     where = "from the start" if last is None else f"after position {last}"
     click.echo(f"dispatcher:{name} following {opened.path} ({where}); stop with Ctrl-C", err=True)
@@ -796,9 +802,10 @@ def simulate(
         policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
     )
     profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
+    stop = stop_on_signals()
     try:
         with progress_bar(jobs, "simulating") as advance:
-            report = run_simulation(opened, config, profiles, jobs, progress=advance)
+            report = run_simulation(opened, config, profiles, jobs, progress=advance, stop=stop)
     except SimulationInterruptedError as stopped:
         click.echo(str(stopped), err=True)
         raise click.exceptions.Exit(130) from None

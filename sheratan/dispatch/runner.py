@@ -120,11 +120,13 @@ class Runner:
         max_jobs: int | None = None,
         batch: int = 1,
         progress: Callable[[int], None] | None = None,
+        stop: Stop | None = None,
     ) -> RunStats:
-        """Rounds until no job is ready (or ``max_jobs`` dispatch decisions). Retries waiting
-        for their backoff are waited for (on virtual time, the clock jumps); attempts held by
-        workers of other processes are not: whoever follows the log settles them."""
-        while max_jobs is None or self.stats.jobs < max_jobs:
+        """Rounds until no job is ready (or ``max_jobs`` dispatch decisions, or ``stop``).
+        Retries waiting for their backoff are waited for (on virtual time, the clock jumps);
+        attempts held by workers of other processes are not: whoever follows the log
+        settles them."""
+        while (max_jobs is None or self.stats.jobs < max_jobs) and not (stop and stop.is_set()):
             left = batch if max_jobs is None else min(batch, max_jobs - self.stats.jobs)
             done = self.round(left)
             if progress is not None and done.dispatched:

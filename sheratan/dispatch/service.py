@@ -246,10 +246,12 @@ def simulate(
     profiles: tuple[WorkerProfile, ...],
     jobs: int,
     progress: Callable[[int], None] | None = None,
+    stop: Stop | None = None,
 ) -> dict[str, Any]:
     """Register the simulated workers (once), create ``jobs`` jobs and dispatch them all, in
-    the SIMULATION namespace. Ctrl-C cancels every open simulated job, then raises
-    SimulationInterruptedError."""
+    the SIMULATION namespace. ``stop`` (or Ctrl-C) cancels every open simulated job, then
+    raises SimulationInterruptedError. ``stop`` is looked at between saves, so a stop never
+    lands inside one."""
     start = home.ledger.last_position()
     views = load_views(home, config.scoring)
     _check_profile_ids(views, profiles)
@@ -265,10 +267,13 @@ def simulate(
         views=views,
         namespace=SIMULATION,
     )
+    stop = stop or Stop()
     try:
-        stats = _run_simulation(home, dispatcher, profiles, jobs, start, progress)
+        stats = _run_simulation(home, dispatcher, profiles, jobs, start, progress, stop)
     except KeyboardInterrupt:
-        raise SimulationInterruptedError(cancel_simulation(home, clock.now())) from None
+        stop.set()
+    if stop.is_set():
+        raise SimulationInterruptedError(cancel_simulation(home, clock.now()))
     save_views(home, dispatcher, config.scoring)
     return summary(stats, dispatcher.recorder.recorded)
 
@@ -280,6 +285,7 @@ def _run_simulation(
     jobs: int,
     start: int,
     progress: Callable[[int], None] | None,
+    stop: Stop,
 ) -> RunStats:
     recorder, clock, ids = dispatcher.recorder, dispatcher.clock, dispatcher.ids
     views = dispatcher.views
@@ -306,9 +312,11 @@ def _run_simulation(
         )
         if (i + 1) % 10_000 == 0:
             recorder.flush()
+            if stop.is_set():
+                return dispatcher.stats
     recorder.flush()
     runner = Runner(dispatcher, lock=dispatch_lock(home))
-    return runner.drain(batch=SIMULATION_FLUSH_JOBS, progress=progress)
+    return runner.drain(batch=SIMULATION_FLUSH_JOBS, progress=progress, stop=stop)
 
 
 def cancel_simulation(home: Home, now: datetime) -> int:
