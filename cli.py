@@ -1556,6 +1556,34 @@ def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> No
     click.echo(bench_table({"figures": report["info"]}))
 
 
+@bench.command("runtime")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=10, max=100_000),
+    default=200,
+    show_default=True,
+    help="Jobs created one at a time for the latency figures.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=100, max=1_000_000),
+    default=2_000,
+    show_default=True,
+    help="Noop jobs for the throughput figure (and the simulate anchor).",
+)
+@common
+def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> None:
+    """Create-to-start latency against a pipe round trip, end-to-end throughput against
+    simulate, and the CPU of an idle dispatcher and worker (real processes)."""
+    from sheratan.bench.runtime import run_runtime_bench
+
+    report = run_runtime_bench(samples=samples, jobs=jobs, progress=bench_say())
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(bench_table(report))
+
+
 def bench_say() -> Callable[[str], None] | None:
     """Bench progress lines on stderr, only on a terminal."""
     if not sys.stderr.isatty():

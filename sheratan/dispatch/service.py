@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -297,19 +298,7 @@ def _run_simulation(
         job_id = ids.new()
         payload = {"prompt": f"simulated job {start}:{i}"}
         now = clock.now()
-        recorder.record(
-            JobCreated(
-                originator_id=job_id,
-                originator_version=1,
-                timestamp=now,
-                kind=kind,
-                payload=payload,
-                payload_hash=payload_hash(payload),
-                max_retries=2,
-                namespace=SIMULATION,
-            ),
-            JobQueued(originator_id=job_id, originator_version=2, timestamp=now),
-        )
+        recorder.record(*queued_job(job_id, kind, payload, now, namespace=SIMULATION))
         if (i + 1) % 10_000 == 0:
             recorder.flush()
             if stop.is_set():
@@ -317,6 +306,32 @@ def _run_simulation(
     recorder.flush()
     runner = Runner(dispatcher, lock=dispatch_lock(home))
     return runner.drain(batch=SIMULATION_FLUSH_JOBS, progress=progress, stop=stop)
+
+
+def queued_job(
+    job_id: UUID,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    namespace: str = "",
+    max_retries: int = 2,
+) -> tuple[JobCreated, JobQueued]:
+    """A job created and queued, as the two events of one save (for bulk creation, where
+    ``job create``'s one save per job would be the bottleneck)."""
+    return (
+        JobCreated(
+            originator_id=job_id,
+            originator_version=1,
+            timestamp=now,
+            kind=kind,
+            payload=payload,
+            payload_hash=payload_hash(payload),
+            max_retries=max_retries,
+            namespace=namespace,
+        ),
+        JobQueued(originator_id=job_id, originator_version=2, timestamp=now),
+    )
 
 
 def cancel_simulation(home: Home, now: datetime) -> int:
