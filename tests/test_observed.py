@@ -17,9 +17,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.decisions import DecisionMade, Evidence, Observed, PathCheck
+from events.decisions import DecisionMade, ErrorInfo, Evidence, Observed, PathCheck
 from projections.jobs import JobState
 from projections.priors import PriorsView
+from projections.workers import WorkerState
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.gates import evidence, resolves_inside_cached
 from sheratan.decide.policy import load_gates, load_scoring
@@ -29,6 +30,7 @@ from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
+from sheratan.workers.outcome import Outcome
 from tests.decision_helpers import ROOT, decisions, simulated_home
 from tests.states import NOW, job_state, worker_state
 
@@ -248,34 +250,49 @@ def test_a_decision_recorded_before_observed_decodes_and_reruns_as_before(
 # ------------------------------------------- recorded health against the fold
 
 
-def test_health_a_dispatcher_read_before_another_process_saved_is_a_minor_finding(
-    tmp_path: Path,
-) -> None:
-    """A dispatcher's view of a worker lags the log (another process released it between
-    the dispatcher's read and its save): replay re-runs the decision on what it read, and
-    names the difference from the fold as a minor finding, never a major one."""
-    init_home(tmp_path / "h")
-    home = Home.open(tmp_path / "h")
+class FailingTransport:
+    """Every attempt fails: each dispatch is followed by recovery decisions."""
+
+    def execute(self, job: JobState, worker: WorkerState) -> Outcome:
+        return Outcome(False, 1.0, error=ErrorInfo("boom", "the attempt failed"))
+
+
+def _stale_run(home_path: Path, workers: tuple[str, ...], stale: str, *, failing: bool) -> dict:
+    """Dispatch one noop job while the dispatcher's view of worker ``stale`` lags the log
+    (another process released it between the dispatcher's read and its save), then replay."""
+    init_home(home_path)
+    home = Home.open(home_path)
     try:
-        home.app.register_worker("w", ("noop",), "local")
+        for worker in workers:
+            home.app.register_worker(worker, ("noop",), "local")
         home.app.create_job("noop", {})
         dispatcher = build_dispatcher(
             home,
-            EngineConfig.load(workspace=tmp_path),
+            EngineConfig.load(workspace=home_path, epsilon=0.0),
             clock=WallClock(),
             ids=Ids(),
             outcomes_rng=random.Random(0),
         )
-        workers = dispatcher.views.workers.workers
-        workers["w"] = msgspec.structs.replace(
-            workers["w"], status="quarantined", quarantined_until=NOW, quarantine_reason="old"
-        )  # the stale read: a quarantine already over, and since released in the log
+        if failing:
+            dispatcher.transports["local"] = FailingTransport()
+        view = dispatcher.views.workers.workers
+        view[stale] = msgspec.structs.replace(
+            view[stale], status="quarantined", quarantined_until=NOW, quarantine_reason="old"
+        )  # a quarantine already over (G0 lets it pass), and released in the log
         dispatcher.run()
-        assert dispatcher.stats.completed == 1
-
-        report = replay_exact(History(home.ledger)).summary()
+        summary = replay_exact(History(home.ledger)).summary()
+        summary["recorded"] = [m for m, _ in decisions(home)]
     finally:
         home.close()
+    return summary
+
+
+def test_health_a_dispatcher_read_before_another_process_saved_is_a_minor_finding(
+    tmp_path: Path,
+) -> None:
+    """Replay re-runs the decision on what it read, and names the difference from the fold
+    as a minor finding, never a major one."""
+    report = _stale_run(tmp_path / "h", ("w",), "w", failing=False)
 
     assert report["worker_health_differs"] == 1
     assert report["drift"] == {"none": 0, "minor": 1, "major": 0}
@@ -286,6 +303,26 @@ def test_health_a_dispatcher_read_before_another_process_saved_is_a_minor_findin
         "worker w health status: recorded quarantined, the fold has active"
         in (finding["differences"])
     )
+
+
+def test_a_recovery_is_rerun_on_the_health_it_read_of_the_other_workers(tmp_path: Path) -> None:
+    """The last_worker gate (could another worker take over?) reads the other workers'
+    status: replay takes it from the recording too, so a stale read is no gate drift."""
+    report = _stale_run(tmp_path / "h", ("a", "b"), "b", failing=True)
+
+    recoveries = [m for m in report["recorded"] if m.intent == "recover_failure"]
+    assert recoveries
+    blocked = [
+        g
+        for m in recoveries
+        for c in m.candidates
+        if c.type == "QUARANTINE"
+        for g in c.gates
+        if g.gate == "last_worker" and not g.passed
+    ]
+    assert blocked, "b read as quarantined: no other worker could take over"
+    assert report["drift"]["major"] == 0, report["findings"]
+    assert report["worker_health_differs"] == len(report["recorded"])
 
 
 def test_a_simulation_records_health_that_matches_the_fold_everywhere(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import msgspec
 
 from events.decisions import Evidence, Observed, PathCheck, WorkerHealth
-from projections.workers import WorkerState
+from projections.workers import WorkerState, WorkersView
 from sheratan.decide.gates import IN_PROCESS_TRANSPORTS
 
 Resolver = Callable[[str, str], bool]
@@ -36,6 +36,31 @@ def health_of(worker: WorkerState) -> WorkerHealth:
     )
 
 
+def with_health(state: WorkerState, health: WorkerHealth) -> WorkerState:
+    """The worker as it was when ``health`` was read of it."""
+    return msgspec.structs.replace(
+        state,
+        status=health.status,
+        quarantined_until=health.quarantined_until,
+        last_seen=health.last_seen or state.last_seen,
+    )
+
+
+def as_seen(view: WorkersView, observed: Observed) -> WorkersView:
+    """The workers as a decision saw them: the fold, with the health it recorded in place.
+
+    For what a dispatcher reads of workers before the engine (the ``last_worker`` gate of a
+    recovery: could another worker take over?), so replay derives it from the recording too."""
+    recorded = {w.worker: w for w in observed.workers}
+    seen = WorkersView()
+    seen.position = view.position
+    seen.workers = {
+        worker: state if worker not in recorded else with_health(state, recorded[worker])
+        for worker, state in view.workers.items()
+    }
+    return seen
+
+
 class Reading:
     """The outside inputs of one decision: read live (``recorded`` None) or from a recording.
 
@@ -45,9 +70,13 @@ class Reading:
 
     def __init__(self, recorded: Observed | None, resolve: Resolver) -> None:
         self._resolve = resolve
-        self._paths = {} if recorded is None else {p.path: p.inside for p in recorded.paths}
-        self._workers = {} if recorded is None else {w.worker: w for w in recorded.workers}
-        self._evidence = {} if recorded is None else {e.worker: e for e in recorded.evidence}
+        self._paths: dict[str, bool] = {}
+        self._workers: dict[str, WorkerHealth] = {}
+        self._evidence: dict[str, Evidence] = {}
+        if recorded is not None:
+            self._paths = {p.path: p.inside for p in recorded.paths}
+            self._workers = {w.worker: w for w in recorded.workers}
+            self._evidence = {e.worker: e for e in recorded.evidence}
         self.paths: list[PathCheck] = []
         self.workers: dict[str, WorkerHealth] = {}
         self.evidence: dict[str, Evidence] = {}
@@ -66,12 +95,7 @@ class Reading:
         if health is None:
             health = health_of(state)
         else:
-            state = msgspec.structs.replace(
-                state,
-                status=health.status,
-                quarantined_until=health.quarantined_until,
-                last_seen=health.last_seen or state.last_seen,
-            )
+            state = with_health(state, health)
         self.workers.setdefault(state.id, health)
         return state
 

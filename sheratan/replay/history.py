@@ -44,7 +44,7 @@ from projections.jobs import JobState, JobsView
 from projections.priors import PriorsView
 from projections.workers import WorkersView
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
-from sheratan.decide.observed import health_of
+from sheratan.decide.observed import as_seen, health_of
 from sheratan.decide.policy import (
     PolicySnapshot,
     PriorSeed,
@@ -194,7 +194,14 @@ class History:
     def rerun(self, position: int, made: DecisionMade) -> DecisionStep:
         """The decision re-run by the engine on the state as of its position and on what it
         recorded of the outside world (as today for a record without ``observed``)."""
-        job, specs = self._candidates(made)
+        if made.policy_id not in self.policies:
+            self.unrecorded_policy += 1
+        job, specs = self._candidates(made, self.workers)
+        health: tuple[str, ...] = ()
+        if made.observed is not None:
+            health = health_differences(made.observed, specs)
+            if made.intent == RECOVER:  # its last_worker gate reads the other workers' status
+                job, specs = self._candidates(made, as_seen(self.workers, made.observed))
         rerun = self._engine(made).decide(
             decision_id=made.originator_id,
             trace_id=made.trace_id,
@@ -208,24 +215,24 @@ class History:
             now=made.timestamp,
             observed=made.observed,
         )
-        health = () if made.observed is None else health_differences(made.observed, specs)
         return DecisionStep(position, made, rerun, health)
 
-    def _candidates(self, made: DecisionMade) -> tuple[JobState, list[CandidateSpec]]:
-        """The decision's job and candidates, built from the fold as of its position."""
-        if made.policy_id not in self.policies:
-            self.unrecorded_policy += 1
+    def _candidates(
+        self, made: DecisionMade, workers: WorkersView
+    ) -> tuple[JobState, list[CandidateSpec]]:
+        """The decision's job and candidates, built from ``workers`` (the fold as of its
+        position, or as the decision saw it)."""
         job = self.jobs.jobs.get(made.job_id) if made.job_id else None
         if job is None:
             raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
         if made.intent == DISPATCH:
-            specs = dispatch_specs(self.workers, self.priors, job)
+            specs = dispatch_specs(workers, self.priors, job)
         elif made.intent == RECOVER:
-            failed = self.workers.workers.get(job.worker or "")
+            failed = workers.workers.get(job.worker or "")
             if failed is None:
                 raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
             rule = self.policy(made).gates.quarantine_evidence
-            specs = recovery_specs(self.workers, job, failed, rule)
+            specs = recovery_specs(workers, job, failed, rule)
         else:
             raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
         return job, specs
