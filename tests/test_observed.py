@@ -107,11 +107,9 @@ def _decide(
     observed: Observed | None = None,
 ) -> DecisionMade:
     engine.rng = _Draw(draw)
+    node = {"decision_id": NODE, "trace_id": NODE, "parent": None, "depth": 0}
     return engine.decide(
-        decision_id=NODE,
-        trace_id=NODE,
-        parent=None,
-        depth=0,
+        **node,
         intent="recover_failure",
         job=job,
         specs=specs,
