@@ -128,8 +128,12 @@ class DecisionEngine:
             if spec.evidence is not None:
                 seen = reading.seen(spec.evidence)
                 gates.append(g5_evidence(self.gate_policy.quarantine_evidence, seen))
-                counts = (("streak", seen.streak), ("attempts", seen.attempts))
-                params = {**params, "evidence": dict(counts, failures=seen.failures)}
+                counts = {
+                    "streak": seen.streak,
+                    "attempts": seen.attempts,
+                    "failures": seen.failures,
+                }
+                params = {**params, "evidence": counts}
             gate_lists.append(gates)
             param_list.append(params)
         seen_outside = reading.observed()
