@@ -21,6 +21,7 @@ from events.decisions import DecisionMade, ErrorInfo, Evidence, Observed, PathCh
 from projections.jobs import JobState
 from projections.priors import PriorsView
 from projections.workers import WorkerState
+from sheratan.analytics.text import replay_text
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.gates import evidence, resolves_inside_cached
 from sheratan.decide.policy import load_gates, load_scoring
@@ -297,10 +298,9 @@ def test_health_a_dispatcher_read_before_another_process_saved_is_a_minor_findin
     assert report["ok"] is True
     [finding] = report["findings"]
     assert finding["drift"] == "minor"
-    assert (
-        "worker w health status: recorded quarantined, the fold has active"
-        in (finding["differences"])
-    )
+    said = "worker w health status: recorded quarantined, the fold has active"
+    assert said in finding["differences"]
+    assert "differs from the fold in 1 decision(s)" in replay_text(report)
 
 
 def test_a_recovery_is_rerun_on_the_health_it_read_of_the_other_workers(tmp_path: Path) -> None:
