@@ -8,6 +8,7 @@ learning, one stream per (intent, action key) and per intent.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
@@ -101,6 +102,43 @@ class ErrorInfo(msgspec.Struct, frozen=True):
     message: str
 
 
+class PathCheck(msgspec.Struct, frozen=True):
+    """One path G3 resolved on the filesystem (symlinks followed), and whether it stayed
+    inside the workspace."""
+
+    path: str
+    inside: bool
+
+
+class WorkerHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """What G0 read of a candidate worker: its status and when it was last heard from
+    (None for an in-process worker, which G0 never asks)."""
+
+    worker: str
+    status: Literal["active", "quarantined"]
+    quarantined_until: datetime | None = None
+    last_seen: datetime | None = None
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """What G5 read of a worker's recent record before a QUARANTINE candidate: its failures
+    in a row, and the attempts and failures of its last window."""
+
+    worker: str
+    streak: int
+    attempts: int
+    failures: int
+
+
+class Observed(msgspec.Struct, frozen=True, kw_only=True):
+    """Every input a decision read from outside its own arguments, so replay re-runs it on
+    what it saw instead of on the live world. The clock is the decision's ``timestamp``."""
+
+    paths: tuple[PathCheck, ...] = ()
+    workers: tuple[WorkerHealth, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+
+
 class DecisionMade(Event, frozen=True, kw_only=True):
     TOPIC: ClassVar[str] = "decision.made"
 
@@ -121,6 +159,8 @@ class DecisionMade(Event, frozen=True, kw_only=True):
     output_hash: str
     #: The ``policy.recorded`` snapshot (scoring, gates, workspace) this decision ran under.
     policy_id: str | None = None
+    #: What it read of the outside world (paths, worker health); None in older records.
+    observed: Observed | None = None
 
 
 class DecisionScored(Event, frozen=True, kw_only=True):

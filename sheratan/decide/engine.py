@@ -1,7 +1,9 @@
 """One decision node: gates, UCB terms, probabilities, the draw, and the hashes replay checks.
 
 The engine is pure given its inputs (job, candidates, priors, constraints, policy and the
-draw): that is what lets replay rebuild the priors as of a decision's position and re-run it.
+draw) and what it read of the outside world (paths, worker health: ``observed``, recorded
+with the decision): that is what lets replay rebuild the priors as of a decision's position
+and re-run it on what it saw.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from uuid import UUID
 
 import msgspec
 
-from events.decisions import ActionType, Candidate, DecisionMade, GateResult, Rng
+from events.decisions import (
+    ActionType,
+    Candidate,
+    DecisionMade,
+    Evidence,
+    GateResult,
+    Observed,
+    Rng,
+)
 from projections.jobs import JobState
 from projections.priors import PriorsView
 from projections.workers import WorkerState
-from sheratan.decide.gates import JobGates, worker_gates
+from sheratan.decide.gates import JobGates, g5_evidence, resolves_inside_cached, worker_gates
+from sheratan.decide.observed import Reading
 from sheratan.decide.policy import GatePolicy, ScoringPolicy
 from sheratan.decide.selection import (
     REVERSIBLE,
@@ -46,6 +57,9 @@ class CandidateSpec:
     extra_gates: tuple[GateResult, ...] = ()
     #: Job gates (G1-G4) guard actions that run the job; ABORT and SKIP run nothing.
     runs_job: bool = True
+    #: A worker's recent record, for an action that needs evidence against it (QUARANTINE):
+    #: the engine gates the candidate on it (G5) and puts it in the candidate's params.
+    evidence: Evidence | None = None
 
 
 def digest(value: Any) -> str:
@@ -87,25 +101,47 @@ class DecisionEngine:
         priors: PriorsView,
         constraints: dict[str, Any],
         now: datetime,
+        observed: Observed | None = None,
     ) -> DecisionMade:
-        """Open a decision node: gate, score and weigh every candidate, draw, and choose."""
+        """Open a decision node: gate, score and weigh every candidate, draw, and choose.
+
+        ``now`` is the decision's clock and becomes its timestamp. What the gates read of the
+        outside world (paths, worker health, a worker's recent record) is recorded in the
+        decision's ``observed``; given a recording (replay), the gates read it instead.
+        """
         if not 1 <= len(specs) <= MAX_CANDIDATES:
             msg = f"a decision needs 1 to {MAX_CANDIDATES} candidates, got {len(specs)}"
             raise ValueError(msg)
-        job_gates = self.job_gates.check(job, constraints)
+        reading = Reading(observed, resolves_inside_cached)
+        job_gates = self.job_gates.check(job, constraints, reading.inside)
         log_total = log_visits(priors.intent_visits(intent))
         total = priors.intent_visits(intent)
         gate_lists = []
+        param_list = []
         for spec in specs:
             gates = list(job_gates) if spec.runs_job else []
             if spec.worker is not None:
-                gates += worker_gates(self.gate_policy, spec.worker, job, constraints, now)
-            gate_lists.append([*gates, *spec.extra_gates])
+                worker = reading.worker(spec.worker)
+                gates += worker_gates(self.gate_policy, worker, job, constraints, now)
+            gates += spec.extra_gates
+            params = spec.params
+            if spec.evidence is not None:
+                seen = reading.seen(spec.evidence)
+                gates.append(g5_evidence(self.gate_policy.quarantine_evidence, seen))
+                counts = {
+                    "streak": seen.streak,
+                    "attempts": seen.attempts,
+                    "failures": seen.failures,
+                }
+                params = {**params, "evidence": counts}
+            gate_lists.append(gates)
+            param_list.append(params)
+        seen_outside = reading.observed()
         last_resort = _last_resort(specs, gate_lists)
         weights = self.scoring.weights
         c = self.selection.c
         rows = []
-        for spec, gates in zip(specs, gate_lists, strict=True):
+        for spec, gates, params in zip(specs, gate_lists, param_list, strict=True):
             if spec.type == "ABORT":
                 gates.append(last_resort)
             prior = priors.get(intent, spec.key)
@@ -115,10 +151,10 @@ class DecisionEngine:
             penalty = weights.wK * risk
             gated = not all([g.passed for g in gates])
             select = None if gated else prior.mean_score + bonus - penalty
-            rows.append((spec, tuple(gates), gated, prior, bonus, penalty, select))
+            rows.append((spec, params, tuple(gates), gated, prior, bonus, penalty, select))
         probs = probabilities(
             self.selection,
-            [r[6] for r in rows],
+            [r[7] for r in rows],
             [r[0].worker.id if r[0].worker else None for r in rows],
             [r[0].type in REVERSIBLE for r in rows],
         )
@@ -130,7 +166,7 @@ class DecisionEngine:
                 action_id=f"{node}:{i}",
                 type=spec.type,
                 key=spec.key,
-                params=spec.params,
+                params=params,
                 gates=gates,
                 gated=gated,
                 mean=prior.mean_score,
@@ -141,7 +177,7 @@ class DecisionEngine:
                 probability=probs[i],
                 explorable=spec.type in REVERSIBLE and not gated,
             )
-            for i, (spec, gates, gated, prior, bonus, penalty, select) in enumerate(rows)
+            for i, (spec, params, gates, gated, prior, bonus, penalty, select) in enumerate(rows)
         )
         return DecisionMade(
             originator_id=decision_id,
@@ -168,6 +204,7 @@ class DecisionEngine:
             input_hash=input_hash(intent, job, constraints, candidates, total, self.selection),
             output_hash=output_hash(candidates, chosen),
             policy_id=self.policy_id,
+            observed=seen_outside,
         )
 
 
@@ -179,7 +216,11 @@ def input_hash(
     total_visits: int,
     selection: SelectionPolicy,
 ) -> str:
-    """What the decision saw: job, constraints, candidates with gates, priors, policy."""
+    """What the decision saw: job, constraints, candidates with gates, priors, policy.
+
+    What the gates read of the outside world (``observed``) shows here through the gate
+    results it led to; it is left out so records made before it was recorded keep their hash.
+    """
     return digest(
         {
             "intent": intent,

@@ -10,13 +10,13 @@ constraints. Each gate returns a GateResult with the reason it blocked.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from events.decisions import GateResult
+from events.decisions import Evidence, GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
 from sheratan.decide.policy import GatePolicy, QuarantineEvidence
@@ -69,8 +69,8 @@ def _looks_like_path(text: str) -> bool:
 
 #: Gates re-check a job's paths at every decision: resolving them is cached here. A symlink
 #: made after the check is caught where it matters: the local worker checks again, uncached,
-#: at the moment it opens the file.
-_resolves_inside_cached = lru_cache(maxsize=4096)(resolves_inside)
+#: at the moment it opens the file. The engine records what the gate resolved (``observed``).
+resolves_inside_cached = lru_cache(maxsize=4096)(resolves_inside)
 
 
 class JobGates:
@@ -80,12 +80,19 @@ class JobGates:
         self.policy = policy
         self.workspace = workspace
 
-    def check(self, job: JobState, constraints: dict[str, Any]) -> list[GateResult]:
+    def check(
+        self,
+        job: JobState,
+        constraints: dict[str, Any],
+        inside: Callable[[str, str], bool] = resolves_inside_cached,
+    ) -> list[GateResult]:
+        """G1-G4 and readonly; ``inside`` is G3's one reach into the filesystem (whether a
+        path stays inside the workspace once symlinks are followed)."""
         strings = list(_strings(job.payload))  # G3 and G4 both look at every string
         return [
             self._g1_payload(job),
             self._g2_kind(job),
-            self._g3_paths(strings),
+            self._g3_paths(strings, inside),
             self._g4_escalation(strings),
             self._readonly(job, constraints),
         ]
@@ -101,14 +108,16 @@ class JobGates:
             return GateResult("G2_kind", False, f"kind {job.kind!r} is not on the allowlist")
         return PASSED["G2_kind"]
 
-    def _g3_paths(self, strings: list[tuple[str, str]]) -> GateResult:
+    def _g3_paths(
+        self, strings: list[tuple[str, str]], inside: Callable[[str, str], bool]
+    ) -> GateResult:
         for key, text in strings:
             if PATH_KEY.search(key) or _looks_like_path(text):
                 problem = path_problem(
                     text,
                     self.workspace,
                     self.policy.forbidden_path_prefixes,
-                    _resolves_inside_cached,
+                    inside,
                 )
                 if problem:
                     return GateResult("G3_path", False, f"{key or 'value'}: {problem}")
@@ -176,24 +185,25 @@ def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
     return PASSED["budget"]
 
 
-def evidence(rule: QuarantineEvidence, recent: tuple[bool, ...]) -> dict[str, int]:
+def evidence(rule: QuarantineEvidence, worker: str, recent: tuple[bool, ...]) -> Evidence:
     """What G5 reads of a worker's recent record (oldest first, True = completed): its
     failures in a row at the end, and the attempts and failures of its last ``window``.
 
-    Recorded with the QUARANTINE candidate, so the decision says what it saw."""
+    Recorded with the decision (``observed.evidence``, and the QUARANTINE candidate's
+    params), so the decision says what it saw and replay judges the same record."""
     streak = 0
     for ok in reversed(recent):
         if ok:
             break
         streak += 1
     last = recent[-rule.window :]
-    return {"streak": streak, "attempts": len(last), "failures": last.count(False)}
+    return Evidence(worker=worker, streak=streak, attempts=len(last), failures=last.count(False))
 
 
-def g5_evidence(rule: QuarantineEvidence, worker: str, seen: dict[str, int]) -> GateResult:
+def g5_evidence(rule: QuarantineEvidence, seen: Evidence) -> GateResult:
     """Passes when the record ``evidence`` read shows ``consecutive_failures`` failures in
     a row, or more than ``failure_rate`` of a full window of ``window`` attempts failed."""
-    streak, attempts, failures = seen["streak"], seen["attempts"], seen["failures"]
+    worker, streak, attempts, failures = seen.worker, seen.streak, seen.attempts, seen.failures
     if streak >= rule.consecutive_failures:
         return PASSED["G5_evidence"]
     if attempts >= rule.window and failures > rule.failure_rate * attempts:

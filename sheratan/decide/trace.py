@@ -1,7 +1,9 @@
 """Decision trace records: one decision node rendered in schemas/decision_trace_v1.json's shape.
 
-Rendering is pure (events in, dict out); ``TraceValidator`` checks a record against the
-published schema (Draft 7, with format checking) and names the violation's path.
+Rendering is pure (events in, dict out). ``TraceRecord`` is the record's one definition: the
+runtime ``check`` decodes with it, and the published schema is generated from it
+(``published_schema``). ``violations`` checks a record against the published file with
+jsonschema (Draft 7, with format checking), the reference for exports and tests.
 """
 
 from __future__ import annotations
@@ -15,7 +17,23 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from events.decisions import DecisionMade, DecisionScored
+from events.decisions import (
+    ActionType,
+    BaselineUsed,
+    Breakdown,
+    Candidate,
+    DecisionMade,
+    DecisionScored,
+    Evidence,
+    GateResult,
+    Observed,
+    PathCheck,
+    Percentiles,
+    ResultStatus,
+    Rng,
+    Weights,
+    WorkerHealth,
+)
 from sheratan.packaged import schema_file
 
 SCHEMA_PATH = schema_file("decision_trace_v1.json")
@@ -65,6 +83,7 @@ def trace_record(made: DecisionMade, scored: DecisionScored) -> dict[str, Any]:
     if scored.breakdown is not None:
         result["breakdown"] = msgspec.to_builtins(scored.breakdown)
         metrics["baselines"] = result["breakdown"]["baseline"]
+    inputs = {} if made.observed is None else {"observed": msgspec.to_builtins(made.observed)}
     return {
         "schema_version": SCHEMA_VERSION,
         "timestamp": iso_utc(made.timestamp),
@@ -85,6 +104,7 @@ def trace_record(made: DecisionMade, scored: DecisionScored) -> dict[str, Any]:
             f"score {scored.score:.3f}"
         ),
         "rng": msgspec.to_builtins(made.rng),
+        **inputs,
     }
 
 
@@ -96,26 +116,95 @@ class Violation:
     reason: str
 
 
-# The record's shape as msgspec Structs: the runtime check (decoding validates, with the path
-# of the first violation, in microseconds). tests/test_trace_schema.py holds these and
-# schemas/decision_trace_v1.json to the same verdicts, so the two cannot drift apart.
+# The record's one definition: msgspec Structs. ``check`` decodes a rendered record with them
+# and the published schema (schemas/decision_trace_v1.json) is generated from them
+# (``published_schema``, written by scripts/gen_trace_schema.py; a test keeps it current).
+# The seed's own parts (state, action, result) are declared here in the seed's order; the parts
+# Sheratan adds are the event's own Structs (events/decisions.py), each derived here only to
+# refuse unknown fields and to add the bounds a trace record promises.
+
+
+def _doc(text: str, **bounds: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=text, **bounds)
+
 
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-# JSON Schema's "integer" is any number with no fractional part (2.0 included), which msgspec's
-# int refuses: integer fields are floats here, held integral by _integral in __post_init__.
-Count = Annotated[float, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+#: A time with its offset: JSON Schema's ``date-time`` format (a bare datetime would let msgspec
+#: take times without an offset, and the generated schema would not say "date-time").
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-def _integral(**values: Any) -> None:
-    for name, value in values.items():
-        if isinstance(value, float) and not value.is_integer():
-            msg = f"{name} must be an integer, not {value}"
-            raise ValueError(msg)
+class _Gate(GateResult, frozen=True, forbid_unknown_fields=True):
+    pass
 
 
-ActionTypeName = Literal[
-    "ROUTE", "EXECUTE", "RETRY", "REWRITE", "FALLBACK", "QUARANTINE", "SKIP", "ABORT"
+Explorable = Annotated[
+    bool,
+    _doc(
+        "Whether exploration (the epsilon step, the UCB bonus) could pick this candidate: a "
+        "reversible action (ROUTE, RETRY, FALLBACK) that is not gated. Others have probability "
+        "0 unless they are the greedy choice (Sheratan extension)."
+    ),
 ]
+
+
+class _Candidate(Candidate, frozen=True, forbid_unknown_fields=True):
+    gates: tuple[_Gate, ...]
+    visits: Count
+    probability: Probability
+    explorable: Explorable | None = None
+
+
+class _Rng(Rng, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class _Percentiles(Percentiles, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class _Baseline(BaselineUsed, frozen=True, forbid_unknown_fields=True):
+    """The p50/p95 a score's latency and cost were normalized against (Sheratan extension)."""
+
+    latency_ms: _Percentiles
+    cost: _Percentiles
+    observations: Count = 0
+
+
+class _Weights(Weights, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class _Breakdown(Breakdown, frozen=True, forbid_unknown_fields=True):
+    """Score v1 terms, weights and the baseline used (Sheratan extension)."""
+
+    weights: _Weights
+    baseline: _Baseline
+
+
+class _PathCheck(PathCheck, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class _WorkerHealth(WorkerHealth, frozen=True, forbid_unknown_fields=True):
+    quarantined_until: Timestamp | None = None
+    last_seen: Timestamp | None = None
+
+
+class _Evidence(Evidence, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class _Observed(Observed, frozen=True, forbid_unknown_fields=True):
+    """What the decision read outside its own arguments: each path the path gate resolved
+    (symlinks followed), each candidate worker's health as the quarantine barrier read it,
+    a worker's recent record as the evidence gate read it. Replay re-runs the decision on it
+    (Sheratan extension)."""
+
+    paths: tuple[_PathCheck, ...] = ()
+    workers: tuple[_WorkerHealth, ...] = ()
+    evidence: tuple[_Evidence, ...] = ()
 
 
 class _Constraints(msgspec.Struct):
@@ -126,33 +215,28 @@ class _Constraints(msgspec.Struct):
 
 
 class _State(msgspec.Struct):
-    context_refs: list[str]
+    context_refs: Annotated[list[str], _doc("Pointers to ChainContext, files, logs, etc.")]
     constraints: _Constraints
+
+
+ChosenProbability = Annotated[
+    float,
+    _doc(
+        "The exact probability with which this action was chosen (Sheratan extension).",
+        ge=0.0,
+        le=1.0,
+    ),
+]
 
 
 class _Action(msgspec.Struct):
     action_id: str
-    type: ActionTypeName
+    type: ActionType
     mode: Literal["simulate", "execute"]
-    params: dict[str, Any]
-    select_score: float
-    risk_gate: bool
-    probability: Probability | msgspec.UnsetType = msgspec.UNSET
-
-
-class _Percentiles(msgspec.Struct, forbid_unknown_fields=True):
-    p50: float
-    p95: float
-
-
-class _Baseline(msgspec.Struct, forbid_unknown_fields=True):
-    latency_ms: _Percentiles
-    cost: _Percentiles
-    source: Literal["default", "observed", "fixed"]
-    observations: Count | msgspec.UnsetType = msgspec.UNSET
-
-    def __post_init__(self) -> None:
-        _integral(observations=self.observations)
+    params: Annotated[dict[str, Any], _doc("Lightweight, referential parameters")]
+    select_score: Annotated[float, _doc("UCB-Light score used for selection")]
+    risk_gate: Annotated[bool, _doc("True = action was allowed to execute")]
+    probability: ChosenProbability | msgspec.UnsetType = msgspec.UNSET
 
 
 class _Metrics(msgspec.Struct):
@@ -176,95 +260,89 @@ class _Determinism(msgspec.Struct):
     drift: Literal["none", "minor", "major"] | msgspec.UnsetType = msgspec.UNSET
 
 
-class _Weights(msgspec.Struct, forbid_unknown_fields=True):
-    wS: float
-    wQ: float
-    wR: float
-    wL: float
-    wC: float
-    wK: float
-
-
-class _Breakdown(msgspec.Struct, forbid_unknown_fields=True):
-    S: float
-    Q: float
-    R: float
-    L_norm: float
-    C_norm: float
-    K: float
-    weights: _Weights
-    baseline: _Baseline
-
-
 class _Result(msgspec.Struct):
-    status: Literal["success", "partial", "failed", "recovered", "skipped"]
+    status: ResultStatus
     metrics: _Metrics
-    score: float
+    score: Annotated[float, _doc("Final Sheratan Score v1")]
     error: _Error | msgspec.UnsetType | None = msgspec.UNSET
     artifacts: list[str] | msgspec.UnsetType = msgspec.UNSET
     determinism: _Determinism | msgspec.UnsetType = msgspec.UNSET
     breakdown: _Breakdown | msgspec.UnsetType = msgspec.UNSET
 
 
-class _Gate(msgspec.Struct, forbid_unknown_fields=True):
-    gate: str
-    passed: bool
-    reason: str | msgspec.UnsetType | None = msgspec.UNSET
+Intent = Annotated[
+    str,
+    _doc(
+        "High-level goal of this decision",
+        examples=["dispatch_job", "route_llm_call", "recover_failure", "rewrite_prompt"],
+    ),
+]
+Candidates = Annotated[
+    tuple[_Candidate, ...],
+    _doc(
+        "Every candidate action with its gates, UCB terms and probability (Sheratan extension).",
+        min_length=1,
+        max_length=7,
+    ),
+]
+Reason = Annotated[
+    str, _doc("Why the chosen action was chosen, or why the decision aborted (Sheratan extension).")
+]
+Summary = Annotated[str, _doc("One line for people (Sheratan extension).")]
+Draw = Annotated[
+    _Rng, _doc("The randomized step, recorded so replay can re-run it (Sheratan extension).")
+]
 
 
-class _Candidate(msgspec.Struct, forbid_unknown_fields=True):
-    action_id: str
-    type: ActionTypeName
-    key: str
-    params: dict[str, Any]
-    gates: list[_Gate]
-    gated: bool
-    mean: float
-    visits: Count
-    ucb_bonus: float
-    risk_penalty: float
-    select_score: float | None
-    probability: Probability
-    explorable: bool | msgspec.UnsetType = msgspec.UNSET
+class TraceRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One decision node. The seed's schema with its required fields unchanged; every field
+    Sheratan adds is optional and declared here (no blanket additionalProperties)."""
 
-    def __post_init__(self) -> None:
-        _integral(visits=self.visits)
-
-
-class _Rng(msgspec.Struct, forbid_unknown_fields=True):
-    policy: str
-    seed: float
-    draw: float
-    epsilon: float
-    c: float
-    explore_draw: float | msgspec.UnsetType | None = msgspec.UNSET
-
-    def __post_init__(self) -> None:
-        _integral(seed=self.seed)
-
-
-class TraceRecord(msgspec.Struct, forbid_unknown_fields=True):
     schema_version: Literal["decision_trace_v1"]
-    timestamp: datetime
-    trace_id: str
-    node_id: str
-    build_id: str
+    timestamp: Timestamp
+    trace_id: Annotated[str, _doc("UUID for the whole decision episode")]
+    node_id: Annotated[str, _doc("UUID for this decision node")]
+    parent_node_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    intent: Intent
+    build_id: Annotated[str, _doc("build_state.json reference")]
     job_id: str | None
-    intent: str
     depth: Count
     state: _State
     action: _Action
     result: _Result
-    parent_node_id: str | msgspec.UnsetType | None = msgspec.UNSET
-    candidates: (
-        Annotated[list[_Candidate], msgspec.Meta(min_length=1, max_length=7)] | msgspec.UnsetType
-    ) = msgspec.UNSET
-    reason: str | msgspec.UnsetType = msgspec.UNSET
-    decision_summary: str | msgspec.UnsetType = msgspec.UNSET
-    rng: _Rng | msgspec.UnsetType = msgspec.UNSET
+    candidates: Candidates | msgspec.UnsetType = msgspec.UNSET
+    reason: Reason | msgspec.UnsetType = msgspec.UNSET
+    decision_summary: Summary | msgspec.UnsetType = msgspec.UNSET
+    rng: Draw | msgspec.UnsetType = msgspec.UNSET
+    observed: _Observed | msgspec.UnsetType = msgspec.UNSET
 
-    def __post_init__(self) -> None:
-        _integral(depth=self.depth)
+
+SCHEMA_HEAD = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://sheratan.dev/schemas/decision_trace_v1.json",
+    "title": "Sheratan Decision Trace v1",
+}
+
+
+def published_schema() -> dict[str, Any]:
+    """schemas/decision_trace_v1.json as ``TraceRecord`` defines it: msgspec's JSON Schema
+    with every ``$ref`` written out in place (the seed's nested, Draft 7 shape) and each
+    description (a docstring, for a Struct) on one line."""
+    generated = msgspec.json.schema(TraceRecord)
+    defs = generated["$defs"]
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref is not None:
+                node = defs[ref.rsplit("/", 1)[1]]
+            dropped = ("title", "required") if node.get("required") == [] else ("title",)
+            return {k: inline(v) for k, v in node.items() if k not in dropped}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return " ".join(node.split()) if isinstance(node, str) and "\n" in node else node
+
+    return {**SCHEMA_HEAD, **inline(generated)}
 
 
 _record_decoder = msgspec.json.Decoder(TraceRecord)

@@ -14,7 +14,7 @@ from projections.jobs import JobState
 from projections.priors import PriorsView
 from projections.workers import WorkerState, WorkersView
 from sheratan.decide.engine import MAX_CANDIDATES, CandidateSpec
-from sheratan.decide.gates import evidence, g5_evidence
+from sheratan.decide.gates import evidence
 from sheratan.decide.policy import QuarantineEvidence
 
 DISPATCH = "dispatch_job"
@@ -62,9 +62,8 @@ def recovery_specs(
     """RETRY on the failed worker, FALLBACK to others, QUARANTINE it, or ABORT.
 
     All but ABORT are gated once ``max_retries`` is used up; QUARANTINE also when no other
-    active worker could take over, and when the worker's recent record does not show it
-    failing (G5_evidence; what the gate read goes into the candidate's params, so the record
-    says it). The engine gates ABORT while a reversible candidate is open.
+    active worker could take over; the engine also gates it on the worker's recent record
+    (G5_evidence, on ``evidence``), and gates ABORT while a reversible candidate is open.
     """
     retries_left = job.retry_count < job.max_retries
     retry_gate = GateResult(
@@ -82,14 +81,14 @@ def recovery_specs(
         CandidateSpec("FALLBACK", f"FALLBACK:{w.id}", w, {"worker": w.id}, (retry_gate,))
         for w in others[: MAX_CANDIDATES - 3]
     ]
-    seen = evidence(rule, failed.recent)
     specs.append(
         CandidateSpec(
             "QUARANTINE",
             f"QUARANTINE:{failed.id}",
             None,
-            {"worker": failed.id, "evidence": seen},
-            (retry_gate, last_worker_gate, g5_evidence(rule, failed.id, seen)),
+            {"worker": failed.id},
+            (retry_gate, last_worker_gate),
+            evidence=evidence(rule, failed.id, failed.recent),
         )
     )
     specs.append(CandidateSpec("ABORT", "ABORT", None, {}, (), runs_job=False))

@@ -7,6 +7,11 @@ Each decision is re-run (``History``) and compared with the record:
   than ``TOLERANCE``, or the input or output hash differs;
 - ``none``: everything equal.
 
+A decision is re-run on what it recorded of the outside world (path checks, worker health),
+never on the live filesystem; where the worker health it recorded differs from the fold as of
+its position, the decision is counted in ``worker_health_differs`` and listed as a minor
+finding (a heartbeat that overtook a dispatcher's save, or a fold bug).
+
 Each recorded score is also re-computed from its recorded metrics against the baseline as
 of its position; a difference beyond ``TOLERANCE`` is counted in ``scores_drifted`` and
 listed as a minor finding (the drift counts are per decision). Any major drift makes the
@@ -51,7 +56,8 @@ def compare(recorded: DecisionMade, rerun: DecisionMade) -> tuple[str, list[str]
     hashes_equal = (
         recorded.input_hash == rerun.input_hash and recorded.output_hash == rerun.output_hash
     )
-    if hashes_equal and not read:
+    inputs_equal = recorded.observed is None or recorded.observed == rerun.observed
+    if hashes_equal and not read and inputs_equal:
         return "none", []
     major: list[str] = list(read)
     minor: list[str] = []
@@ -68,6 +74,8 @@ def compare(recorded: DecisionMade, rerun: DecisionMade) -> tuple[str, list[str]
         minor.append("input hash differs")
     if recorded.output_hash != rerun.output_hash:
         minor.append("output hash differs")
+    if not inputs_equal:
+        minor.append("the re-run read outside inputs its record does not hold")
     if major:
         return "major", major + minor
     return ("minor", minor) if minor else ("none", [])
@@ -108,6 +116,7 @@ class ExactReport:
     input_hash_matches: int = 0
     output_hash_matches: int = 0
     scores_drifted: int = 0
+    worker_health_differs: int = 0
     findings: list[Finding] = field(default_factory=list)
     unrecorded_policy: int = 0
 
@@ -127,6 +136,7 @@ class ExactReport:
             "input_hash_matches": self.input_hash_matches,
             "output_hash_matches": self.output_hash_matches,
             "policy_not_recorded": self.unrecorded_policy,
+            "worker_health_differs": self.worker_health_differs,
             "ok": self.drift.get("major", 0) == 0,
             "findings": [vars(f) for f in self.findings],
         }
@@ -146,6 +156,10 @@ def replay_exact(
         if isinstance(step, DecisionStep):
             report.decisions += 1
             drift, differences = compare(step.recorded, step.rerun)
+            if step.health:
+                report.worker_health_differs += 1
+                differences += step.health
+                drift = "minor" if drift == "none" else drift
             report.input_hash_matches += step.recorded.input_hash == step.rerun.input_hash
             report.output_hash_matches += step.recorded.output_hash == step.rerun.output_hash
             report.drift[drift] += 1

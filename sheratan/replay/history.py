@@ -6,8 +6,12 @@ priors and baselines views are folded event by event, and when a ``decision.made
 they hold exactly the state the live engine decided on (the events before it). The decision
 is then re-run by the real engine (the candidate builders of ``sheratan.dispatch.candidates``
 and ``DecisionEngine``) under the policy it recorded (``policy.recorded``), with its recorded
-draw; each ``decision.scored`` is re-scored from its recorded metrics against the baseline
-as of its position.
+draw and on what it recorded of the outside world (``observed``: path checks, worker health),
+so replay never reads the live filesystem and a heartbeat that overtook a dispatcher's save
+does not change the re-run. The recorded worker health is also held against the fold as of
+the decision's position (``DecisionStep.health``), so a fold bug is not hidden by the
+recording. Each ``decision.scored`` is re-scored from its recorded metrics against the
+baseline as of its position.
 
 Overrides turn the same pass into a regression check: another scoring policy (weights) and
 other starter priors. Re-scored outcomes then feed the replayed priors in place of the
@@ -29,16 +33,18 @@ from events.decisions import (
     BaselineUpdated,
     DecisionMade,
     DecisionScored,
+    Observed,
     PriorsSeeded,
     PriorsUpdated,
     Rng,
 )
 from events.policy import PolicyRecorded
 from projections.baselines import BaselinesView
-from projections.jobs import JobsView
+from projections.jobs import JobState, JobsView
 from projections.priors import PriorsView
 from projections.workers import WorkersView
-from sheratan.decide.engine import DecisionEngine
+from sheratan.decide.engine import CandidateSpec, DecisionEngine
+from sheratan.decide.observed import as_seen, health_of
 from sheratan.decide.policy import (
     PolicySnapshot,
     PriorSeed,
@@ -77,11 +83,13 @@ class _RecordedDraw(random.Random):
 
 @dataclass(frozen=True)
 class DecisionStep:
-    """A recorded decision and the same decision re-run as of its position."""
+    """A recorded decision and the same decision re-run as of its position; ``health``:
+    where the worker health it recorded differs from the fold as of its position."""
 
     position: int
     recorded: DecisionMade
     rerun: DecisionMade
+    health: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,7 @@ class History:
                 made: DecisionMade = event  # type: ignore[assignment]
                 self._pending[made.originator_id] = made
                 if position >= check_from and (wanted is None or wanted(made)):
-                    yield DecisionStep(position, made, self.rerun(made))
+                    yield self.rerun(position, made)
             elif kind is DecisionScored:
                 step = self._score(position, event)  # type: ignore[arg-type]
                 selected = step is not None and (wanted is None or wanted(step.made))
@@ -183,25 +191,18 @@ class History:
     def _unrecorded(self) -> PolicySnapshot:
         return PolicySnapshot(load_scoring(), load_gates(), str(Path.cwd()))
 
-    def rerun(self, made: DecisionMade) -> DecisionMade:
-        """The decision re-run by the engine on the state as of its position."""
+    def rerun(self, position: int, made: DecisionMade) -> DecisionStep:
+        """The decision re-run by the engine on the state as of its position and on what it
+        recorded of the outside world (as today for a record without ``observed``)."""
         if made.policy_id not in self.policies:
             self.unrecorded_policy += 1
-        job = self.jobs.jobs.get(made.job_id) if made.job_id else None
-        if job is None:
-            raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
-        if made.intent == DISPATCH:
-            specs = dispatch_specs(self.workers, self.priors, job)
-        elif made.intent == RECOVER:
-            failed = self.workers.workers.get(job.worker or "")
-            if failed is None:
-                raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
-            rule = self.policy(made).gates.quarantine_evidence
-            specs = recovery_specs(self.workers, job, failed, rule)
-        else:
-            raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
-        engine = self._engine(made)
-        return engine.decide(
+        job, specs = self._candidates(made, self.workers)
+        health: tuple[str, ...] = ()
+        if made.observed is not None:
+            health = health_differences(made.observed, specs)
+            if made.intent == RECOVER:  # its last_worker gate reads the other workers' status
+                job, specs = self._candidates(made, as_seen(self.workers, made.observed))
+        rerun = self._engine(made).decide(
             decision_id=made.originator_id,
             trace_id=made.trace_id,
             parent=made.parent_node_id,
@@ -212,7 +213,29 @@ class History:
             priors=self.priors,
             constraints=decision_constraints({}, job),
             now=made.timestamp,
+            observed=made.observed,
         )
+        return DecisionStep(position, made, rerun, health)
+
+    def _candidates(
+        self, made: DecisionMade, workers: WorkersView
+    ) -> tuple[JobState, list[CandidateSpec]]:
+        """The decision's job and candidates, built from ``workers`` (the fold as of its
+        position, or as the decision saw it)."""
+        job = self.jobs.jobs.get(made.job_id) if made.job_id else None
+        if job is None:
+            raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
+        if made.intent == DISPATCH:
+            specs = dispatch_specs(workers, self.priors, job)
+        elif made.intent == RECOVER:
+            failed = workers.workers.get(job.worker or "")
+            if failed is None:
+                raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
+            rule = self.policy(made).gates.quarantine_evidence
+            specs = recovery_specs(workers, job, failed, rule)
+        else:
+            raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
+        return job, specs
 
     def _engine(self, made: DecisionMade) -> DecisionEngine:
         snapshot = self.policy(made)
@@ -313,3 +336,27 @@ class History:
                         last_scores=seed.last_scores,
                     ),
                 )
+
+
+def health_differences(recorded: Observed, specs: list[CandidateSpec]) -> tuple[str, ...]:
+    """Where the worker health a decision recorded (G0's reads, G5's evidence) differs from
+    the fold as of its position: expected where another process's heartbeat or result landed
+    between a dispatcher's read and its save, otherwise a sign of a fold bug."""
+    said: dict[tuple[str, str], Any] = {("health", w.worker): w for w in recorded.workers}
+    said |= {("evidence", e.worker): e for e in recorded.evidence}
+    folded: dict[tuple[str, str], Any] = {}
+    for spec in specs:
+        if spec.worker is not None:
+            folded["health", spec.worker.id] = health_of(spec.worker)
+        if spec.evidence is not None:
+            folded["evidence", spec.evidence.worker] = spec.evidence
+    out = []
+    for (what, worker), fold in folded.items():
+        record = said.get((what, worker))
+        if record is None or record == fold:
+            continue
+        for name in record.__struct_fields__:
+            old, new = getattr(record, name), getattr(fold, name)
+            if old != new:
+                out.append(f"worker {worker} {what} {name}: recorded {old}, the fold has {new}")
+    return tuple(out)
