@@ -27,6 +27,7 @@ from sheratan.decide.gates import evidence, resolves_inside_cached
 from sheratan.decide.policy import load_gates, load_scoring
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.recording import Ids, WallClock
+from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.replay.exact import replay_exact
@@ -278,7 +279,7 @@ def _stale_run(home_path: Path, workers: tuple[str, ...], stale: str, *, failing
         view[stale] = msgspec.structs.replace(
             view[stale], status="quarantined", quarantined_until=NOW, quarantine_reason="old"
         )  # a quarantine already over (G0 lets it pass), and released in the log
-        dispatcher.run()
+        Runner(dispatcher).drain()
         summary = replay_exact(History(home.ledger)).summary()
         summary["recorded"] = [m for m, _ in decisions(home)]
     finally:
