@@ -28,12 +28,7 @@ from projections.jobs import LEASED, JobState, JobsView
 from projections.workers import WorkerState, WorkersView
 from sheratan.inputs import InvalidInputError
 from sheratan.store.files import write_durably
-from sheratan.workers.outcome import (
-    MAX_ERROR_MESSAGE_CHARS,
-    Collected,
-    Outcome,
-    outcome_problem,
-)
+from sheratan.workers.outcome import MAX_ERROR_MESSAGE_CHARS, Collected, Outcome
 from sheratan.workers.report import holds
 
 #: The folders of a relay directory: attempts out, results in, results refused.
@@ -216,10 +211,6 @@ def _take(folder: Path, name: str, worker: str, jobs: JobsView, now: datetime) -
         _reject(folder, name, f"attempt {result.attempt} of {job.id} is not {worker}'s")
         return None
     outcome = _outcome(result)
-    problem = outcome_problem(outcome)
-    if problem is not None:
-        _reject(folder, name, problem)
-        return None
     if holds(job, worker, result.attempt, now):
         return Collected(job.id, worker, result.attempt, outcome)
     if job.status in ("completed", "failed"):
