@@ -157,8 +157,12 @@ class WebRelay:
             last_result=job.result,
             last_error=job.error,
         )
-        out = _folder(worker) / OUT / f"{job.id}{JOB_SUFFIX}"
-        write_durably(out, msgspec.json.encode(relay))
+        out = _folder(worker) / OUT
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_durably(out / f"{job.id}{JOB_SUFFIX}", msgspec.json.encode(relay))
+        except OSError:
+            return  # unreachable (a full disk, a lost mount): the lease expires, recovery runs
 
     def collect(self, jobs: JobsView, now: datetime) -> list[Collected]:
         collected: list[Collected] = []
@@ -241,6 +245,7 @@ def _outcome(result: RelayResult) -> Outcome:
 def _reject(folder: Path, name: str, reason: str) -> None:
     """Move the file to ``rejected/`` and write why beside it (the reason first, so a
     rejected file never stands there without one)."""
+    (folder / REJECTED).mkdir(exist_ok=True)
     write_durably(folder / REJECTED / f"{name}.reason.txt", f"{reason}\n".encode())
     _move(folder, name, REJECTED)
 
