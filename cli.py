@@ -7,6 +7,7 @@ Every command takes ``--home`` and ``--json``. Bad input prints one line on stde
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,12 +37,21 @@ from sheratan.audit.signing import SigningKeyError
 from sheratan.audit.signing import load_public as load_public_key
 from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
-from sheratan.dispatch.service import EngineConfig, SimulationInterruptedError
+from sheratan.dispatch.runner import Stop
+from sheratan.dispatch.service import DEFAULT_NAME as DEFAULT_DISPATCHER
+from sheratan.dispatch.service import EngineConfig, SimulationInterruptedError, resumes_after
 from sheratan.dispatch.service import dispatch as run_dispatch
+from sheratan.dispatch.service import follow as run_follow
 from sheratan.dispatch.service import simulate as run_simulation
 from sheratan.dispatch.service import summary as run_summary
 from sheratan.home import Home, HomeMissingError, init_home, resolve_home
-from sheratan.inputs import InvalidInputError, check_arguments, decode_object
+from sheratan.inputs import (
+    MAX_NAME_CHARS,
+    InvalidInputError,
+    check_arguments,
+    check_text,
+    decode_object,
+)
 from sheratan.lifecycle import IllegalTransitionError
 from sheratan.policy_report import (
     effective_policies,
@@ -745,6 +755,17 @@ def engine_options(command: F) -> F:
 @cli.command()
 @click.option("--until-idle", is_flag=True, help="Keep dispatching until no job is ready.")
 @click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep running: follow the log, dispatch, settle and sweep leases until SIGTERM or Ctrl-C.",
+)
+@click.option(
+    "--name",
+    default=DEFAULT_DISPATCHER,
+    show_default=True,
+    help="This dispatcher's name: its tracking records are dispatcher:<name>.",
+)
+@click.option(
     "--workspace",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -754,6 +775,8 @@ def engine_options(command: F) -> F:
 @common
 def dispatch(
     until_idle: bool,
+    follow: bool,
+    name: str,
     workspace: Path | None,
     scoring: Path | None,
     gates: Path | None,
@@ -763,7 +786,14 @@ def dispatch(
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Dispatch the next ready job (or all of them) to the registered workers."""
+    """Dispatch the next ready job (or all of them, or follow the log until stopped).
+
+    Several dispatchers may serve one home at once, each in its own process: they take
+    turns under the home's dispatch lock, and a lost race is re-read, never an error.
+    """
+    if until_idle and follow:
+        raise click.UsageError("choose --until-idle or --follow, not both")
+    check_text("dispatcher name", name, MAX_NAME_CHARS)
     opened = open_home(home)
     config = EngineConfig.load(
         policy=policy,
@@ -773,7 +803,10 @@ def dispatch(
         gates_path=gates,
         workspace=workspace,
     )
-    stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1)
+    if follow:
+        stats = follow_until_stopped(opened, config, name)
+    else:
+        stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1)
     report = run_summary(stats, 0)
     report.pop("events")
     if as_json:
@@ -783,6 +816,19 @@ def dispatch(
             f"dispatched {report['dispatches']} job(s): {report['completed']} completed, "
             f"{report['failed']} failed, {report['aborted']} aborted"
         )
+
+
+def follow_until_stopped(opened: Home, config: EngineConfig, name: str) -> Any:
+    """Run ``dispatch --follow`` until SIGTERM or Ctrl-C (both stop it cleanly, exit 0)."""
+    stop = Stop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    last = resumes_after(opened, name)
+    where = "from the start" if last is None else f"after position {last}"
+    click.echo(f"dispatcher:{name} following {opened.path} ({where}); stop with Ctrl-C", err=True)
+    stats = run_follow(opened, config, stop, name=name)
+    click.echo(f"dispatcher:{name} stopped", err=True)
+    return stats
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.policy import load_gates, load_scoring
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.recording import Ids, WallClock
+from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.workers.outcome import Outcome
@@ -185,7 +186,7 @@ def test_a_job_whose_every_candidate_is_gated_ends_abort_and_no_worker_is_called
     )
     counting = CountingTransport()
     dispatcher.transports["local"] = counting
-    stats = dispatcher.run()
+    stats = Runner(dispatcher).drain()
     assert counting.calls == 0
     assert stats.aborted == 1
     assert home.app.get_job(job_id).status == "quarantined"

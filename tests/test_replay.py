@@ -22,6 +22,7 @@ from events.decisions import GateResult
 from events.policy import ReplayRun
 from sheratan.decide.engine import output_hash
 from sheratan.dispatch.recording import Ids, VirtualClock
+from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.replay.exact import compare
@@ -163,7 +164,7 @@ def test_a_decision_input_replay_cannot_see_is_major_drift(tmp_path: Path) -> No
         namespace=SIMULATION,
     )
     dispatcher.constraints = {"budget_remaining": 5.0}  # expensive-quality costs 8
-    dispatcher.run()
+    Runner(dispatcher).drain()
     home.close()
     code, output = run("replay", "--home", str(tmp_path / "home"), "--exact", "--json")
     report = json.loads(output)

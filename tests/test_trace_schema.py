@@ -23,6 +23,7 @@ from projections.workers import WorkerState
 from sheratan.decide.trace import SCHEMA_PATH, check, encode, trace_record, violations
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.recording import Ids, WallClock
+from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
 from sheratan.store.factory import open_ledger
@@ -135,7 +136,7 @@ def test_a_non_finite_outcome_is_a_failed_attempt_and_the_log_stays_readable(
         outcomes_rng=random.Random(0),
     )
     dispatcher.transports["local"] = NanTransport()
-    dispatcher.run()
+    Runner(dispatcher).drain()
     failed = [e for _, e in events(home) if isinstance(e, JobFailed)]
     assert [(e.originator_id, e.code) for e in failed] == [(job_id, "invalid_outcome")]
     assert "non-finite latency_ms" in failed[0].error
@@ -157,7 +158,7 @@ def test_an_invalid_record_lands_in_breaches_only_and_the_decision_is_closed(
         ids=Ids(),
         outcomes_rng=random.Random(0),
     )
-    dispatcher.run()  # a daemon's worker: leased, not run here
+    Runner(dispatcher).drain()  # a daemon's worker: leased, not run here
     [(made, _)] = decisions(home)
     broken = DecisionScored(
         originator_id=made.originator_id,

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Self
 
 from sheratan.store.factory import open_ledger
+from sheratan.store.files import own_temp
 from sheratan.store.ledger import CorruptLogError
 from sheratan.store.limits import MAX_LINE_BYTES
 
@@ -140,7 +141,7 @@ class CommittedLog(Closing):
         self._current.add(target)
         if target.exists():
             return target
-        partial = target.with_suffix(".tmp")
+        partial = own_temp(target)
         with path.open("rb") as src, partial.open("wb") as dst:
             copied = start
             while copied < end:

@@ -49,7 +49,7 @@ from sheratan.analytics.reader import (
 )
 from sheratan.analytics.shapes import BASE_TABLES, VIEWS, empty_lines
 from sheratan.analytics.source import redacted_data_sql, register
-from sheratan.store.files import file_digest
+from sheratan.store.files import file_digest, own_temp
 from sheratan.store.ledger import Ledger
 
 CACHE_DIR = "analytics"
@@ -266,7 +266,7 @@ class Analytics(Closing):
             events_sql = self._events_sql(read_ndjson_sql([str(source)]))
             self.con.execute(f"CREATE TEMP TABLE segment_events AS {events_sql}")
             for table, sql in BASE_TABLES.items():
-                partial = files[table].with_suffix(f".{os.getpid()}.tmp")
+                partial = own_temp(files[table])
                 query = sql.replace("{lines}", "segment_events")
                 if table == "events":
                     query = "SELECT * FROM segment_events"

@@ -35,7 +35,7 @@ from sheratan.dispatch.candidates import (
     decision_constraints,
     dispatch_specs,
 )
-from sheratan.dispatch.context import DispatchContext, RunStats
+from sheratan.dispatch.context import DispatchContext
 from sheratan.dispatch.settle import Settler
 from sheratan.lifecycle import job_event
 from sheratan.workers.outcome import Handoff, Transport, run_attempt
@@ -61,6 +61,7 @@ class Dispatcher:
         *,
         transports: dict[str, Transport],
         handoffs: dict[str, Handoff] | None = None,
+        claim_first: frozenset[str] = frozenset(),
         constraints: dict[str, Any] | None = None,
         on_breach: Callable[[dict[str, Any], Violation], object] | None = None,
     ) -> None:
@@ -77,41 +78,13 @@ class Dispatcher:
         #: Workers of these transports are handed their attempt at its lease, and their
         #: outcomes collected by every round.
         self.handoffs = handoffs or {}
+        #: In-process transports whose work touches the world: their lease and claim are
+        #: saved before they run, so a save that fails never leaves work done unrecorded.
+        self.claim_first = claim_first
         self.constraints = constraints or {}
         self.settler = Settler(context, self._decide, on_breach)
 
     # ---------------------------------------------------------------- the loop
-
-    def run(
-        self,
-        *,
-        max_jobs: int | None = None,
-        flush_every: int = 1,
-        progress: Callable[[int], None] | None = None,
-    ) -> RunStats:
-        """Rounds until no job is ready (or ``max_jobs`` dispatch decisions), flushing every
-        ``flush_every`` jobs. Retries waiting for their backoff are waited for (on virtual
-        time, the clock jumps); attempts held by workers of other processes are not:
-        whoever follows the log settles them."""
-        try:
-            while max_jobs is None or self.stats.jobs < max_jobs:
-                budget = (
-                    flush_every
-                    if max_jobs is None
-                    else min(flush_every, max_jobs - self.stats.jobs)
-                )
-                done = self.round(budget)
-                self.recorder.flush()
-                if progress is not None and done.dispatched:
-                    progress(self.stats.jobs)
-                if done.dispatched or done.settled:
-                    continue
-                if done.retry_at is None:
-                    break
-                self.clock.wait_until(done.retry_at)
-        finally:
-            self.recorder.flush()
-        return self.stats
 
     def round(self, max_dispatches: int) -> Round:
         """One round over the views as they are: collect handed-off outcomes, settle what
@@ -186,6 +159,19 @@ class Dispatcher:
             and (until := jobs[job_id].lease_until) is not None
         ]
         return min(times, default=None)
+
+    def handoff_open(self) -> bool:
+        """Whether an attempt of this namespace is open on a handoff transport (its outcome
+        comes as a file, not as a commit that wakes a follower)."""
+        if not self.handoffs:
+            return False
+        jobs, workers = self.views.jobs.jobs, self.views.workers.workers
+        return any(
+            jobs[job_id].namespace == self.namespace
+            and (worker := workers.get(jobs[job_id].worker or "")) is not None
+            and worker.transport in self.handoffs
+            for job_id in self.views.jobs.leased
+        )
 
     def next_ready_job(self) -> tuple[JobState | None, datetime | None]:
         """The first queued job of this namespace that may run now, and (when there is none)
@@ -325,6 +311,8 @@ class Dispatcher:
         """An in-process worker takes the attempt, runs it, reports it; then it is settled."""
         jobs = self.views.jobs.jobs
         self.recorder.record(claim_event(jobs[job_id], self.clock.now()))
+        if worker.transport in self.claim_first:
+            self.recorder.flush()
         job = jobs[job_id]
         outcome = run_attempt(transport, job, worker)
         self.clock.advance(outcome.latency_ms)

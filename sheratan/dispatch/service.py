@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from events import Event
 from events.jobs import JobCancelled, JobCreated, JobQueued
 from events.workers import WorkerRegistered
 from sheratan.app import payload_hash
@@ -34,10 +35,13 @@ from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
 from sheratan.dispatch.loop import Dispatcher
 from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
+from sheratan.dispatch.runner import Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
 from sheratan.store.factory import open_ledger
+from sheratan.store.files import FileLock
+from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
 from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
@@ -49,6 +53,8 @@ BUILD_ID = "sheratan-0.1.0"
 SIMULATION_FLUSH_JOBS = 256
 #: The namespace of every simulated job and worker ("" is real work).
 SIMULATION = "simulation"
+#: The tracking name of a dispatcher not given one (``dispatcher:dispatch``).
+DEFAULT_NAME = "dispatch"
 
 
 class SimulationInterruptedError(Exception):
@@ -130,6 +136,7 @@ def build_dispatcher(
     outcomes_rng: random.Random,
     views: EngineViews | None = None,
     namespace: str = "",
+    stats: RunStats | None = None,
 ) -> Dispatcher:
     views = views or load_views(home, config.scoring)
     snapshot = config.snapshot
@@ -150,38 +157,89 @@ def build_dispatcher(
     )
     context = DispatchContext(
         views=views,
-        recorder=Recorder(home.app, views.all()),
+        recorder=Recorder(home.app, views.all(), source=LogSource(home)),
         engine=engine,
         scoring=config.scoring,
         clock=clock,
         ids=ids,
+        stats=stats or RunStats(),
         namespace=namespace,
     )
     return Dispatcher(
         context,
         transports=transports,
         handoffs={"webrelay": WebRelay(views.workers, home.app)},
+        claim_first=frozenset({"local"}),
         on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
     )
 
 
+class LogSource:
+    """A home's log as the live recorder reads it back."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def last_position(self) -> int:
+        return self.home.ledger.last_position()
+
+    def events(self, first: int, last: int) -> Iterator[tuple[int, Event]]:
+        return self.home.views.reader.events(self.home.ledger, first, last)
+
+
+def dispatch_lock(home: Home) -> FileLock:
+    """The lock every dispatcher of a home holds for a round (see sheratan.dispatch.runner)."""
+    return FileLock(home.path / "locks" / "dispatch.lock")
+
+
+def open_runner(home: Home, config: EngineConfig, *, name: str = DEFAULT_NAME) -> Runner:
+    """A dispatcher of real work on wall time, run in rounds under the home's dispatch lock,
+    tracked as ``dispatcher:<name>``; a lost race loads its views again."""
+
+    def make(stats: RunStats | None = None) -> Dispatcher:
+        start = home.ledger.last_position()
+        views = load_views(home, config.scoring)
+        config.selection.require_known(_of_namespace(views, ""))
+        return build_dispatcher(
+            home,
+            config,
+            clock=WallClock(),
+            ids=Ids(),
+            outcomes_rng=random.Random(f"{config.seed}:{start}:outcomes"),
+            views=views,
+            stats=stats,
+        )
+
+    return Runner(make(), lock=dispatch_lock(home), tracking=tracking_name(name), reload=make)
+
+
+def tracking_name(name: str) -> str:
+    return f"dispatcher:{name}"
+
+
 def dispatch(home: Home, config: EngineConfig, *, max_jobs: int | None = None) -> RunStats:
-    """Run the loop over the registered workers on wall time, saving after every job."""
-    start = home.ledger.last_position()
-    views = load_views(home, config.scoring)
-    config.selection.require_known(_of_namespace(views, ""))
-    dispatcher = build_dispatcher(
-        home,
-        config,
-        clock=WallClock(),
-        ids=Ids(),
-        outcomes_rng=random.Random(f"{config.seed}:{start}:outcomes"),
-        views=views,
-    )
+    """Dispatch ready jobs (up to ``max_jobs`` decisions) on wall time, one save per job."""
+    runner = open_runner(home, config)
     try:
-        return dispatcher.run(max_jobs=max_jobs, flush_every=1)
+        return runner.drain(max_jobs=max_jobs)
     finally:
-        save_views(home, dispatcher, config.scoring)
+        save_views(home, runner.dispatcher, config.scoring)
+
+
+def follow(
+    home: Home, config: EngineConfig, stop: Stop, *, name: str = DEFAULT_NAME, batch: int = 16
+) -> RunStats:
+    """``dispatch --follow``: rounds until ``stop``, woken by every commit to the log."""
+    runner = open_runner(home, config, name=name)
+    with Waker(home.ledger) as waker:
+        return runner.follow(
+            stop, waker, batch=batch, save=lambda d: save_views(home, d, config.scoring)
+        )
+
+
+def resumes_after(home: Home, name: str = DEFAULT_NAME) -> int | None:
+    """The last position dispatcher ``name`` acted on (its tracking record), if any."""
+    return home.ledger.max_tracking_id(tracking_name(name))
 
 
 def simulate(
@@ -210,7 +268,7 @@ def simulate(
         namespace=SIMULATION,
     )
     try:
-        stats = _run_simulation(dispatcher, profiles, jobs, start, progress)
+        stats = _run_simulation(home, dispatcher, profiles, jobs, start, progress)
     except KeyboardInterrupt:
         raise SimulationInterruptedError(cancel_simulation(home, clock.now())) from None
     save_views(home, dispatcher, config.scoring)
@@ -218,6 +276,7 @@ def simulate(
 
 
 def _run_simulation(
+    home: Home,
     dispatcher: Dispatcher,
     profiles: tuple[WorkerProfile, ...],
     jobs: int,
@@ -250,7 +309,8 @@ def _run_simulation(
         if (i + 1) % 10_000 == 0:
             recorder.flush()
     recorder.flush()
-    return dispatcher.run(flush_every=SIMULATION_FLUSH_JOBS, progress=progress)
+    runner = Runner(dispatcher, lock=dispatch_lock(home))
+    return runner.drain(batch=SIMULATION_FLUSH_JOBS, progress=progress)
 
 
 def cancel_simulation(home: Home, now: datetime) -> int:

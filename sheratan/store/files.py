@@ -35,14 +35,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` atomically with ``data``: temp file, fsync, rename, fsync dir.
+def own_temp(path: Path) -> Path:
+    """A temp file name beside ``path`` that is this writer's own (process and thread).
 
-    The temp file's name is the writer's own (process and thread), so two writers replacing
+    Every temp-then-rename in Sheratan takes its name from here, so two writers replacing
     one file never share, truncate or rename each other's temp file: the last rename wins.
-    It is always created anew, so ``mode`` (0600 for a private key) always applies.
     """
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
+def write_durably(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically with ``data``: temp file (``own_temp``), fsync, rename,
+    fsync dir. The temp file is always created anew, so ``mode`` (0600 for a private key)
+    always applies.
+    """
+    tmp = own_temp(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)

@@ -63,6 +63,7 @@ from sheratan.store.lines import (
     pointer_decoder,
     prepare,
 )
+from sheratan.store.wake import WAKE_DIR, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class Ledger:
         self._read_fds: dict[Path, int] = {}
         self._clock = UtcClock()
         self._listeners: set[threading.Event] = set()
+        self._notifier = Notifier(home / WAKE_DIR / name)  # followers in other processes
         self._events_since_sidecar = 0
         self.reports: list[str] = []
         #: The first damage found (on open, or in lines another process wrote since): the
@@ -145,7 +147,7 @@ class Ledger:
         with self._state, self._flock.held():
             self._open()
         self._finalizer = weakref.finalize(
-            self, _close_fds, self._read_fds, self._write_fds, self._flock
+            self, _close_fds, self._read_fds, self._write_fds, self._flock, self._notifier
         )
 
     # ------------------------------------------------------------------ opening
@@ -529,6 +531,9 @@ class Ledger:
         return batch
 
     def _commit(self, batch: list[_Save]) -> None:
+        """Commit a group; once it is durable and the file lock is free, wake the followers
+        (in-process listeners, and every process's ``Waker`` of this log)."""
+        wrote = False
         try:
             with self._state:
                 self._flock.acquire()
@@ -537,7 +542,7 @@ class Ledger:
                     if self.damage is not None:
                         raise CorruptLogError(self.damage.message())
                     self._seal_unsealed()
-                    self._write(batch)
+                    wrote = self._write(batch)
                 finally:
                     self._flock.release()
         except BaseException as error:  # every waiter must hear of a failed commit
@@ -547,14 +552,17 @@ class Ledger:
                     save.done = True
             if not isinstance(error, Exception):
                 raise
-        for listener in list(self._listeners):
-            listener.set()
+        if wrote:
+            self._notifier.notify()
+            for listener in list(self._listeners):
+                listener.set()
 
-    def _write(self, batch: list[_Save]) -> None:
+    def _write(self, batch: list[_Save]) -> bool:
+        """Write the saves that pass their checks; False if none did (nothing written)."""
         index = self.index
         accepted = self._check(batch)
         if not accepted:
-            return
+            return False
         segment = self._active_segment()
         ts = self._clock.now().encode()
         head = index.head.encode()
@@ -608,6 +616,7 @@ class Ledger:
         self._events_since_sidecar += len(offsets)
         if self._events_since_sidecar >= SIDECAR_EVERY_EVENTS:
             self._save_sidecar()
+        return True
 
     def _check(self, batch: list[_Save]) -> list[_Save]:
         """Accept the saves that keep (stream, version) and tracking unique; fail the rest."""
@@ -926,10 +935,13 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _close_fds(read_fds: dict[Path, int], write_fds: list[int], flock: FileLock) -> None:
+def _close_fds(
+    read_fds: dict[Path, int], write_fds: list[int], flock: FileLock, notifier: Notifier
+) -> None:
     for fd in [*read_fds.values(), *write_fds]:
         with contextlib.suppress(OSError):
             os.close(fd)
     read_fds.clear()
     write_fds.clear()
     flock.close()
+    notifier.close()

@@ -38,3 +38,10 @@ SIDECAR_EVERY_EVENTS = 250_000
 
 #: Width of the zero-padded first position in segment file names.
 SEGMENT_NAME_DIGITS = 20
+
+#: The most followers one log wakes after each commit (one registry file and one datagram
+#: each); a follower past it is refused when it registers.
+MAX_FOLLOWERS_PER_LOG = 256
+
+#: A follower without abstract sockets (not Linux) looks at the log's position this often.
+WAKE_FALLBACK_STEP_S = 0.05

@@ -23,9 +23,7 @@ from eventsourcing.persistence import (
 
 from sheratan.store.ledger import Ledger
 from sheratan.store.lines import Trk, state_of, text_line_decoder, uuid_line_decoder
-
-#: How often a subscription looks for events that another process appended.
-SUBSCRIPTION_POLL_S = 0.1
+from sheratan.store.wake import Waker
 
 
 class _UUIDNote(msgspec.Struct):
@@ -188,28 +186,32 @@ class JsonlApplicationRecorder(JsonlAggregateRecorder, ApplicationRecorder):
 
 
 class JsonlSubscription(ListenNotifySubscription[JsonlApplicationRecorder]):
-    """Follows the log: woken at once by saves in this process, by polling for other processes."""
+    """Follows the log: its pull thread sleeps in a ``Waker`` until any process commits."""
 
     def __init__(
         self, recorder: JsonlApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
     ) -> None:
+        # Registered before the pull thread starts (in the base class) and reads the log, so
+        # no commit after that first read goes unnoticed.
+        self._waker = Waker(recorder.ledger)
         super().__init__(recorder=recorder, gt=gt, topics=topics)
-        recorder.ledger.listen(self._has_been_notified)
 
     def stop(self) -> None:
         super().stop()
-        self._recorder.ledger.unlisten(self._has_been_notified)
+        self._waker.wake()
 
     def _loop_on_pull(self) -> None:
         try:
             self._pull()
             while not self._has_been_stopped:
-                self._has_been_notified.wait(timeout=SUBSCRIPTION_POLL_S)
+                self._waker.wait()
                 self._pull()
         except BaseException as error:
             if self._thread_error is None:
                 self._thread_error = error
             self.stop()
+        finally:
+            self._waker.close()
 
 
 class JsonlTrackingRecorder(JsonlRecorder, TrackingRecorder):

@@ -7,7 +7,6 @@ moment of use (a symlink may have appeared since), because a gate is not a sandb
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from events.decisions import ErrorInfo
 from projections.jobs import JobState
 from projections.workers import WorkerState
 from sheratan.sandbox import path_problem
+from sheratan.store.files import write_durably
 from sheratan.workers.kinds import (
     FileReadPayload,
     FileWritePayload,
@@ -98,9 +98,7 @@ class LocalTransport:
             raise ExecutionError("too_large", f"content is over {MAX_FILE_BYTES} bytes")
         path = self.workspace / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.sheratan-tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_durably(path, data)  # its temp file is this writer's own: workers never collide
 
 
 def _file_result(path: str, data: bytes) -> dict[str, Any]:
