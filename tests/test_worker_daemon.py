@@ -4,19 +4,20 @@ Real processes, real signals, the real store. Executions are counted apart from 
 a ``patch_apply`` job replacing "0" with "01" in a file of its own appends one "1" per
 execution (the old text still matches once), so the file says how often it ran.
 
-A job is held for as long as a test wants by a FIFO where the local worker writes its temp
-file: the write blocks until the test opens the other end.
+A job is held for as long as a test wants by a file lease (``Holds``): the worker's open of
+the file blocks in the kernel until the test lets go.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,14 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def run_worker(home: Path, workspace: Path, worker: str, *more: str) -> subprocess.Popen[str]:
-    """A daemon of ``worker`` (noop and patch_apply, file_write), once it has registered."""
+    """A daemon of ``worker`` (noop, patch_apply, file_read), once it has registered."""
     process = start_cli(
         home,
         "worker",
         "run",
         worker,
         "--kinds",
-        "noop,patch_apply,file_write",
+        "noop,patch_apply,file_read",
         "--workspace",
         str(workspace),
         "--heartbeat",
@@ -74,27 +75,40 @@ def executions(workspace: Path, name: str) -> int:
     return (workspace / name).read_text().count("1")
 
 
-def held_job(home: Path, workspace: Path, name: str, *more: str) -> str:
-    """A file_write job whose write blocks until the test reads the FIFO (``release``)."""
-    os.mkfifo(workspace / f".{name}.sheratan-tmp")
-    payload = json.dumps({"path": name, "content": "held"})
-    return str(as_json(home, "job", "create", "file_write", "--payload", payload, *more)["id"])
+class Holds:
+    """Jobs held for as long as a test wants: a file_read job of a file this process holds a
+    write lease on (fcntl F_SETLEASE). The worker's open blocks in the kernel until the lease
+    is released (or the kernel breaks it after /proc/sys/fs/lease-break-time, 45 s)."""
 
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.leases: dict[str, int] = {}
 
-def release(workspace: Path, name: str) -> bytes:
-    """Read what the held job writes (never blocking on a FIFO with no writer yet)."""
-    fd = os.open(workspace / f".{name}.sheratan-tmp", os.O_RDONLY | os.O_NONBLOCK)
-    data = b""
-    deadline = time.monotonic() + WAIT_S
-    try:
-        while len(data) < len(b"held"):
-            assert time.monotonic() < deadline, "the held job wrote nothing"
-            with contextlib.suppress(BlockingIOError):
-                data += os.read(fd, 64)
-            time.sleep(0.01)
-    finally:
+    def job(self, home: Path, name: str, *more: str) -> str:
+        (self.workspace / name).write_text("held")
+        fd = os.open(self.workspace / name, os.O_RDONLY)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        self.leases[name] = fd
+        payload = json.dumps({"path": name})
+        return str(as_json(home, "job", "create", "file_read", "--payload", payload, *more)["id"])
+
+    def release(self, name: str) -> None:
+        fd = self.leases.pop(name)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         os.close(fd)
-    return data
+
+
+@pytest.fixture
+def holds(workspace: Path) -> Iterator[Holds]:
+    # A lease holder gets SIGIO when someone opens the file; its default action would kill us.
+    previous = signal.signal(signal.SIGIO, signal.SIG_IGN)
+    held = Holds(workspace)
+    try:
+        yield held
+    finally:
+        for name in list(held.leases):
+            held.release(name)
+        signal.signal(signal.SIGIO, previous)
 
 
 def status(home: Path, job_id: str) -> str:
@@ -144,10 +158,10 @@ def test_a_daemon_runs_what_dispatch_leased_to_it_once(home: Path, workspace: Pa
 
 
 def test_a_daemon_started_again_does_not_run_a_started_attempt_again(
-    home: Path, workspace: Path
+    home: Path, workspace: Path, holds: Holds
 ) -> None:
     daemon = run_worker(home, workspace, "w1", "--grace", "0")
-    job = held_job(home, workspace, "held.txt", "--timeout", "600")
+    job = holds.job(home, "held.txt", "--timeout", "600")
     dispatch(home, workspace)
     wait_until(lambda: status(home, job) == "running", "the claim", daemon)
     daemon.kill()
@@ -161,27 +175,29 @@ def test_a_daemon_started_again_does_not_run_a_started_attempt_again(
     assert stopped_cleanly(again).startswith("worker w1 stopped: 1 attempt(s) claimed")
 
 
-def test_sigterm_finishes_the_attempt_it_holds(home: Path, workspace: Path) -> None:
+def test_sigterm_finishes_the_attempt_it_holds(home: Path, workspace: Path, holds: Holds) -> None:
     daemon = run_worker(home, workspace, "w1")
-    job = held_job(home, workspace, "held.txt")
+    job = holds.job(home, "held.txt")
     dispatch(home, workspace)
     wait_until(lambda: status(home, job) == "running", "the claim", daemon)
     daemon.send_signal(signal.SIGTERM)
     queued = counting_job(home, workspace, "not-claimed.txt")
     dispatch(home, workspace)  # leased to w1, which no longer claims
-    assert release(workspace, "held.txt") == b"held"
+    holds.release("held.txt")
     line = stopped_cleanly(daemon, 0)  # signal 0: only wait for it
     assert line == (
         "worker w1 stopped: 1 attempt(s) claimed, 1 completed, 0 failed, 0 late, 0 handed back"
     )
-    assert status(home, job) == "completed"
+    assert as_json(home, "job", "show", job)["result"]["bytes"] == len("held")
     assert status(home, queued) == "dispatched"
     assert executions(workspace, "not-claimed.txt") == 0
 
 
-def test_sigterm_hands_back_what_outlasts_the_grace_period(home: Path, workspace: Path) -> None:
+def test_sigterm_hands_back_what_outlasts_the_grace_period(
+    home: Path, workspace: Path, holds: Holds
+) -> None:
     daemon = run_worker(home, workspace, "w1", "--grace", "0.2")
-    job = held_job(home, workspace, "held.txt")
+    job = holds.job(home, "held.txt")
     dispatch(home, workspace)
     wait_until(lambda: status(home, job) == "running", "the claim", daemon)
     assert stopped_cleanly(daemon, signal.SIGINT).endswith(", 1 handed back")
@@ -207,16 +223,16 @@ def sweep_until(home: Path, workspace: Path, gates: Path, done: Any) -> None:
 
 
 def test_sigkill_leaves_the_held_attempt_to_time_out_and_recover_elsewhere(
-    home: Path, workspace: Path, tmp_path: Path
+    home: Path, workspace: Path, tmp_path: Path, holds: Holds
 ) -> None:
     gates = gates_with_heartbeat_timeout(tmp_path, 1.0)
     first = run_worker(home, workspace, "w1")
-    job = held_job(home, workspace, "held.txt", "--timeout", "1")
+    job = holds.job(home, "held.txt", "--timeout", "1")
     dispatch(home, workspace, "--gates", str(gates))
     wait_until(lambda: status(home, job) == "running", "the claim", first)
     first.send_signal(signal.SIGKILL)
     first.communicate()
-    os.unlink(workspace / ".held.txt.sheratan-tmp")  # the next write goes through
+    holds.release("held.txt")  # the next attempt reads it at once
     second = run_worker(home, workspace, "w2")
     time.sleep(1.5)  # w1 silent past the heartbeat timeout: gate G0 keeps it out
     sweep_until(home, workspace, gates, lambda: status(home, job) == "completed")
@@ -234,24 +250,24 @@ def test_sigkill_leaves_the_held_attempt_to_time_out_and_recover_elsewhere(
     shown = as_json(home, "job", "show", job)
     assert shown["worker"] == "w2" and shown["attempt"] == completed[0]["data"]["attempt"]
     assert "1 completed" in line
-    assert (workspace / "held.txt").read_text() == "held"
 
 
 def test_a_result_after_the_lease_is_recorded_late_and_completes_nothing_twice(
-    home: Path, workspace: Path, tmp_path: Path
+    home: Path, workspace: Path, tmp_path: Path, holds: Holds
 ) -> None:
     gates = gates_with_heartbeat_timeout(tmp_path, 300.0)
     slow = run_worker(home, workspace, "w1")
-    job = held_job(home, workspace, "held.txt", "--timeout", "1")
+    job = holds.job(home, "held.txt", "--timeout", "1")
     dispatch(home, workspace, "--gates", str(gates))
     wait_until(lambda: status(home, job) == "running", "the claim", slow)
     invoke(home, "worker", "quarantine", "w1", "--reason", "too slow")
     other = workspace / "other"
     other.mkdir()
-    fast = run_worker(home, other, "w2")  # not where w1's write is held
+    (other / "held.txt").write_text("held")
+    fast = run_worker(home, other, "w2")  # not where w1's read is held
     time.sleep(1.1)  # the lease of attempt 1 expires
     sweep_until(home, workspace, gates, lambda: events_of(home, "job.timed_out"))
-    release(workspace, "held.txt")  # w1 ends attempt 1 now, after its lease
+    holds.release("held.txt")  # w1 ends attempt 1 now, after its lease
     wait_until(lambda: events_of(home, "job.result_late"), "the late result", slow)
     sweep_until(home, workspace, gates, lambda: status(home, job) == "completed")
     assert stopped_cleanly(slow).startswith("worker w1 stopped: 1 attempt(s) claimed, 0 completed")

@@ -13,6 +13,9 @@ dispatcher sweeping an expired lease, an operator cancelling) is a re-read, neve
 a lost claim is someone else's attempt now; a lost outcome is recorded again on the fresh
 state, late if the lease is gone.
 
+It sleeps until a commit of any process (sheratan.store.wake), an attempt of its own ends,
+a heartbeat is due or a signal comes: idle, it uses next to no CPU.
+
 SIGTERM or Ctrl-C: it stops claiming and waits for what it runs, up to a grace period; an
 attempt still running then is handed back (nothing recorded: its lease expires). SIGKILL
 needs nothing: the leases expire.
@@ -24,7 +27,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +41,10 @@ from projections.jobs import JobState, JobsView
 from projections.workers import WorkerState
 from sheratan.decide.policy import load_gates
 from sheratan.dispatch.recording import Recorder, ViewsDivergedError, WallClock
+from sheratan.dispatch.service import LogSource
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError, check_kinds
+from sheratan.store.wake import Waker
 from sheratan.views import JOBS
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Outcome, run_attempt
@@ -50,8 +55,6 @@ DAEMON_KINDS = frozenset({"noop", "file_read", "file_write", "patch_apply"})
 MAX_CONCURRENCY = 64
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_GRACE_S = 30.0
-#: How often the log is looked at while idle, until cross-process wake-ups replace the look.
-POLL_S = 0.05
 #: Saves in a row that may lose a version race before a step waits for the next loop.
 MAX_RACES_PER_STEP = 8
 
@@ -120,45 +123,16 @@ def check_config(config: DaemonConfig) -> DaemonConfig:
     )
 
 
-def wait_for_log(nudge: threading.Event, timeout_s: float) -> None:
-    """Sleep until nudged (an attempt ended, a signal came) or a short look is due.
-
-    The one place to swap for a cross-process wake-up (sheratan.store.wake) once it exists:
-    then the daemon sleeps until a commit of any process, not a fixed interval.
-    """
-    nudge.wait(max(0.0, min(timeout_s, POLL_S)))
-    nudge.clear()
-
-
-class _LogSource:
-    """The home's log as the daemon's recorder reads it back."""
-
-    def __init__(self, home: Home) -> None:
-        self.home = home
-
-    def last_position(self) -> int:
-        return self.home.ledger.last_position()
-
-    def events(self, first: int, last: int) -> Iterator[tuple[int, Event]]:
-        return self.home.views.reader.events(self.home.ledger, first, last)
-
-
 class WorkerDaemon:
-    def __init__(
-        self,
-        home: Home,
-        config: DaemonConfig,
-        wait: Callable[[threading.Event, float], None] = wait_for_log,
-    ) -> None:
+    def __init__(self, home: Home, config: DaemonConfig, waker: Waker) -> None:
         self.home = home
         self.config = config
-        self.wait = wait
+        #: Woken by every commit, by the thread of an attempt that ended, and by a signal.
+        self.waker = waker
         self.clock = WallClock()
         gates = load_gates()
         self.transport = LocalTransport(config.workspace, gates.forbidden_path_prefixes)
         self.stats = DaemonStats()
-        #: Set by the thread of an attempt that ended, and by a signal.
-        self.nudge = threading.Event()
         self.finished: queue.SimpleQueue[tuple[UUID, int, Outcome]] = queue.SimpleQueue()
         #: Attempts running in a thread of this process: job id -> attempt.
         self.running: dict[UUID, int] = {}
@@ -184,7 +158,7 @@ class WorkerDaemon:
             if time.monotonic() >= next_beat:
                 self._heartbeat()
                 next_beat = time.monotonic() + self.config.heartbeat_s
-            self.wait(self.nudge, next_beat - time.monotonic())
+            self.waker.wait(max(0.0, next_beat - time.monotonic()))
         self._drain()
         return self.stats
 
@@ -192,8 +166,7 @@ class WorkerDaemon:
         """Stop claiming; report what ends within the grace period; hand back the rest."""
         deadline = time.monotonic() + self.config.grace_s
         while self.running and time.monotonic() < deadline:
-            self.nudge.wait(max(0.0, min(deadline - time.monotonic(), 1.0)))
-            self.nudge.clear()
+            self.waker.wait(max(0.0, deadline - time.monotonic()))
             self.recorder.catch_up()
             self._report()
         for _ in range(MAX_RACES_PER_STEP):
@@ -221,7 +194,7 @@ class WorkerDaemon:
         """The jobs view from the log, and a recorder over it (again after a lost race)."""
         self.jobs = self.home.views.current(JOBS)
         views: list[Any] = [self.jobs]
-        self.recorder = Recorder(self.home.app, views, source=_LogSource(self.home))
+        self.recorder = Recorder(self.home.app, views, source=LogSource(self.home))
 
     def _claim(self) -> bool:
         """Claim (one save) and start the attempts leased to this worker that nobody started,
@@ -268,7 +241,7 @@ class WorkerDaemon:
         """In a thread of its own: run the attempt and hand the outcome to the main thread."""
         outcome = run_attempt(self.transport, job, worker)
         self.finished.put((job.id, job.attempt, outcome))
-        self.nudge.set()
+        self.waker.wake()
 
     def _report(self) -> bool:
         """Record the outcomes of the attempts that ended (one save). True when it saved."""
@@ -312,16 +285,18 @@ class WorkerDaemon:
 def run_worker(home: Home, config: DaemonConfig) -> DaemonStats:
     """Run a worker daemon in this process until SIGTERM or Ctrl-C (handled, no traceback)."""
     config = check_config(config)
-    daemon = WorkerDaemon(home, config)
     stop = threading.Event()
+    # Registered before the daemon reads the log: no commit after its read goes unheard.
+    with Waker(home.ledger) as waker:
 
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
-        daemon.nudge.set()
+        def on_signal(_signum: int, _frame: Any) -> None:
+            stop.set()
+            waker.wake()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return daemon.run(stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+        try:
+            return WorkerDaemon(home, config, waker).run(stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
