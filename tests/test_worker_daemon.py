@@ -311,3 +311,36 @@ def test_an_idle_daemon_heartbeats(home: Path, workspace: Path) -> None:
     seen = as_json(home, "worker", "list")[0]["last_seen"]
     assert datetime.fromisoformat(seen.replace("Z", "+00:00")) >= start
     assert stopped_cleanly(daemon).startswith("worker w1 stopped: 0 attempt(s) claimed")
+
+
+def test_two_followers_and_two_daemons_run_every_job_once(home: Path, workspace: Path) -> None:
+    """dispatch --follow twice and worker run twice, on one home: every job completes,
+    once; every attempt is dispatched once and run once; the log verifies."""
+    daemons = [run_worker(home, workspace, w, "--concurrency", "2") for w in ("w1", "w2")]
+    followers = [
+        start_cli(home, "dispatch", "--follow", "--name", n, "--workspace", str(workspace))
+        for n in ("d1", "d2")
+    ]
+    names = [f"count-{i}.txt" for i in range(60)]
+    jobs = [counting_job(home, workspace, name) for name in names]
+    jobs += [str(as_json(home, "job", "create", "noop")["id"]) for _ in range(30)]
+    processes = [*daemons, *followers]
+    wait_until(
+        lambda: len({e["stream"] for e in events_of(home, "job.completed")}) == len(jobs),
+        "every job to complete",
+        *processes,
+    )
+    for process in processes:
+        code, out, err = stop(process)
+        assert code == 0, (out, err)
+        assert "Traceback" not in out + err
+    assert [executions(workspace, name) for name in names] == [1] * len(names)
+    per_job = Counter(e["stream"] for e in events_of(home, "job.completed"))
+    assert sorted(per_job) == sorted(jobs) and set(per_job.values()) == {1}
+    attempts = Counter(
+        (e["stream"], e["data"]["attempt"]) for e in events_of(home, "job.dispatched")
+    )
+    started = Counter((e["stream"], e["data"]["attempt"]) for e in events_of(home, "job.started"))
+    assert set(attempts.values()) == {1} and set(started.values()) == {1}
+    assert set(Counter(e["stream"] for e in events_of(home, "decision.scored")).values()) == {1}
+    invoke(home, "audit", "verify")
