@@ -20,6 +20,7 @@ import click
 import msgspec
 
 from events.jobs import PRIORITIES
+from events.workers import TRANSPORTS
 from projections.jobs import JobsView, Status
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
@@ -71,12 +72,19 @@ from sheratan.replay.service import (
 from sheratan.reveal import record_reveal, shown
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
+from sheratan.workers.daemon import (
+    DEFAULT_GRACE_S,
+    DEFAULT_HEARTBEAT_S,
+    DaemonConfig,
+    run_worker,
+)
 from sheratan.workers.simulated import (
     EXAMPLE_WORKERS,
     ProfileError,
     check_worker_profile,
     load_profiles,
 )
+from sheratan.workers.webrelay import relay_profile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -591,12 +599,18 @@ def parse_kinds(_ctx: Any, param: click.Parameter, value: str) -> tuple[str, ...
 @worker.command("register")
 @click.argument("worker_id")
 @click.option("--kinds", required=True, callback=parse_kinds, help="Comma-separated job kinds.")
-@click.option("--transport", type=click.Choice(["local", "simulated"]), required=True)
+@click.option("--transport", type=click.Choice(TRANSPORTS), required=True)
 @click.option(
     "--profile",
     callback=parse_json_object,
     default=None,
     help="JSON: a simulated worker's success, latency_ms, cost, quality, risk.",
+)
+@click.option(
+    "--relay-dir",
+    default=None,
+    metavar="DIR",
+    help="webrelay: the folder of its out/, in/ and rejected/ files (made if missing).",
 )
 @common
 def worker_register(
@@ -604,18 +618,69 @@ def worker_register(
     kinds: tuple[str, ...],
     transport: Any,
     profile: dict[str, Any] | None,
+    relay_dir: str | None,
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Register a worker."""
+    """Register a worker (local and simulated run inside the dispatcher; a process worker is
+    a `worker run` daemon; a webrelay worker is reached through files in --relay-dir)."""
     opened = open_home(home)
     check_worker_profile(worker_id, kinds, transport, profile)
+    profile = relay_profile(transport, relay_dir, profile)
     cost = float((profile or {}).get("cost", 0.0))
     opened.app.register_worker(worker_id, kinds, transport, cost_hint=cost, profile=profile)
     state = opened.app.get_worker(worker_id)
     emit_json(state) if as_json else click.echo(
         f"registered {worker_id} ({transport}: {', '.join(kinds)})"
     )
+
+
+@worker.command("run")
+@click.argument("worker_id")
+@click.option("--kinds", required=True, callback=parse_kinds, help="Comma-separated job kinds.")
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Attempts at once.")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Root that job paths are confined to (default: the current folder).",
+)
+@click.option(
+    "--heartbeat",
+    "heartbeat_s",
+    type=float,
+    default=DEFAULT_HEARTBEAT_S,
+    show_default=True,
+    help="Seconds between heartbeats.",
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=float,
+    default=DEFAULT_GRACE_S,
+    show_default=True,
+    help="On SIGTERM or Ctrl-C, seconds to finish running attempts before handing them back.",
+)
+@common
+def worker_run(
+    worker_id: str,
+    kinds: tuple[str, ...],
+    concurrency: int,
+    workspace: Path | None,
+    heartbeat_s: float,
+    grace_s: float,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Run a worker daemon: register, heartbeat, claim and run the attempts leased to it.
+
+    It stops on SIGTERM or Ctrl-C: no new claims, running attempts finish within --grace
+    (or are handed back: their leases expire), then one line and exit 0."""
+    config = DaemonConfig(
+        worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s
+    )
+    stats = run_worker(open_home(home), config)
+    emit_json(stats) if as_json else click.echo(stats.line(worker_id))
 
 
 @worker.command("list")

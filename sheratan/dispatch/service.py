@@ -48,6 +48,7 @@ from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
+from sheratan.workers.webrelay import WebRelay
 
 BUILD_ID = "sheratan-0.1.0"
 SIMULATION_FLUSH_JOBS = 256
@@ -168,6 +169,7 @@ def build_dispatcher(
     return Dispatcher(
         context,
         transports=transports,
+        handoffs={"webrelay": WebRelay(views.workers, home.app)},
         claim_first=frozenset({"local"}),
         on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
     )

@@ -1,0 +1,62 @@
+"""Real CLI processes for tests: start one, wait for what the log shows, stop it by a signal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from store_helpers import REPO_ROOT, decoded_lines
+
+#: How long a test waits for another process to get somewhere (a guard, not a check).
+WAIT_S = 60.0
+
+
+def start_cli(home: Path, *args: str) -> subprocess.Popen[str]:
+    """``cli.py ARGS --home HOME`` as a process of its own, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "cli.py"), *args, "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str, str]:
+    """Send ``sig`` and wait for the process: its exit code, stdout and stderr."""
+    process.send_signal(sig)
+    try:
+        out, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, out, err
+
+
+def wait_until(check: Callable[[], Any], what: str, *alive: subprocess.Popen[str]) -> Any:
+    """Poll ``check`` until it returns something true; fail if a process of ``alive`` ended
+    or WAIT_S passed, with ``what`` (and the dead process's output) as the message."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        found = check()
+        if found:
+            return found
+        for process in alive:
+            assert process.poll() is None, (what, process.communicate())
+        assert time.monotonic() < deadline, f"waited in vain for {what}"
+        time.sleep(0.05)
+
+
+def events_of(home: Path, topic: str) -> list[dict[str, Any]]:
+    """The log's events of one topic, in log order (lines as written: stream, data, ...)."""
+    return [line for line in decoded_lines(home) if line["topic"] == topic]
+
+
+def topics_by_stream(home: Path, stream: str) -> Counter[str]:
+    return Counter(line["topic"] for line in decoded_lines(home) if line["stream"] == stream)
