@@ -806,7 +806,7 @@ def dispatch(
     if follow:
         stats = follow_until_stopped(opened, config, name)
     else:
-        stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1)
+        stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1, name=name)
     report = run_summary(stats, 0)
     report.pop("events")
     if as_json:

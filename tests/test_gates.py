@@ -17,10 +17,10 @@ from projections.workers import WorkerState
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.policy import load_gates, load_scoring
 from sheratan.decide.selection import SelectionPolicy
-from sheratan.dispatch.recording import Ids, WallClock
 from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
+from sheratan.recording import Ids, WallClock
 from sheratan.workers.outcome import Outcome
 from tests.decision_helpers import decisions
 from tests.states import NOW, job_state, worker_state

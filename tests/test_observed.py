@@ -26,10 +26,10 @@ from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.gates import evidence, resolves_inside_cached
 from sheratan.decide.policy import load_gates, load_scoring
 from sheratan.decide.selection import SelectionPolicy
-from sheratan.dispatch.recording import Ids, WallClock
 from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
+from sheratan.recording import Ids, WallClock
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
 from sheratan.workers.outcome import Outcome

@@ -21,10 +21,10 @@ from cli import cli
 from events.decisions import GateResult
 from events.policy import ReplayRun
 from sheratan.decide.engine import output_hash
-from sheratan.dispatch.recording import Ids, VirtualClock
 from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
+from sheratan.recording import Ids, VirtualClock
 from sheratan.replay.exact import compare
 from tests.cli_helpers import refused
 from tests.decision_helpers import EXAMPLE_WORKERS, ROOT, decisions, events, simulated_home

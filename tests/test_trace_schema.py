@@ -25,10 +25,10 @@ from projections.workers import WorkerState
 from scripts.gen_trace_schema import render
 from sheratan.decide.trace import SCHEMA_PATH, check, encode, trace_record, violations
 from sheratan.dispatch.breaches import BreachLog
-from sheratan.dispatch.recording import Ids, WallClock
 from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
+from sheratan.recording import Ids, WallClock
 from sheratan.store.factory import open_ledger
 from sheratan.workers.outcome import Outcome
 from tests.decision_helpers import decisions, events, simulated_home

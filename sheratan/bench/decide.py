@@ -32,9 +32,9 @@ from projections.workers import WorkerState
 from sheratan.app import payload_hash
 from sheratan.bench.figures import figure
 from sheratan.decide.engine import CandidateSpec
-from sheratan.dispatch.recording import Ids, Recorder, WallClock
 from sheratan.dispatch.service import EngineConfig, build_dispatcher, simulate
 from sheratan.home import Home, init_home
+from sheratan.recording import Ids, Recorder, WallClock
 from sheratan.views import EventReader
 from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 

@@ -27,9 +27,9 @@ from uuid import UUID, uuid4
 
 from events.jobs import JobCompleted
 from sheratan.bench.figures import environment, figure
-from sheratan.dispatch.recording import Recorder
 from sheratan.dispatch.service import EngineConfig, queued_job, simulate
 from sheratan.home import Home, init_home
+from sheratan.recording import Recorder
 from sheratan.store.wake import Waker
 from sheratan.views import WORKERS
 from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles

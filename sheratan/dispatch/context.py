@@ -13,7 +13,7 @@ from projections.priors import PriorsView
 from projections.workers import WorkersView
 from sheratan.decide.engine import DecisionEngine
 from sheratan.decide.policy import ScoringPolicy
-from sheratan.dispatch.recording import Clock, Ids, Recorder
+from sheratan.recording import Clock, Ids, Recorder
 
 
 @dataclass

@@ -25,7 +25,7 @@ from eventsourcing.persistence import Tracking
 
 from sheratan.dispatch.context import RunStats
 from sheratan.dispatch.loop import Dispatcher, Round
-from sheratan.dispatch.recording import ViewsDivergedError
+from sheratan.recording import ViewsDivergedError
 from sheratan.store.files import FileLock
 
 #: Longest a follower sleeps without looking (a lease may be swept a little late, never early).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,6 @@ from uuid import UUID
 
 import msgspec
 
-from events import Event
 from events.jobs import JobCancelled, JobCreated, JobQueued
 from events.workers import WorkerRegistered
 from sheratan.app import payload_hash
@@ -35,11 +34,11 @@ from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
 from sheratan.dispatch.loop import Dispatcher
-from sheratan.dispatch.recording import Clock, Ids, Recorder, VirtualClock, WallClock
 from sheratan.dispatch.runner import Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
+from sheratan.recording import Clock, Ids, LogSource, Recorder, VirtualClock, WallClock
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
 from sheratan.store.wake import Waker
@@ -175,19 +174,6 @@ def build_dispatcher(
     )
 
 
-class LogSource:
-    """A home's log as the live recorder reads it back."""
-
-    def __init__(self, home: Home) -> None:
-        self.home = home
-
-    def last_position(self) -> int:
-        return self.home.ledger.last_position()
-
-    def events(self, first: int, last: int) -> Iterator[tuple[int, Event]]:
-        return self.home.views.reader.events(self.home.ledger, first, last)
-
-
 def dispatch_lock(home: Home) -> FileLock:
     """The lock every dispatcher of a home holds for a round (see sheratan.dispatch.runner)."""
     return FileLock(home.path / "locks" / "dispatch.lock")
@@ -218,9 +204,11 @@ def tracking_name(name: str) -> str:
     return f"dispatcher:{name}"
 
 
-def dispatch(home: Home, config: EngineConfig, *, max_jobs: int | None = None) -> RunStats:
+def dispatch(
+    home: Home, config: EngineConfig, *, max_jobs: int | None = None, name: str = DEFAULT_NAME
+) -> RunStats:
     """Dispatch ready jobs (up to ``max_jobs`` decisions) on wall time, one save per job."""
-    runner = open_runner(home, config)
+    runner = open_runner(home, config, name=name)
     try:
         return runner.drain(max_jobs=max_jobs)
     finally:

@@ -40,10 +40,9 @@ from events.jobs import JobCompleted, JobFailed, JobResultLate
 from projections.jobs import JobState, JobsView
 from projections.workers import WorkerState
 from sheratan.decide.policy import load_gates
-from sheratan.dispatch.recording import Recorder, ViewsDivergedError, WallClock
-from sheratan.dispatch.service import LogSource
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError, check_kinds
+from sheratan.recording import LogSource, Recorder, ViewsDivergedError, WallClock
 from sheratan.store.wake import Waker
 from sheratan.views import JOBS
 from sheratan.workers.local import LocalTransport

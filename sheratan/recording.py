@@ -1,4 +1,5 @@
-"""Recording for the live engine: events applied to the live views at once, saved in batches.
+"""Recording for the live engine (dispatchers, worker daemons): events folded into the live
+views at once, saved in batches.
 
 The dispatcher must see each event's effect before the next step (a dispatched job is no
 longer queued), yet one fsync per event would cap it at the disk's rate. So events are folded
@@ -10,15 +11,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from events import Event
+
+if TYPE_CHECKING:
+    from sheratan.home import Home
 
 
 class View(Protocol):
@@ -34,6 +38,19 @@ class EventSource(Protocol):
     def last_position(self) -> int: ...
 
     def events(self, first: int, last: int) -> Iterable[tuple[int, Event]]: ...
+
+
+class LogSource(EventSource):
+    """A home's log as the live recorder reads it back."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def last_position(self) -> int:
+        return self.home.ledger.last_position()
+
+    def events(self, first: int, last: int) -> Iterator[tuple[int, Event]]:
+        return self.home.views.reader.events(self.home.ledger, first, last)
 
 
 class ViewsDivergedError(Exception):
