@@ -43,14 +43,16 @@ class EventSource(Protocol):
 class LogSource(EventSource):
     """A home's log as the live recorder reads it back."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, topics: frozenset[str] | None = None) -> None:
         self.home = home
+        #: Only these topics are read back (None: all), when the views fold no others.
+        self.topics = topics
 
     def last_position(self) -> int:
         return self.home.ledger.last_position()
 
     def events(self, first: int, last: int) -> Iterator[tuple[int, Event]]:
-        return self.home.views.reader.events(self.home.ledger, first, last)
+        return self.home.views.reader.events(self.home.ledger, first, last, self.topics)
 
 
 class ViewsDivergedError(Exception):

@@ -81,13 +81,32 @@ class EventReader:
         )
 
     def events(
-        self, ledger: Ledger, first: int = 1, last: int | None = None
+        self,
+        ledger: Ledger,
+        first: int = 1,
+        last: int | None = None,
+        topics: frozenset[str] | None = None,
     ) -> Iterator[tuple[int, Event]]:
-        """Every event from ``first`` to ``last`` (default: the end), in log order."""
+        """Every event from ``first`` to ``last`` (default: the end), in log order; only
+        those of ``topics`` when given (the others are skipped undecoded: a follower that
+        folds job events only need not decode every decision)."""
         stop = ledger.last_position() if last is None else last
         decode = self.decode
+        if topics is None:
+            for _, raw in ledger.lines(first, stop):
+                yield decode(raw)
+            return
+        wanted = {f'"topic":"{topic}"'.encode() for topic in topics}
         for _, raw in ledger.lines(first, stop):
-            yield decode(raw)
+            if _topic_of(raw) in wanted:
+                yield decode(raw)
+
+
+def _topic_of(raw: bytes) -> bytes:
+    """The ``"topic":"..."`` field of a ledger line, found without decoding it (the line's
+    keys come in a fixed order: the topic follows the short pos, ts, stream and ver)."""
+    start = raw.find(b'"topic":"')
+    return raw[start : raw.find(b'"', start + 9) + 1]
 
 
 V = TypeVar("V")

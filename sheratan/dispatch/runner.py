@@ -28,6 +28,9 @@ from sheratan.dispatch.loop import Dispatcher, Round
 from sheratan.recording import ViewsDivergedError
 from sheratan.store.files import FileLock
 
+#: Most jobs one round leases (one save): large enough that a deep queue costs few saves,
+#: small enough that another dispatcher waiting for the lock waits little.
+ROUND_JOBS = 256
 #: Longest a follower sleeps without looking (a lease may be swept a little late, never early).
 MAX_IDLE_WAIT_S = 30.0
 
@@ -143,7 +146,7 @@ class Runner:
         stop: Stop,
         waiter: Waiter,
         *,
-        batch: int = 16,
+        batch: int = ROUND_JOBS,
         save: Callable[[Dispatcher], None] | None = None,
     ) -> RunStats:
         """Rounds until ``stop`` is set; between them, sleep until the log changes, a lease

@@ -34,7 +34,7 @@ from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
 from sheratan.dispatch.loop import Dispatcher
-from sheratan.dispatch.runner import Runner, Stop
+from sheratan.dispatch.runner import ROUND_JOBS, Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
@@ -50,7 +50,6 @@ from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
 from sheratan.workers.webrelay import WebRelay
 
 BUILD_ID = "sheratan-0.1.0"
-SIMULATION_FLUSH_JOBS = 256
 #: The namespace of every simulated job and worker ("" is real work).
 SIMULATION = "simulation"
 #: The tracking name of a dispatcher not given one (``dispatcher:dispatch``).
@@ -216,7 +215,12 @@ def dispatch(
 
 
 def follow(
-    home: Home, config: EngineConfig, stop: Stop, *, name: str = DEFAULT_NAME, batch: int = 16
+    home: Home,
+    config: EngineConfig,
+    stop: Stop,
+    *,
+    name: str = DEFAULT_NAME,
+    batch: int = ROUND_JOBS,
 ) -> RunStats:
     """``dispatch --follow``: rounds until ``stop``, woken by every commit to the log."""
     runner = open_runner(home, config, name=name)
@@ -295,7 +299,7 @@ def _run_simulation(
                 return dispatcher.stats
     recorder.flush()
     runner = Runner(dispatcher, lock=dispatch_lock(home))
-    return runner.drain(batch=SIMULATION_FLUSH_JOBS, progress=progress, stop=stop)
+    return runner.drain(batch=ROUND_JOBS, progress=progress, stop=stop)
 
 
 def queued_job(

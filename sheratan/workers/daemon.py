@@ -193,7 +193,8 @@ class WorkerDaemon:
         """The jobs view from the log, and a recorder over it (again after a lost race)."""
         self.jobs = self.home.views.current(JOBS)
         views: list[Any] = [self.jobs]
-        self.recorder = Recorder(self.home.app, views, source=LogSource(self.home))
+        topics = frozenset(cls.TOPIC for cls in JobsView.FOLDS)
+        self.recorder = Recorder(self.home.app, views, source=LogSource(self.home, topics))
 
     def _claim(self) -> bool:
         """Claim (one save) and start the attempts leased to this worker that nobody started,
