@@ -8,9 +8,11 @@ A rejected command raises and records nothing. Persistence comes from the enviro
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 import msgspec
@@ -75,6 +77,30 @@ from sheratan.streams import policy_stream, priors_stream, worker_stream
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
 
 _canonical = msgspec.json.Encoder(order="sorted")
+
+
+#: How often an operator's command reads again after another process took a version first.
+MAX_RACES = 5
+
+_R = TypeVar("_R")
+
+
+def rereads(method: Callable[..., _R]) -> Callable[..., _R]:
+    """Run a read-then-save command again when another process saved to the same stream
+    between its read and its save (a dispatcher leasing the job, a worker reporting it):
+    the command is checked again on the fresh state, so it still refuses what the lifecycle
+    forbids by then. After MAX_RACES lost races the last IntegrityError stands."""
+
+    @functools.wraps(method)
+    def again(*args: Any, **kwargs: Any) -> _R:
+        for _ in range(MAX_RACES - 1):
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError:
+                continue
+        return method(*args, **kwargs)
+
+    return again
 
 
 class NotFoundError(LookupError):
@@ -248,6 +274,7 @@ class Sheratan(Application[UUID]):
         job = self.get_job(job_id)
         self._step(job_id, JobRetryScheduled, job=job, retry_count=job.retry_count + 1)
 
+    @rereads
     def cancel_job(
         self, job_id: UUID, reason: str = "", view: JobsView | None = None
     ) -> list[UUID]:
@@ -264,11 +291,13 @@ class Sheratan(Application[UUID]):
         self.save(cancelled, *cascade)
         return [event.originator_id for event in cascade]
 
+    @rereads
     def requeue_job(self, job_id: UUID, reason: str) -> None:
         """An operator's new attempt for a failed, timed-out or quarantined job."""
         check_text("reason", reason, MAX_DESCRIPTION_CHARS)
         self._step(job_id, JobRequeued, reason=reason)
 
+    @rereads
     def retry_dependents(self, job_id: UUID, view: JobsView) -> list[UUID]:
         """Queue again every job that ``job_id``'s end cancelled (directly or through other
         dependents), once ``job_id`` is back in play; one save. Returns their ids."""
@@ -334,6 +363,7 @@ class Sheratan(Application[UUID]):
     def get_worker(self, worker_id: str) -> WorkerState:
         return self._get(worker_stream(worker_id), project_worker, f"worker {worker_id!r}")
 
+    @rereads
     def quarantine_worker(self, worker_id: str, reason: str) -> None:
         check_text("reason", reason, MAX_DESCRIPTION_CHARS)
         worker = self.get_worker(worker_id)
@@ -342,6 +372,7 @@ class Sheratan(Application[UUID]):
             raise InvalidInputError(msg)
         self.save(self._new(WorkerQuarantined, worker.stream, worker.version + 1, reason=reason))
 
+    @rereads
     def release_worker(self, worker_id: str) -> None:
         worker = self.get_worker(worker_id)
         if worker.status != "quarantined":
@@ -349,6 +380,7 @@ class Sheratan(Application[UUID]):
             raise InvalidInputError(msg)
         self.save(self._new(WorkerReleased, worker.stream, worker.version + 1))
 
+    @rereads
     def heartbeat(self, worker_id: str) -> None:
         worker = self.get_worker(worker_id)
         self.save(self._new(WorkerHeartbeat, worker.stream, worker.version + 1))

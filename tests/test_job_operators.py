@@ -6,9 +6,13 @@ unchanged) where the lifecycle forbids it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from events.jobs import JobDispatched
+from sheratan.home import Home, init_home
+from sheratan.lifecycle import job_event
 from tests.cli_helpers import as_json, invoke, refused_unrecorded
 
 
@@ -130,3 +134,30 @@ def test_a_quarantined_job_goes_back_to_the_queue_with_the_reason(tmp_path: Path
     assert said.stdout == (
         f"{job} cancelled: cancelled by an operator; 0 dependent job(s) cancelled\n"
     )
+
+
+def test_an_operator_who_loses_a_race_reads_again_and_still_acts(tmp_path: Path) -> None:
+    """Another process (here a second handle on the same home, as a dispatcher would be)
+    leases the job between the operator's read and save: the cancel reads again, finds the
+    job dispatched (which may still be cancelled), and records the cancel on top."""
+    init_home(tmp_path / "h")
+    operator = Home.open(tmp_path / "h")
+    dispatcher = Home.open(tmp_path / "h")
+    job_id = operator.app.create_job("noop", {})
+    save = operator.app.save
+    raced = []
+
+    def save_after_a_dispatcher(*events: Any, **kwargs: Any) -> Any:
+        if not raced:
+            job = dispatcher.app.get_job(job_id)
+            now = datetime.now(UTC)
+            lease = job_event(
+                job, JobDispatched, now, worker="w", attempt=1, lease_until=now + timedelta(1)
+            )
+            raced.append(dispatcher.app.save(lease))
+        return save(*events, **kwargs)
+
+    operator.app.save = save_after_a_dispatcher  # type: ignore[method-assign]
+    operator.app.cancel_job(job_id, "not needed")
+    job = dispatcher.app.get_job(job_id)
+    assert raced and job.status == "cancelled" and job.version == 4
