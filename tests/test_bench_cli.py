@@ -151,3 +151,27 @@ def test_bench_audit_reports_verify_prove_and_proof_size(tmp_path: Path) -> None
     assert figures["proof_path_vs_log2"]["anchor_value"] == 16  # ceil(log2 50,000)
     assert figures["proof_path_vs_log2"]["met"] is True
     assert all(f["target"] is None and f["met"] is None for f in report["info"].values())
+
+
+def test_bench_runtime_reports_latency_throughput_and_idle_cpu(tmp_path: Path) -> None:
+    """Real processes at a tiny size: a dispatcher and two worker daemons, stopped after."""
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "runtime", "--samples", "10", "--jobs", "100", "--json", "--home", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)["figures"]
+    assert set(figures) == {
+        "create_to_start_p50",
+        "create_to_start_p99",
+        "create_to_start_p50_in_fsyncs",
+        "end_to_end_jobs_per_s",
+        "idle_dispatcher_cpu",
+        "idle_worker_cpu",
+    }
+    for name, figure in figures.items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["anchor_value"] > 0, name
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+    assert figures["create_to_start_p50"]["value"] <= figures["create_to_start_p99"]["value"]
+    assert figures["end_to_end_jobs_per_s"]["value"] > 0
