@@ -70,28 +70,22 @@ def record_outcome(state: WorkerState, ok: bool) -> WorkerState:
 
 def apply_worker(state: WorkerState | None, event: Event) -> WorkerState:
     if isinstance(event, WorkerRegistered):
+        described: dict[str, Any] = {
+            "version": event.originator_version,
+            "kinds": event.kinds,
+            "transport": event.transport,
+            "cost_hint": event.cost_hint,
+            "profile": event.profile,
+            "namespace": event.namespace,
+            "last_seen": event.timestamp,
+        }
         if state is not None:  # registered again: what it is changes, its record stays
-            return msgspec.structs.replace(
-                state,
-                version=event.originator_version,
-                kinds=event.kinds,
-                transport=event.transport,
-                cost_hint=event.cost_hint,
-                profile=event.profile,
-                namespace=event.namespace,
-                last_seen=event.timestamp,
-            )
+            return msgspec.structs.replace(state, **described)
         return WorkerState(
             id=event.worker_id,
             stream=event.originator_id,
-            version=event.originator_version,
-            kinds=event.kinds,
-            transport=event.transport,
-            cost_hint=event.cost_hint,
-            profile=event.profile,
-            namespace=event.namespace,
             registered_at=event.timestamp,
-            last_seen=event.timestamp,
+            **described,
         )
     if state is None:
         msg = f"{type(event).__name__} before worker.registered"

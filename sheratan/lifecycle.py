@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 from events import Event
@@ -46,19 +46,7 @@ ALLOWED_FROM: dict[type[Event], frozenset[Status]] = {
     JobRequeued: frozenset({"failed", "timed_out", "quarantined"}),
     JobResumed: frozenset({"cancelled"}),
     # A late result changes nothing but the record: any status after the first dispatch.
-    JobResultLate: frozenset(
-        {
-            "queued",
-            "dispatched",
-            "running",
-            "completed",
-            "failed",
-            "retry_scheduled",
-            "timed_out",
-            "cancelled",
-            "quarantined",
-        }
-    ),
+    JobResultLate: frozenset(get_args(Status)) - {"created"},
 }
 
 #: The statuses a dependent may be cancelled from.

@@ -17,7 +17,7 @@ with the reasons and no worker is called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,13 +135,7 @@ class Dispatcher:
         """Time out every attempt of this namespace whose lease expired; settle each."""
         now = self.clock.now()
         jobs = self.views.jobs.jobs
-        expired = [
-            job_id
-            for job_id in self.views.jobs.leased
-            if jobs[job_id].namespace == self.namespace
-            and (until := jobs[job_id].lease_until) is not None
-            and until < now
-        ]
+        expired = [job_id for job_id, until in self._leases() if until < now]
         for job_id in expired:
             job = jobs[job_id]
             self.recorder.record(job_event(job, JobTimedOut, now, attempt=job.attempt))
@@ -151,14 +145,15 @@ class Dispatcher:
 
     def next_lease_expiry(self) -> datetime | None:
         """When the first open lease of this namespace expires (what a follower waits for)."""
+        return min((until for _, until in self._leases()), default=None)
+
+    def _leases(self) -> Iterator[tuple[Any, datetime]]:
+        """(job id, lease_until) of every open lease of this namespace."""
         jobs = self.views.jobs.jobs
-        times = [
-            until
-            for job_id in self.views.jobs.leased
-            if jobs[job_id].namespace == self.namespace
-            and (until := jobs[job_id].lease_until) is not None
-        ]
-        return min(times, default=None)
+        for job_id in self.views.jobs.leased:
+            job = jobs[job_id]
+            if job.namespace == self.namespace and job.lease_until is not None:
+                yield job_id, job.lease_until
 
     def handoff_open(self) -> bool:
         """Whether an attempt of this namespace is open on a handoff transport (its outcome

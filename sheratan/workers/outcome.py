@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 
-from events.decisions import ErrorInfo
+from events.decisions import ErrorInfo, Metrics
 from projections.jobs import JobState, JobsView
 from projections.workers import WorkerState
 
@@ -26,6 +26,16 @@ class Outcome:
     result: dict[str, Any] | None = None
     error: ErrorInfo | None = None
     artifacts: tuple[str, ...] = field(default_factory=tuple)
+
+    def metrics(self, retries: int) -> Metrics:
+        """What Score v1 reads of this outcome, for a job that had ``retries`` retries."""
+        return Metrics(
+            latency_ms=self.latency_ms,
+            cost=self.cost,
+            retries=retries,
+            risk=self.risk,
+            quality=self.quality,
+        )
 
 
 class Transport(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from events import Event
-from events.decisions import ErrorInfo, Metrics
+from events.decisions import ErrorInfo
 from events.jobs import JobCompleted, JobFailed, JobResultLate, JobStarted
 from projections.jobs import LEASED, JobState
 from sheratan.lifecycle import job_event
@@ -52,13 +52,7 @@ def outcome_event(
             error=error,
             reason=_why_late(job, worker, attempt, now),
         )
-    metrics = Metrics(
-        latency_ms=outcome.latency_ms,
-        cost=outcome.cost,
-        retries=job.retry_count,
-        risk=outcome.risk,
-        quality=outcome.quality,
-    )
+    metrics = outcome.metrics(job.retry_count)
     if outcome.ok:
         return job_event(
             job,

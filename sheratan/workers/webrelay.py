@@ -65,9 +65,8 @@ class RelayJob(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None
 
 
-class RelayError(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: str
-    message: str
+class RelayError(ErrorInfo, frozen=True, forbid_unknown_fields=True):
+    """The log's error shape, strict at the boundary: an unknown field is refused."""
 
 
 class RelayMetrics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
