@@ -679,7 +679,12 @@ def worker_run(
     config = DaemonConfig(
         worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s
     )
-    stats = run_worker(open_home(home), config)
+    opened = open_home(home)
+    started = (
+        f"worker {worker_id} runs {','.join(kinds)} ({concurrency} at once) for {opened.path}; "
+        "stop with Ctrl-C"
+    )
+    stats = run_worker(opened, config, on_start=lambda: click.echo(started, err=True))
     emit_json(stats) if as_json else click.echo(stats.line(worker_id))
 
 

@@ -81,11 +81,13 @@ def dispatch(home: Path, workspace: Path, *more: str) -> dict[str, Any]:
 
 
 def stopped_cleanly(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
-    """Stop the daemon: exit 0, no traceback, one line; that line."""
+    """Stop the daemon: exit 0, no traceback, its start line on stderr, one line on stdout;
+    that line."""
     code, out, err = stop(process, sig)
     assert code == 0, (out, err)
     assert "Traceback" not in out + err
-    assert not err.strip(), err
+    [started] = err.strip().splitlines()
+    assert "stop with Ctrl-C" in started, err
     lines = out.strip().splitlines()
     assert len(lines) == 1, out
     return lines[0]

@@ -27,7 +27,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,10 +143,15 @@ class WorkerDaemon:
 
     # --------------------------------------------------------------- the loop
 
-    def run(self, stop: threading.Event) -> DaemonStats:
-        """Register, then claim, run and report until ``stop`` is set; then drain."""
+    def run(
+        self, stop: threading.Event, on_start: Callable[[], object] | None = None
+    ) -> DaemonStats:
+        """Register, then claim, run and report until ``stop`` is set; then drain.
+        ``on_start`` is called once registered (to say so)."""
         self.worker = self._register()
         self._load()
+        if on_start is not None:
+            on_start()
         next_beat = time.monotonic() + self.config.heartbeat_s
         look = True
         while not stop.is_set():
@@ -282,7 +287,9 @@ class WorkerDaemon:
             self.stats.lost_races += 1  # the worker's stream moved: the next beat reads it
 
 
-def run_worker(home: Home, config: DaemonConfig) -> DaemonStats:
+def run_worker(
+    home: Home, config: DaemonConfig, on_start: Callable[[], object] | None = None
+) -> DaemonStats:
     """Run a worker daemon in this process until SIGTERM or Ctrl-C (handled, no traceback)."""
     config = check_config(config)
     stop = threading.Event()
@@ -296,7 +303,7 @@ def run_worker(home: Home, config: DaemonConfig) -> DaemonStats:
         signals = (signal.SIGTERM, signal.SIGINT)
         previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
-            return WorkerDaemon(home, config, waker).run(stop)
+            return WorkerDaemon(home, config, waker).run(stop, on_start)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
