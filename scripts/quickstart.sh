@@ -19,6 +19,22 @@ job=$(sheratan job create file_read --task "$task" --payload '{"path": "README.m
 sheratan dispatch --until-idle
 job_pos=$(sheratan sql "SELECT min(pos) AS p FROM events WHERE topic = 'job.created'" --format csv | tail -1)
 sheratan job show "$job" | grep -E '^(status|worker|result) '
+echo; echo "== a worker daemon and a following dispatcher, each a process of its own"
+workspace=$(mktemp -d)
+# (not through the sheratan function: $! must be the process itself, which SIGTERM stops)
+.venv/bin/python cli.py worker run quickstart-daemon --kinds file_write --workspace "$workspace" >/dev/null &
+daemon=$!
+.venv/bin/python cli.py dispatch --follow --name quickstart --workspace "$workspace" >/dev/null &
+follower=$!
+trap 'kill -TERM $daemon $follower 2>/dev/null || true' EXIT
+written=$(sheratan job create file_write --payload '{"path": "hello.txt", "content": "hello"}')
+for _ in $(seq 100); do
+  sheratan job show "$written" | grep -q '^status  *completed' && break
+  sleep 0.1
+done
+sheratan job show "$written" | grep -E '^(status|worker|attempt) '
+kill -TERM $daemon $follower && wait $daemon $follower
+trap - EXIT
 echo; echo "== why the last dispatch went where it went (read-only, redacted)"
 sheratan why latest --intent dispatch_job
 echo; echo "== what if every job had gone to fast-cheap? (off-policy, doubly robust)"
