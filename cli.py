@@ -28,6 +28,8 @@ from sheratan.analytics.redact import redact, redact_rows
 from sheratan.analytics.session import QUERY_TIMEOUT_S, Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
+from sheratan.api import DEFAULT_HOST, DEFAULT_PORT
+from sheratan.api.tokens import TokenMissingError, fingerprint, new_token, read_token
 from sheratan.app import NotFoundError
 from sheratan.audit import proofs as proof_codec
 from sheratan.audit import service as audit_service
@@ -69,7 +71,7 @@ from sheratan.replay.service import (
     run_exact,
     run_regression,
 )
-from sheratan.reveal import record_reveal, shown
+from sheratan.reveal import os_user, record_reveal, shown
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
 from sheratan.workers.daemon import (
@@ -91,6 +93,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Errors that mean "the input was wrong": one line on stderr, exit 2.
 BAD_INPUT = (
     InvalidInputError,
+    TokenMissingError,
     NotFoundError,
     HomeMissingError,
     IllegalTransitionError,
@@ -288,6 +291,54 @@ def init(home: str | None, as_json: bool) -> None:
         emit_json({"home": str(path), "created": created})
     else:
         click.echo(f"{'initialised' if created else 'already a home'}: {path}")
+
+
+# ------------------------------------------------------------------ the API
+
+
+@cli.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="An origin allowed to call the API from a browser (CORS is closed without one).",
+)
+@common
+def serve(
+    host: str, port: int, cors_origins: tuple[str, ...], home: str | None, as_json: bool
+) -> None:
+    """Serve the HTTP API until SIGTERM or Ctrl-C (every route but /health needs the token)."""
+    from sheratan.api.server import serve as run_server
+
+    opened = open_home(home)
+    click.echo(f"serving {opened.path} on http://{host}:{port} (token: sheratan token)", err=True)
+    run_server(opened, host=host, port=port, cors_origins=cors_origins)
+
+
+@cli.group(invoke_without_command=True)
+@common
+@click.pass_context
+def token(ctx: click.Context, home: str | None, as_json: bool) -> None:
+    """Print the home's API token alone on one line (``token rotate`` replaces it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    secret = read_token(open_home(home).path)
+    emit_json({"token": secret}) if as_json else click.echo(secret)
+
+
+@token.command("rotate")
+@common
+def token_rotate(home: str | None, as_json: bool) -> None:
+    """Replace the API token; the rotation is recorded (who, the new fingerprint), the token
+    never is. The server takes the new one at its next request."""
+    opened = open_home(home)
+    secret = new_token(opened.path)
+    opened.app.record_token_rotation(os_user(), fingerprint(secret))
+    emit_json({"fingerprint": fingerprint(secret)}) if as_json else click.echo(
+        f"rotated: the new token's fingerprint is {fingerprint(secret)} (sheratan token)"
+    )
 
 
 # ------------------------------------------------------------------ missions

@@ -21,4 +21,14 @@ class Revealed(Event, frozen=True, kw_only=True):
     arguments: tuple[str, ...] = ()
 
 
-AUDIT_EVENTS = (Revealed,)
+class ApiTokenRotated(Event, frozen=True, kw_only=True):
+    """The home's API token was replaced (``token rotate``). The log keeps who did it and the
+    new token's fingerprint (the first 16 hex digits of its sha256), never the token."""
+
+    TOPIC: ClassVar[str] = "api.token_rotated"
+
+    user: str
+    fingerprint: str
+
+
+AUDIT_EVENTS = (Revealed, ApiTokenRotated)

@@ -20,7 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from events import Event, utc_now
-from events.audit import Revealed
+from events.audit import ApiTokenRotated, Revealed
 from events.decisions import PriorsSeeded
 from events.jobs import (
     PRIORITIES,
@@ -451,6 +451,13 @@ class Sheratan(Application[UUID]):
             self._new(Revealed, reveal_id, 1, user=user, command=command, arguments=arguments)
         )
         return reveal_id
+
+    def record_token_rotation(self, user: str, fingerprint: str) -> UUID:
+        """Record that ``user`` replaced the API token (its fingerprint, not the token)."""
+        check_text("user", user, MAX_NAME_CHARS)
+        rotation_id = uuid4()
+        self.save(self._new(ApiTokenRotated, rotation_id, 1, user=user, fingerprint=fingerprint))
+        return rotation_id
 
     # ------------------------------------------------------------------- helpers
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from sheratan.api.tokens import new_token
 from sheratan.app import Sheratan
 from sheratan.decide.policy import load_prior_seeds
 from sheratan.store.audit import Verification, verify
@@ -49,6 +50,7 @@ def init_home(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     home = Home(path)
     home.app.seed_priors(load_prior_seeds())  # policies/priors.json only seeds a new home
+    new_token(path)  # the API's bearer token: random, 0600, never a default
     write_durably(marker, msgspec.json.encode(HomeMarker(HOME_FORMAT)))
     return True
 

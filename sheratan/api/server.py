@@ -1,0 +1,24 @@
+"""``sheratan serve``: the API on uvicorn, bound to loopback unless told otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import uvicorn
+
+from sheratan.api.app import create_app
+from sheratan.api.tokens import read_token
+from sheratan.home import Home
+
+
+def serve(home: Home, *, host: str, port: int, cors_origins: Sequence[str] = ()) -> None:
+    """Serve until SIGTERM or Ctrl-C (uvicorn stops gracefully on both)."""
+    read_token(home.path)  # no token, no server: refuse at once, with the way out
+    uvicorn.run(
+        create_app(home, cors_origins=cors_origins),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
