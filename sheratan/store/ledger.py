@@ -63,7 +63,7 @@ from sheratan.store.lines import (
     pointer_decoder,
     prepare,
 )
-from sheratan.store.wake import WAKE_DIR, Notifier
+from sheratan.store.notify import WAKE_DIR, Notifier
 
 log = logging.getLogger(__name__)
 

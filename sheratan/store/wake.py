@@ -23,7 +23,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 import secrets
 import select
 import socket
@@ -32,92 +31,21 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from sheratan.store.ledger import Ledger
 from sheratan.store.limits import MAX_FOLLOWERS_PER_LOG, WAKE_FALLBACK_STEP_S
-
-if TYPE_CHECKING:
-    from sheratan.store.ledger import Ledger
+from sheratan.store.notify import (
+    ABSTRACT_SOCKETS,
+    DATAGRAM,
+    FOLLOWER_NAME,
+    WAKE_DIR,
+    Notifier,
+    address,
+)
 
 log = logging.getLogger(__name__)
 
-#: Linux has an abstract socket namespace; elsewhere followers use the stepped fallback.
-ABSTRACT_SOCKETS = sys.platform.startswith("linux")
-
-#: The folder of a home that holds one registry folder per followed log.
-WAKE_DIR = "wake"
-
-#: A listing taken within this long of the folder's mtime is not trusted to be complete:
-#: file times come from a coarse clock, so a follower registering in the same tick as the
-#: listing would leave the mtime unchanged ("racy git"); such a listing is simply redone.
-_RACY_NS = 1_000_000_000
-
-_ADDRESS_PREFIX = b"\0sheratan-wake-"
-_NAME = re.compile(r"[0-9]+-[0-9a-f]{16}\Z")
-_DATAGRAM = b"w"
 _DRAIN_MAX = 4096  # datagrams read per drain; a queue holds far fewer (net.unix.max_dgram_qlen)
-
-
-def _address(name: str) -> bytes:
-    return _ADDRESS_PREFIX + name.encode()
-
-
-class Notifier:
-    """The writer's side: one datagram per registered follower after each commit.
-
-    Called by one thread at a time (a ledger's commit leader). The folder listing is cached
-    and refreshed only when the folder's mtime changes (or the listing was racy).
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._sock: socket.socket | None = None
-        self._mtime_ns: int | None = None  # the folder's mtime when listed; None: list again
-        self._names: list[str] = []
-
-    def notify(self) -> None:
-        """Wake every follower of the log; never raises (the commit is durable already)."""
-        try:
-            self._notify()
-        except Exception as error:  # a failed wake-up must not look like a failed commit
-            log.warning("waking the followers of %s failed: %r", self.folder, error)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def _notify(self) -> None:
-        for name in list(self._followers()):  # _forget edits the cached listing
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-            try:
-                self._sock.sendto(_DATAGRAM, _address(name))
-            except BlockingIOError:
-                pass  # its queue is full: it has wake-ups waiting already
-            except (ConnectionRefusedError, FileNotFoundError):
-                self._forget(name)  # nobody listens there any more: the follower died
-            except OSError as error:  # the next follower must still hear of the commit
-                log.debug("could not wake follower %s of %s: %r", name, self.folder, error)
-
-    def _followers(self) -> list[str]:
-        try:
-            mtime_ns = os.stat(self.folder).st_mtime_ns
-        except FileNotFoundError:
-            self._mtime_ns, self._names = None, []
-            return []
-        if mtime_ns != self._mtime_ns:
-            self._names = [n for n in os.listdir(self.folder) if _NAME.match(n)]
-            racy = time.time_ns() - mtime_ns < _RACY_NS
-            self._mtime_ns = None if racy else mtime_ns
-        return self._names
-
-    def _forget(self, name: str) -> None:
-        with contextlib.suppress(OSError):  # gone already, or not a file we may remove
-            os.unlink(self.folder / name)
-        with contextlib.suppress(ValueError):
-            self._names.remove(name)
 
 
 class Waker(contextlib.AbstractContextManager["Waker"]):
@@ -190,7 +118,7 @@ class Waker(contextlib.AbstractContextManager["Waker"]):
                 self._event.set()
                 return
             with contextlib.suppress(OSError):  # a full queue: a wake-up is pending anyway
-                self._sock.sendto(_DATAGRAM, _address(self._name))
+                self._sock.sendto(DATAGRAM, address(self._name))
         finally:
             self._lock.release()
 
@@ -240,7 +168,7 @@ def _register(folder: Path) -> tuple[socket.socket, str]:
     name = f"{os.getpid()}-{secrets.token_hex(8)}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        sock.bind(_address(name))
+        sock.bind(address(name))
         sock.setblocking(False)
         os.close(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except BaseException:
@@ -250,7 +178,7 @@ def _register(folder: Path) -> tuple[socket.socket, str]:
 
 
 def _count(folder: Path) -> int:
-    return sum(1 for name in os.listdir(folder) if _NAME.match(name))
+    return sum(1 for name in os.listdir(folder) if FOLLOWER_NAME.match(name))
 
 
 def _release(
