@@ -182,11 +182,12 @@ class Why:
         """The most recent traces, newest first: one row per trace (its root decision's
         intent, job and worker, its last node's status), filtered; what DecisionView lists.
 
-        ``worker`` matches a chosen action's key or the part after its ``kind:`` prefix."""
+        ``intent`` and ``worker`` match any node of the trace; ``worker`` matches a chosen
+        action's key or the part after its ``TYPE:`` prefix."""
         having: list[str] = []
         params: list[Any] = []
         if intent:
-            having.append("arg_min(intent, pos) = ?")
+            having.append("bool_or(intent = ?)")
             params.append(intent)
         if worker:
             having.append(
