@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
     else if (key === "on") for (const [ev, fn] of Object.entries(value)) node.addEventListener(ev, fn);
     else node.setAttribute(key, String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -208,7 +208,7 @@ function breakdownBars(breakdown) {
       "div",
       { class: "bars" },
       TERMS.filter((t) => typeof breakdown[t] === "number").map((t) => [
-        el("span", {}, t + (t in weights ? " (w " + num(weights[t], 2) + ")" : "")),
+        el("span", {}, t + ("w" + t[0] in weights ? " × weight " + num(weights["w" + t[0]], 2) : "")),
         el("meter", { min: 0, max: 1, value: Math.max(0, Math.min(1, breakdown[t])), title: t }),
         el("span", {}, num(breakdown[t])),
       ]),
@@ -253,18 +253,18 @@ function estimateRow(label, here, policy) {
 
 function jobPanel(answer) {
   const job = answer.job;
-  const times = Object.entries(job).filter(([key, value]) => typeof value === "string" && /(_at|ts)$/.test(key));
-  times.sort((a, b) => (a[1] < b[1] ? -1 : 1));
+  const moments = Object.entries(job)
+    .filter(([key, value]) => typeof value === "string" && /(_at|ts)$/.test(key))
+    .map(([key, value]) => [value, "job " + key.replace(/_at$/, "")]);
+  for (const d of answer.decisions) {
+    moments.push([d.timestamp || "", "decision " + d.intent + " → " + (d.chosen.action_key || d.chosen.type) + " (" + d.result.status + ")"]);
+  }
+  moments.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return el(
     "div",
     { class: "job" },
     el("h3", {}, "Job " + answer.job_id + " (" + job.kind + ", " + job.status + ")"),
-    el(
-      "ul",
-      { class: "timeline" },
-      times.map(([key, value]) => el("li", {}, value + " · " + key)),
-      answer.decisions.map((d) => el("li", {}, (d.timestamp || "") + " · decision " + d.intent + " → " + (d.chosen.action_key || d.chosen.type) + " (" + d.result.status + ")")),
-    ),
+    el("ul", { class: "timeline" }, moments.map(([when, what]) => el("li", {}, when + " · " + what))),
     el("h3", {}, "Payload"),
     el("pre", { class: "payload" }, JSON.stringify(job.payload ?? {}, null, 2)),
   );
@@ -301,11 +301,11 @@ async function follow() {
     const { value, done } = await reader.read();
     if (done) break;
     buffer += value;
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const message = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      if (message.split("\n").some((line) => line.startsWith("data:"))) scheduleReload();
+    let end;
+    while ((end = /\r?\n\r?\n/.exec(buffer)) !== null) {
+      const message = buffer.slice(0, end.index);
+      buffer = buffer.slice(end.index + end[0].length);
+      if (message.split(/\r?\n/).some((line) => line.startsWith("data:"))) scheduleReload();
     }
   }
 }
