@@ -17,7 +17,9 @@ from decision_helpers import simulated_home
 from process_helpers import wait_until
 
 from sheratan.api.why import MAX_RESAMPLES
+from sheratan.home import Home
 from sheratan.store.wake import WAKE_DIR
+from sheratan.views import PRIORS
 
 SECRET = "sk-live-0123456789abcdef0123456789abcdef"
 
@@ -192,6 +194,24 @@ def test_audit_reports_the_chain_and_the_latest_checkpoint(server: Server, tmp_p
     signed = as_json(home, "audit", "checkpoint", "--sign", str(keys / "sheratan-signing.key"))
     latest = get(server, "/api/audit")["latest_checkpoint"]
     assert latest["tree_size"] == signed["tree_size"] and latest["signature"]
+
+
+def test_views_as_of_a_position_travel_back_in_time(server: Server) -> None:
+    home = Home.open(server.home)
+    last = last_position(server.home)
+    start = get(server, "/api/views", at=1)
+    assert start["position"] == 1 and start["jobs"]["total"] == 0
+    now = get(server, "/api/views", at=10**9)  # past the end: the log as it is
+    assert now["position"] == last
+    assert sum(now["jobs"]["by_status"].values()) == now["jobs"]["total"] >= 20
+    priors = home.views.current(PRIORS).priors
+    assert {(p["intent"], p["key"]): p["visits"] for p in now["priors"]} == {
+        key: prior.visits for key, prior in priors.items()
+    }
+    assert {b["intent"] for b in now["baselines"]} >= {"dispatch_job"}
+    middle = get(server, "/api/views", at=last // 2)["jobs"]["total"]
+    assert 0 < middle < now["jobs"]["total"]
+    refused(server, "/api/views", 400, "", at=0)
 
 
 def auth(server: Server) -> dict[str, str]:

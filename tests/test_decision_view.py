@@ -108,6 +108,14 @@ def test_the_decision_view_shows_a_decision_and_runs_no_hostile_text(
             assert page.locator("script").count() == 1
             assert page.title() == "Sheratan · DecisionView"
 
+            # Time travel: at position 1 no job existed yet; at the end, one.
+            page.locator("#at").fill("1")
+            sync_api.expect(page.locator("#as-of")).to_contain_text("As of position 1: 0 jobs")
+            page.locator("#at").fill(page.locator("#at").get_attribute("max") or "")
+            sync_api.expect(page.locator("#as-of")).to_contain_text("1 jobs (completed 1)")
+            priors = page.locator("#as-of .priors")
+            sync_api.expect(priors).to_contain_text("dispatch_job · ROUTE:w1")
+
             page.click("button:has-text('What if?')")
             sync_api.expect(page.locator(".whatif tbody tr")).to_have_count(3)
 

@@ -31,6 +31,7 @@ from sheratan.replay.estimators import ESTIMATORS
 from sheratan.replay.service import estimate_at, estimate_counterfactual
 from sheratan.reveal import redacted_line, shown
 from sheratan.store.wake import Waker
+from sheratan.time_travel import TooFarError, views_at
 
 #: Most bootstrap resamples one request may ask for.
 MAX_RESAMPLES = 2000
@@ -231,6 +232,15 @@ def _read(home: Home, first: int, last: int) -> list[tuple[int, str]]:
     ]
 
 
+@get("/api/views", responses=problems(400), tags=["views"], sync_to_thread=True)
+def views(request: Request[Any, Any, Any], at: Annotated[int, Parameter(ge=1)]) -> Answer:
+    """Jobs, priors and baselines as they were right after position ``at`` (time travel)."""
+    try:
+        return views_at(_home(request), at)
+    except TooFarError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+
+
 WHY_ROUTES = [
     why_latest,
     why_traces,
@@ -242,4 +252,5 @@ WHY_ROUTES = [
     why_counterfactual_at,
     audit,
     events,
+    views,
 ]

@@ -280,7 +280,10 @@ async function showAsOf() {
   $("as-of").replaceChildren(
     el("p", { class: "muted" }, "As of position " + views.position + ": " + views.jobs.total + " jobs (" +
       Object.entries(views.jobs.by_status).map(([s, c]) => s + " " + c).join(", ") + ")"),
-    el("ul", {}, views.priors.map((p) => el("li", {}, p.key + ": mean " + num(p.mean) + " over " + p.visits))),
+    el("h3", {}, "Priors"),
+    el("ul", { class: "priors" }, views.priors.map((p) => el("li", {}, p.intent + " · " + p.key + ": mean " + num(p.mean) + " over " + p.visits + " visits"))),
+    el("h3", {}, "Baselines"),
+    el("ul", { class: "baselines" }, views.baselines.map((b) => el("li", {}, b.intent + ": latency p50 " + num(b.latency_p50_ms, 1) + " ms, p95 " + num(b.latency_p95_ms, 1) + " ms; cost p50 " + num(b.cost_p50) + " (" + b.observations + " obs.)"))),
   );
 }
 
