@@ -31,7 +31,7 @@ from sheratan.replay.estimators import ESTIMATORS
 from sheratan.replay.service import estimate_at, estimate_counterfactual
 from sheratan.reveal import redacted_line, shown
 from sheratan.store.wake import Waker
-from sheratan.time_travel import TooFarError, views_at
+from sheratan.time_travel import views_at
 
 #: Most bootstrap resamples one request may ask for.
 MAX_RESAMPLES = 2000
@@ -53,15 +53,21 @@ Key = Annotated[str, Parameter(max_length=200)]
 
 
 @contextmanager
-def answering(home: Home) -> Iterator[Why]:
-    """A Why over a fresh analytics session; unknown ids are 404, bad values 400."""
+def problems_of_input() -> Iterator[None]:
+    """Unknown ids are 404, bad values (a window, a policy, an action) 400."""
     try:
-        with Analytics(home.path) as analytics:
-            yield Why(analytics)
+        yield
     except WhyNotFoundError as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
     except ValueError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
+
+
+@contextmanager
+def answering(home: Home) -> Iterator[Why]:
+    """A Why over a fresh analytics session, its errors as problems."""
+    with problems_of_input(), Analytics(home.path) as analytics:
+        yield Why(analytics)
 
 
 def _window(text: str | None) -> Any:
@@ -141,7 +147,7 @@ def why_counterfactual(
     last: Annotated[int, Parameter(ge=2, le=MAX_DECISIONS)] = MAX_DECISIONS,
 ) -> Answer:
     """A policy's off-policy estimate over the logged decisions (recorded nowhere)."""
-    with answering(_home(request)):
+    with problems_of_input():
         return _clean(
             estimate_counterfactual(
                 _home(request),
@@ -168,7 +174,7 @@ def why_counterfactual_at(
     action: Annotated[str, Parameter(max_length=200)],
 ) -> Answer:
     """One decision's estimated outcome had ``action`` been chosen (recorded nowhere)."""
-    with answering(_home(request)):
+    with problems_of_input():
         return _clean(estimate_at(_home(request), str(node_id), action))
 
 
@@ -235,10 +241,8 @@ def _read(home: Home, first: int, last: int) -> list[tuple[int, str]]:
 @get("/api/views", responses=problems(400), tags=["views"], sync_to_thread=True)
 def views(request: Request[Any, Any, Any], at: Annotated[int, Parameter(ge=1)]) -> Answer:
     """Jobs, priors and baselines as they were right after position ``at`` (time travel)."""
-    try:
+    with problems_of_input():
         return views_at(_home(request), at)
-    except TooFarError as error:
-        raise HTTPException(status_code=400, detail=str(error)) from None
 
 
 WHY_ROUTES = [
