@@ -103,6 +103,21 @@ def test_counterfactual_estimates_record_nothing_and_match_replay(server: Server
     assert last_position(home) == before + 1  # only the CLI's replay.run
 
 
+def test_regression_over_http_records_nothing_and_matches_replay(
+    server: Server, tmp_path: Path
+) -> None:
+    home = server.home
+    before = last_position(home)
+    answer = get(server, "/api/why/regression", wK=9.0, wS=0.5)
+    assert last_position(home) == before
+    weights = tmp_path / "scoring.json"
+    weights.write_text(json.dumps({"weights": {"wK": 9.0, "wS": 0.5}}))
+    cli = as_json(home, "replay", "--regression", "--weights", str(weights))
+    for key in ("decisions", "mean_score_old", "mean_score_new", "changed"):
+        assert answer[key] == cli[key], key
+    assert answer["mean_score_new"] != answer["mean_score_old"]
+
+
 def test_bad_requests_are_declared_problems(server: Server) -> None:
     unknown = "00000000-0000-0000-0000-000000000000"
     refused(server, f"/api/why/trace/{unknown}", 404, f"no trace or decision node {unknown}")
@@ -119,6 +134,7 @@ def test_bad_requests_are_declared_problems(server: Server) -> None:
         resamples=MAX_RESAMPLES + 1,
     )
     refused(server, "/api/why/trace/not-a-uuid", 404, "")
+    refused(server, "/api/why/regression", 400, "wK", wK=-1)
     schema = get(server, "/schema/openapi.json")
     for path, item in schema["paths"].items():
         if path.startswith(("/api/why", "/api/audit", "/api/events")):

@@ -28,10 +28,10 @@ from sheratan.audit.service import latest_checkpoint
 from sheratan.home import Home
 from sheratan.replay.counterfactual import DEFAULT_INTENT
 from sheratan.replay.estimators import ESTIMATORS
-from sheratan.replay.service import estimate_at, estimate_counterfactual
+from sheratan.replay.service import estimate_at, estimate_counterfactual, estimate_regression
 from sheratan.reveal import redacted_line, shown
 from sheratan.store.wake import Waker
-from sheratan.time_travel import views_at
+from sheratan.time_travel import MAX_FOLD, views_at
 
 #: Most bootstrap resamples one request may ask for.
 MAX_RESAMPLES = 2000
@@ -39,6 +39,8 @@ MAX_RESAMPLES = 2000
 MAX_DECISIONS = 20_000
 #: Most traces one listing returns.
 MAX_TRACES = 1000
+#: Largest scoring weight a regression request may set.
+MAX_WEIGHT = 100.0
 #: Events sent per read of the log (a long backlog streams in batches).
 EVENT_BATCH = 500
 #: Seconds one wait for a commit lasts, so a stream notices a gone client within it.
@@ -182,6 +184,29 @@ def _clean(answer: Answer) -> Answer:
     return shown(answer, reveal=False)  # type: ignore[no-any-return]
 
 
+@get("/api/why/regression", responses=problems(400), tags=TAGS, sync_to_thread=True)
+def why_regression(
+    request: Request[Any, Any, Any],
+    w_s: Annotated[float | None, Parameter(query="wS", ge=0, le=MAX_WEIGHT)] = None,
+    w_q: Annotated[float | None, Parameter(query="wQ", ge=0, le=MAX_WEIGHT)] = None,
+    w_r: Annotated[float | None, Parameter(query="wR", ge=0, le=MAX_WEIGHT)] = None,
+    w_l: Annotated[float | None, Parameter(query="wL", ge=0, le=MAX_WEIGHT)] = None,
+    w_c: Annotated[float | None, Parameter(query="wC", ge=0, le=MAX_WEIGHT)] = None,
+    w_k: Annotated[float | None, Parameter(query="wK", ge=0, le=MAX_WEIGHT)] = None,
+    fail_if_drop: float | None = None,
+) -> Answer:
+    """History re-scored under new weights (the shipped ones where not given), recorded
+    nowhere; logs longer than ``MAX_FOLD`` events are refused (use ``replay --regression``)."""
+    home = _home(request)
+    given = {"wS": w_s, "wQ": w_q, "wR": w_r, "wL": w_l, "wC": w_c, "wK": w_k}
+    if home.ledger.last_position() > MAX_FOLD:
+        detail = f"the log is longer than {MAX_FOLD} events; run sheratan replay --regression"
+        raise HTTPException(status_code=400, detail=detail)
+    weights = {k: v for k, v in given.items() if v is not None}
+    with problems_of_input():
+        return _clean(estimate_regression(home, weights=weights, fail_if_drop=fail_if_drop))
+
+
 @get("/api/audit", responses=problems(), tags=["audit"], sync_to_thread=True)
 def audit(request: Request[Any, Any, Any]) -> Answer:
     """The hash chain verified from the files, and the latest signed checkpoint."""
@@ -254,6 +279,7 @@ WHY_ROUTES = [
     why_drift,
     why_counterfactual,
     why_counterfactual_at,
+    why_regression,
     audit,
     events,
     views,
