@@ -135,6 +135,9 @@ def test_bad_requests_are_declared_problems(server: Server) -> None:
     )
     refused(server, "/api/why/trace/not-a-uuid", 404, "")
     refused(server, "/api/why/regression", 400, "wK", wK=-1)
+    refused(server, "/api/why/stats", 400, "out of range", window="99999999999w")
+    refused(server, "/api/why/stats", 400, "out of range", window="200000w")
+    refused(server, "/api/why/traces", 400, "out of range", since="0001-01-01T00:00:00+14:00")
     schema = get(server, "/schema/openapi.json")
     for path, item in schema["paths"].items():
         if path.startswith(("/api/why", "/api/audit", "/api/events")):

@@ -63,6 +63,8 @@ def problems_of_input() -> Iterator[None]:
         raise HTTPException(status_code=404, detail=str(error)) from None
     except ValueError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
+    except OverflowError:  # a window or a time past what dates can hold
+        raise HTTPException(status_code=400, detail="a date or window out of range") from None
 
 
 @contextmanager
@@ -73,10 +75,8 @@ def answering(home: Home) -> Iterator[Why]:
 
 
 def _window(text: str | None) -> Any:
-    try:
+    with problems_of_input():
         return None if text is None else parse_window(text)
-    except ValueError as error:
-        raise HTTPException(status_code=400, detail=str(error)) from None
 
 
 def _home(request: Request[Any, Any, Any]) -> Home:
@@ -166,7 +166,7 @@ def why_counterfactual(
 
 @get(
     "/api/why/counterfactual/{node_id:uuid}",
-    responses=problems(400),
+    responses=problems(400, 404),
     tags=TAGS,
     sync_to_thread=True,
 )
