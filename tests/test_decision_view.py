@@ -117,7 +117,9 @@ def test_the_decision_view_shows_a_decision_and_runs_no_hostile_text(
             sync_api.expect(priors).to_contain_text("dispatch_job · ROUTE:w1")
 
             page.click("button:has-text('What if?')")
-            sync_api.expect(page.locator(".whatif tbody tr")).to_have_count(3)
+            whatif = page.locator(".whatif tbody tr")
+            sync_api.expect(whatif).to_have_count(4)  # w1, w2, uniform, the current policy
+            sync_api.expect(whatif.last).to_contain_text("current policy (ucb")
 
             # Live: a decision made now shows up from the event stream, no reload.
             sync_api.expect(page.locator("#live")).to_have_text("live")

@@ -231,13 +231,18 @@ async function whatIf(n, candidates, out) {
     const policy = await api("/api/why/counterfactual?estimator=dr&resamples=200&intent=" + encodeURIComponent(n.intent) + "&policy=" + encodeURIComponent("always:" + worker)).catch((e) => ({ error: e.message }));
     rows.push(estimateRow(c.action_key + (c.action_id === n.chosen.action_id ? " (chosen)" : ""), here, policy));
   }
-  const uniform = await api("/api/why/counterfactual?estimator=dr&resamples=200&intent=" + encodeURIComponent(n.intent) + "&policy=random").catch((e) => ({ error: e.message }));
-  rows.push(estimateRow("uniform (random)", null, uniform));
+  const policyRow = async (label, policy) => {
+    const answer = await api("/api/why/counterfactual?estimator=dr&resamples=200&intent=" + encodeURIComponent(n.intent) + "&policy=" + encodeURIComponent(policy)).catch((e) => ({ error: e.message }));
+    rows.push(estimateRow(label, null, answer));
+  };
+  await policyRow("uniform (random)", "random");
+  const epsilon = typeof n.rng.epsilon === "number" ? n.rng.epsilon : 0.1;
+  await policyRow("current policy (ucb, ε " + num(epsilon, 2) + ")", "ucb:epsilon=" + epsilon);
   out.replaceChildren(
     el(
       "table",
       {},
-      el("thead", {}, el("tr", {}, ["Action / policy", "This decision", "Policy over the log", "Interval", "Warnings"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["Action / policy", "This decision", "Policy over the log", "Interval", "Support and warnings"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows),
     ),
   );
@@ -247,7 +252,10 @@ function estimateRow(label, here, policy) {
   const at = here === null ? "–" : here.error ? here.error : num(here.estimate ?? here.expected_score);
   const estimate = policy.error ? policy.error : num(policy.estimate);
   const interval = policy.ci ? "[" + num(policy.ci[0]) + ", " + num(policy.ci[1]) + "]" : "";
-  const warnings = (policy.warnings || []).join("; ");
+  const support = typeof policy.ess === "number" ? "effective sample " + num(policy.ess, 1) + " of " + policy.n : null;
+  const warnings = [support, policy.logged_quarantines && policy.logged_quarantines.warning, policy.target_gated && policy.target_gated.share ? "gated in " + num(policy.target_gated.share * 100, 0) + "% of decisions" : null]
+    .filter(Boolean)
+    .join("; ");
   return el("tr", {}, el("td", {}, label), el("td", {}, at), el("td", {}, estimate), el("td", {}, interval), el("td", {}, warnings));
 }
 
