@@ -24,7 +24,7 @@ from events.workers import TRANSPORTS
 from projections.jobs import JobsView, Status
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
-from sheratan.analytics.redact import redact, redact_rows
+from sheratan.analytics.redact import redact_rows
 from sheratan.analytics.session import QUERY_TIMEOUT_S, Analytics, QueryError, ReadOnlyError
 from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
@@ -71,7 +71,7 @@ from sheratan.replay.service import (
     run_exact,
     run_regression,
 )
-from sheratan.reveal import os_user, record_reveal, shown
+from sheratan.reveal import os_user, record_reveal, redacted_line, shown
 from sheratan.store.ledger import CorruptLogError
 from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
 from sheratan.workers.daemon import (
@@ -607,7 +607,7 @@ def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_jso
                 elif raw_lines:
                     click.echo(raw.decode())
                 else:
-                    click.echo(_redacted_line(raw))
+                    click.echo(msgspec.json.encode(redacted_line(raw)).decode())
             if not follow:
                 return
             sys.stdout.flush()  # a pipe reader sees each event as it is committed
@@ -616,15 +616,6 @@ def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_jso
                 time.sleep(0.2)
     except KeyboardInterrupt:
         return  # Ctrl-C ends --follow; that is not an error
-
-
-def _redacted_line(raw: bytes) -> str:
-    """A log line with its ``data`` (and ``raw`` state) redacted, every other key as stored."""
-    line = msgspec.json.decode(raw)
-    for key in ("data", "raw"):
-        if key in line:
-            line[key] = redact(line[key])
-    return msgspec.json.encode(line).decode()
 
 
 def _event_row(raw: bytes) -> str:

@@ -43,3 +43,14 @@ def shown(value: Any, *, reveal: bool, workspace: Path | None = None) -> Any:
     if reveal:
         return msgspec.to_builtins(value)
     return redact(value, workspace=workspace)
+
+
+def redacted_line(raw: bytes) -> dict[str, Any]:
+    """A log line with its ``data`` (and ``raw`` state) redacted, every other key as stored.
+
+    ``events tail --json`` and the API's event stream show the same redacted view."""
+    line = msgspec.json.decode(raw)
+    for key in ("data", "raw"):
+        if key in line:
+            line[key] = redact(line[key])
+    return line

@@ -84,3 +84,12 @@ def test_the_wheel_runs_init_simulate_and_audit_verify_outside_the_source_tree(
     )
     assert shown["sources"]["gates"]["forbidden_kinds"] == "policies/gates.json"
     assert "shell_exec" in shown["gates"]["forbidden_kinds"]
+    # DecisionView's page, script and style are package data of the wheel (issue 10, 4)
+    static = run(
+        python,
+        "-c",
+        "from sheratan.api.ui import _asset; "
+        "print(*(len(_asset(n)) for n in ('index.html', 'app.js', 'app.css')))",
+        cwd=outside,
+    )
+    assert all(int(size) > 0 for size in static.stdout.split())

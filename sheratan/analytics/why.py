@@ -169,6 +169,49 @@ class Why:
             }
         )
 
+    def traces(
+        self,
+        *,
+        intent: str | None = None,
+        worker: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """The most recent traces, newest first: one row per trace (its root decision's
+        intent, job and worker, its last node's status), filtered; what DecisionView lists.
+
+        ``intent`` and ``worker`` match any node of the trace; ``worker`` matches a chosen
+        action's key or the part after its ``TYPE:`` prefix."""
+        having: list[str] = []
+        params: list[Any] = []
+        if intent:
+            having.append("bool_or(intent = ?)")
+            params.append(intent)
+        if worker:
+            having.append(
+                "bool_or(? IN (chosen_key, substr(chosen_key, strpos(chosen_key, ':') + 1)))"
+            )
+            params.append(worker)
+        if status:
+            having.append("arg_max(coalesce(status, 'pending'), pos) = ?")
+            params.append(status)
+        for bound, op in ((since, ">="), (until, "<=")):
+            if bound is not None:
+                having.append(f"min(ts) {op} ?")
+                params.append(bound.astimezone(UTC).replace(tzinfo=None))
+        where = f"HAVING {' AND '.join(having)}" if having else ""
+        rows = self.an.rows(
+            "SELECT trace_id, min(pos) AS position, min(ts) AS ts, arg_min(job_id, pos) AS job_id,"
+            " arg_min(intent, pos) AS intent, arg_min(chosen_key, pos) AS chosen,"
+            " arg_max(coalesce(status, 'pending'), pos) AS status, count(*) AS nodes"
+            f" FROM decisions GROUP BY trace_id {where} ORDER BY position DESC LIMIT ?",
+            [*params, limit],
+        )
+        traces = [{**r, "ts": _iso(r["ts"])} for r in rows]
+        return self._clean({"ok": True, "traces": traces, "last_position": self.an.last_position})
+
     def job(self, job_id: str) -> dict[str, Any]:
         """The job as the log has it (payload included, redacted) and every decision on it."""
         jobs = self.an.rows("SELECT * FROM jobs WHERE job_id = ?", [job_id])

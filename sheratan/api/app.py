@@ -25,7 +25,7 @@ from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -33,45 +33,20 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from sheratan.api.routing import (  # noqa: F401 (route modules may import them from here)
+    PROBLEM_TITLES,
+    PUBLIC,
+    Problem,
+    problems,
+)
 from sheratan.api.tokens import matches, read_token, token_path
+from sheratan.api.ui import UI_ROUTES
+from sheratan.api.why import WHY_ROUTES
 from sheratan.home import Home
 
 VERSION = metadata.version("sheratan")
 #: Largest request body accepted (413 above it).
 MAX_BODY_BYTES = 1024 * 1024
-PUBLIC = {"public": True}
-
-
-class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """An RFC 9457 problem details body."""
-
-    status: int
-    title: str
-    detail: str | None = None
-    type: str = "about:blank"
-
-
-PROBLEM_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    409: "Conflict",
-    413: "Request body too large",
-    429: "Too many requests",
-}
-
-
-def problems(*codes: int) -> dict[int, ResponseSpec]:
-    """The problem responses a route declares (401 is implied by the bearer guard)."""
-    return {
-        code: ResponseSpec(
-            data_container=Problem,
-            description=PROBLEM_TITLES[code],
-            media_type="application/problem+json",
-        )
-        for code in sorted({401, *codes})
-    }
 
 
 def as_problem(error: HTTPException) -> ProblemDetailsException:
@@ -127,6 +102,8 @@ def health() -> Health:
 
 #: The route handlers of the API, module by module.
 ROUTES: list[Any] = [health]
+ROUTES += WHY_ROUTES
+ROUTES += UI_ROUTES
 
 
 def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:

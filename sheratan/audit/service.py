@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from sheratan.audit import checkpoint as checkpoints
 from sheratan.audit import merkle, signing
 from sheratan.audit.checkpoint import CheckpointFormatError, SignedCheckpoint
@@ -356,6 +358,12 @@ def _read_signed(home: Path) -> list[SignedCheckpoint]:
             except CheckpointFormatError as error:
                 raise LogMismatchError(f"{path} line {number}: {error}") from None
     return out
+
+
+def latest_checkpoint(home: Path) -> dict[str, Any] | None:
+    """The newest signed checkpoint of the home as plain data (None before the first)."""
+    latest = _latest_signed(home)
+    return None if latest is None else msgspec.to_builtins(latest)
 
 
 def _latest_signed(home: Path) -> SignedCheckpoint | None:

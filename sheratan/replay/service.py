@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sheratan.analytics.session import Analytics
 from sheratan.decide.policy import load_prior_seeds, load_scoring
 from sheratan.home import Home
@@ -38,19 +40,41 @@ def run_exact(
     return summary
 
 
-def run_counterfactual(home: Home, policy: str, **options: Any) -> dict[str, Any]:
+def estimate_counterfactual(home: Home, policy: str, **options: Any) -> dict[str, Any]:
+    """The counterfactual estimate alone, recording nothing (the read-only API asks this)."""
     parse_target(policy).require_known(home.views.current(WORKERS).workers)
     with Analytics(home.path) as analytics:
-        summary = counterfactual(analytics, policy, **options)
+        return counterfactual(analytics, policy, **options)
+
+
+def estimate_at(home: Home, node_id: str, action: str) -> dict[str, Any]:
+    """One decision's estimate had ``action`` been chosen, recording nothing."""
+    with Analytics(home.path) as analytics:
+        return at_node(analytics, node_id, action)
+
+
+def run_counterfactual(home: Home, policy: str, **options: Any) -> dict[str, Any]:
+    summary = estimate_counterfactual(home, policy, **options)
     _record(home, "counterfactual", {"policy": policy, **options}, summary)
     return summary
 
 
 def run_counterfactual_at(home: Home, node_id: str, action: str) -> dict[str, Any]:
-    with Analytics(home.path) as analytics:
-        summary = at_node(analytics, node_id, action)
+    summary = estimate_at(home, node_id, action)
     _record(home, "counterfactual_at", {"node": node_id, "action": action}, summary)
     return summary
+
+
+def estimate_regression(
+    home: Home, *, weights: dict[str, float], fail_if_drop: float | None = None
+) -> dict[str, Any]:
+    """History re-scored and re-selected under the shipped scoring with ``weights`` (wS, wQ,
+    wR, wL, wC, wK) set over it, recording nothing (the read-only API asks this)."""
+    shipped = load_scoring()
+    scoring = msgspec.structs.replace(
+        shipped, weights=msgspec.structs.replace(shipped.weights, **weights)
+    )
+    return replay_regression(History(home.ledger, scoring=scoring)).summary(fail_if_drop)
 
 
 def run_regression(
