@@ -5,7 +5,10 @@
 - Errors are RFC 9457 problem details (``application/problem+json``); each route declares
   the ones it can return (``problems(...)``), so the OpenAPI document lists them.
 - OpenAPI 3.1 at ``/schema/openapi.json``, with the framework's docs pages under ``/schema``.
-- CORS is closed unless origins are configured; request bodies are limited.
+- CORS is closed unless origins are configured; request bodies are limited; writes are
+  rate-limited per client (``sheratan.api.limits``: 429 with ``Retry-After``).
+- The services' errors map to statuses in one place (``SERVICE_ERRORS``): bad input 400, an
+  unknown id 404, a state or idempotency conflict 409, with the CLI's one-line message.
 
 Routes live in modules of their own and are listed in ``ROUTES``; this module wires them.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from eventsourcing.persistence import IntegrityError
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
@@ -33,8 +37,12 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from sheratan.api.limits import ApiLimits, WriteLimiter, load_limits, write_limit_guard
 from sheratan.api.tokens import matches, read_token, token_path
+from sheratan.app import IdempotencyConflictError, NotFoundError
 from sheratan.home import Home
+from sheratan.inputs import InvalidInputError
+from sheratan.lifecycle import IllegalTransitionError
 
 VERSION = metadata.version("sheratan")
 #: Largest request body accepted (413 above it).
@@ -76,14 +84,40 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
 
 def as_problem(error: HTTPException) -> ProblemDetailsException:
     """An HTTP error as problem details: the status's phrase as title, the error's message
-    as detail (what to change), its headers kept (``Retry-After`` of a 429)."""
+    as detail (what to change; for a body or parameter of the wrong shape, which one and
+    why), its headers kept (``Retry-After`` of a 429)."""
     status = error.status_code
+    detail = error.detail
+    if isinstance(error.extra, list) and error.extra:
+        first = error.extra[0]
+        if isinstance(first, dict) and "message" in first:
+            where = f"{first['key']}: " if first.get("key") else ""
+            detail = f"{where}{first['message']}"
     return ProblemDetailsException(
         status_code=status,
         title=PROBLEM_TITLES.get(status, HTTPStatus(status).phrase),
-        detail=error.detail,
+        detail=detail,
         headers=error.headers,
     )
+
+
+#: The services' errors as HTTP statuses; the message is the one the CLI prints.
+SERVICE_ERRORS: dict[type[Exception], int] = {
+    InvalidInputError: 400,
+    NotFoundError: 404,
+    IdempotencyConflictError: 409,
+    IllegalTransitionError: 409,
+    IntegrityError: 409,
+}
+
+
+def service_problem(error: Exception) -> ProblemDetailsException:
+    """A service's refusal as problem details (the most specific class's status)."""
+    status = next(SERVICE_ERRORS[kind] for kind in type(error).__mro__ if kind in SERVICE_ERRORS)
+    detail = str(error)
+    if isinstance(error, IntegrityError):
+        detail = "another request changed this record at the same time: try again"
+    return as_problem(HTTPException(status_code=status, detail=detail))
 
 
 class TokenSource:
@@ -127,17 +161,25 @@ def health() -> Health:
 
 #: The route handlers of the API, module by module.
 ROUTES: list[Any] = [health]
+from sheratan.api.jobs import JOB_ROUTES  # noqa: E402  (route modules import problems from here)
+from sheratan.api.missions import MISSION_ROUTES  # noqa: E402
+
+ROUTES += MISSION_ROUTES
+ROUTES += JOB_ROUTES
 
 
-def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:
+def create_app(
+    home: Home, *, cors_origins: Sequence[str] = (), limits: ApiLimits | None = None
+) -> Litestar:
+    services = dict.fromkeys(SERVICE_ERRORS, service_problem)
     app = Litestar(
         route_handlers=ROUTES,
-        guards=[bearer_guard],
+        guards=[bearer_guard, write_limit_guard],
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
                     enable_for_all_http_exceptions=True,
-                    exception_to_problem_detail_map={HTTPException: as_problem},
+                    exception_to_problem_detail_map={HTTPException: as_problem, **services},
                 )
             )
         ],
@@ -154,6 +196,8 @@ def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:
         ),
         debug=False,
     )
+    _ = home.app, home.views  # made once here, before the handler threads share them
     app.state.home = home
     app.state.tokens = TokenSource(home.path)
+    app.state.writes = WriteLimiter((limits or load_limits()).writes)
     return app

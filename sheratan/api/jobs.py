@@ -1,0 +1,156 @@
+"""Jobs over HTTP: the same services and views as ``sheratan job create|list|show|cancel``.
+
+A create answers 201 with the job, 200 with the same job for an idempotent repeat (the same
+key and fields), 409 for a key used before with other fields. Jobs are shown redacted, as the
+CLI shows them without ``--reveal`` (the API has no reveal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from anyio import to_thread
+from litestar import Response, get, post
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+
+from events.jobs import Priority
+from projections.jobs import JobState, Status
+from sheratan.api.app import problems
+from sheratan.api.paging import Cursor, Limit, page
+from sheratan.app import OPERATOR_CANCEL_REASON
+from sheratan.home import Home
+from sheratan.reveal import shown
+from sheratan.views import JOBS
+
+TAGS = ["jobs"]
+
+
+class NewJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A job to create: the fields of ``sheratan job create KIND`` and its options."""
+
+    kind: str
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    priority: Priority = "normal"
+    depends_on: list[UUID] = msgspec.field(default_factory=list)
+    idempotency_key: str | None = None
+    timeout_seconds: float = 300.0
+    max_retries: int = 3
+
+
+class Cancellation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: str = OPERATOR_CANCEL_REASON
+
+
+class Cancelled(msgspec.Struct, kw_only=True):
+    """What ``sheratan job cancel --json`` prints: the job and the dependents cancelled."""
+
+    id: UUID
+    status: Status
+    dependents_cancelled: list[UUID]
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobState]
+    next_cursor: str | None
+
+
+def _home(state: State) -> Home:
+    home: Home = state.home
+    return home
+
+
+def _shown(job: JobState) -> JobState:
+    """A job as the CLI shows it without ``--reveal``: secrets and paths redacted."""
+    return msgspec.convert(shown(job, reveal=False), JobState)
+
+
+def _submit(state: State, data: NewJob, task_id: UUID | None) -> Response[JobState]:
+    app = _home(state).app
+    submitted = app.submit_job(
+        data.kind,
+        data.payload,
+        task_id=task_id,
+        priority=data.priority,
+        timeout_seconds=data.timeout_seconds,
+        depends_on=tuple(data.depends_on),
+        idempotency_key=data.idempotency_key,
+        max_retries=data.max_retries,
+    )
+    job = _shown(app.get_job(submitted.id))
+    return Response(job, status_code=201 if submitted.created else 200)
+
+
+_CREATE_RESPONSES = {
+    200: ResponseSpec(
+        data_container=JobState,
+        description="An idempotent repeat: the job this idempotency key made before",
+    ),
+    **problems(400, 404, 409, 429),
+}
+
+
+# The creates are async and run the service in a worker thread themselves: Litestar 2.25
+# registers the first handler of a path that has several methods twice, and a sync handler
+# registered twice is wrapped twice, so its Response would come back as an unawaited coroutine.
+@post("/api/jobs", tags=TAGS, responses=_CREATE_RESPONSES)
+async def create_job(state: State, data: NewJob) -> Response[JobState]:
+    """Create a job, queued at once (201; 200 for an idempotent repeat)."""
+    return await to_thread.run_sync(_submit, state, data, None)
+
+
+@post("/api/tasks/{task_id:uuid}/jobs", tags=TAGS, responses=_CREATE_RESPONSES)
+async def create_task_job(state: State, task_id: UUID, data: NewJob) -> Response[JobState]:
+    """Create a job in a task (201; 200 for an idempotent repeat)."""
+    return await to_thread.run_sync(_submit, state, data, task_id)
+
+
+@get("/api/jobs", sync_to_thread=True, tags=TAGS, responses=problems(400))
+def list_jobs(
+    state: State,
+    status: Status | None = None,
+    kind: str | None = None,
+    mission: UUID | None = None,
+    task: UUID | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> JobPage:
+    """Jobs, oldest first, a page at a time; only those matching every filter given."""
+    jobs = _home(state).views.current(JOBS).jobs.values()
+    wanted = (
+        job
+        for job in jobs
+        if (status is None or job.status == status)
+        and (kind is None or job.kind == kind)
+        and (mission is None or job.mission_id == mission)
+        and (task is None or job.task_id == task)
+    )
+    items, after = page(wanted, lambda j: (j.created_at, j.id), cursor, limit)
+    return JobPage([_shown(job) for job in items], after)
+
+
+@get("/api/jobs/{job_id:uuid}", sync_to_thread=True, tags=TAGS, responses=problems(404))
+def show_job(state: State, job_id: UUID) -> JobState:
+    """One job's state (redacted)."""
+    return _shown(_home(state).app.get_job(job_id))
+
+
+@post(
+    "/api/jobs/{job_id:uuid}/cancel",
+    status_code=200,
+    sync_to_thread=True,
+    tags=TAGS,
+    responses=problems(400, 404, 409, 429),
+)
+def cancel_job(state: State, job_id: UUID, data: Cancellation | None = None) -> Cancelled:
+    """Cancel a job that has not ended, and every job that depends on it, transitively
+    (409 for a completed, cancelled or quarantined job; nothing is recorded then)."""
+    home = _home(state)
+    reason = (data or Cancellation()).reason
+    dependents = home.app.cancel_job(job_id, reason, view=home.views.current(JOBS))
+    return Cancelled(id=job_id, status="cancelled", dependents_cancelled=dependents)
+
+
+JOB_ROUTES = [create_job, create_task_job, list_jobs, show_job, cancel_job]
