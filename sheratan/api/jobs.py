@@ -7,21 +7,27 @@ CLI shows them without ``--reveal`` (the API has no reveal).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from anyio import to_thread
-from litestar import Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
 from events.jobs import Priority
 from projections.jobs import JobState, Status
-from sheratan.api.app import problems
+from sheratan.api.app import Rule, problems
 from sheratan.api.paging import Cursor, Limit, page
 from sheratan.app import OPERATOR_CANCEL_REASON
 from sheratan.home import Home
+from sheratan.inputs import (
+    MAX_DEPENDENCIES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
+    MAX_RETRIES,
+    MAX_TIMEOUT_SECONDS,
+)
 from sheratan.reveal import shown
 from sheratan.views import JOBS
 
@@ -29,19 +35,26 @@ TAGS = ["jobs"]
 
 
 class NewJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A job to create: the fields of ``sheratan job create KIND`` and its options."""
+    """A job to create: the fields of ``sheratan job create KIND`` and its options.
 
-    kind: str
+    The limits are documented in OpenAPI (``Rule``) and checked by the service, which
+    refuses with the CLI's message."""
+
+    kind: Annotated[str, Rule(min_length=1, max_length=MAX_NAME_CHARS)]
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
     priority: Priority = "normal"
-    depends_on: list[UUID] = msgspec.field(default_factory=list)
-    idempotency_key: str | None = None
-    timeout_seconds: float = 300.0
-    max_retries: int = 3
+    depends_on: Annotated[list[UUID], Rule(max_items=MAX_DEPENDENCIES)] = msgspec.field(
+        default_factory=list
+    )
+    idempotency_key: (
+        Annotated[str, Rule(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"\S")] | None
+    ) = None
+    timeout_seconds: Annotated[float, Rule(gt=0, le=MAX_TIMEOUT_SECONDS)] = 300.0
+    max_retries: Annotated[int, Rule(ge=0, le=MAX_RETRIES)] = 3
 
 
 class Cancellation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    reason: str = OPERATOR_CANCEL_REASON
+    reason: Annotated[str, Rule(max_length=MAX_DESCRIPTION_CHARS)] = OPERATOR_CANCEL_REASON
 
 
 class Cancelled(msgspec.Struct, kw_only=True):
@@ -92,65 +105,64 @@ _CREATE_RESPONSES = {
 }
 
 
-# The creates are async and run the service in a worker thread themselves: Litestar 2.25
-# registers the first handler of a path that has several methods twice, and a sync handler
-# registered twice is wrapped twice, so its Response would come back as an unawaited coroutine.
-@post("/api/jobs", tags=TAGS, responses=_CREATE_RESPONSES)
-async def create_job(state: State, data: NewJob) -> Response[JobState]:
-    """Create a job, queued at once (201; 200 for an idempotent repeat)."""
-    return await to_thread.run_sync(_submit, state, data, None)
+class JobsController(Controller):
+    """Jobs, in one controller (see ``MissionsController``)."""
 
+    path = "/api"
+    tags = TAGS
 
-@post("/api/tasks/{task_id:uuid}/jobs", tags=TAGS, responses=_CREATE_RESPONSES)
-async def create_task_job(state: State, task_id: UUID, data: NewJob) -> Response[JobState]:
-    """Create a job in a task (201; 200 for an idempotent repeat)."""
-    return await to_thread.run_sync(_submit, state, data, task_id)
+    @post("/jobs", sync_to_thread=True, responses=_CREATE_RESPONSES)
+    def create_job(self, state: State, data: NewJob) -> Response[JobState]:
+        """Create a job, queued at once (201; 200 for an idempotent repeat)."""
+        return _submit(state, data, None)
 
+    @post("/tasks/{task_id:uuid}/jobs", sync_to_thread=True, responses=_CREATE_RESPONSES)
+    def create_task_job(self, state: State, task_id: UUID, data: NewJob) -> Response[JobState]:
+        """Create a job in a task (201; 200 for an idempotent repeat)."""
+        return _submit(state, data, task_id)
 
-@get("/api/jobs", sync_to_thread=True, tags=TAGS, responses=problems(400))
-def list_jobs(
-    state: State,
-    status: Status | None = None,
-    kind: str | None = None,
-    mission: UUID | None = None,
-    task: UUID | None = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
-) -> JobPage:
-    """Jobs, oldest first, a page at a time; only those matching every filter given."""
-    jobs = _home(state).views.current(JOBS).jobs.values()
-    wanted = (
-        job
-        for job in jobs
-        if (status is None or job.status == status)
-        and (kind is None or job.kind == kind)
-        and (mission is None or job.mission_id == mission)
-        and (task is None or job.task_id == task)
+    @get("/jobs", sync_to_thread=True, responses=problems(400))
+    def list_jobs(
+        self,
+        state: State,
+        status: Status | None = None,
+        kind: str | None = None,
+        mission: UUID | None = None,
+        task: UUID | None = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> JobPage:
+        """Jobs, oldest first, a page at a time; only those matching every filter given."""
+        jobs = _home(state).views.current(JOBS).jobs.values()
+        wanted = (
+            job
+            for job in jobs
+            if (status is None or job.status == status)
+            and (kind is None or job.kind == kind)
+            and (mission is None or job.mission_id == mission)
+            and (task is None or job.task_id == task)
+        )
+        items, after = page(wanted, lambda j: (j.created_at, j.id), cursor, limit)
+        return JobPage([_shown(job) for job in items], after)
+
+    @get("/jobs/{job_id:uuid}", sync_to_thread=True, responses=problems(404))
+    def show_job(self, state: State, job_id: UUID) -> JobState:
+        """One job's state (redacted)."""
+        return _shown(_home(state).app.get_job(job_id))
+
+    @post(
+        "/jobs/{job_id:uuid}/cancel",
+        status_code=200,
+        sync_to_thread=True,
+        responses=problems(400, 404, 409, 429),
     )
-    items, after = page(wanted, lambda j: (j.created_at, j.id), cursor, limit)
-    return JobPage([_shown(job) for job in items], after)
+    def cancel_job(self, state: State, job_id: UUID, data: Cancellation | None = None) -> Cancelled:
+        """Cancel a job that has not ended, and every job that depends on it, transitively
+        (409 for a completed, cancelled or quarantined job; nothing is recorded then)."""
+        home = _home(state)
+        reason = (data or Cancellation()).reason
+        dependents = home.app.cancel_job(job_id, reason, view=home.views.current(JOBS))
+        return Cancelled(id=job_id, status="cancelled", dependents_cancelled=dependents)
 
 
-@get("/api/jobs/{job_id:uuid}", sync_to_thread=True, tags=TAGS, responses=problems(404))
-def show_job(state: State, job_id: UUID) -> JobState:
-    """One job's state (redacted)."""
-    return _shown(_home(state).app.get_job(job_id))
-
-
-@post(
-    "/api/jobs/{job_id:uuid}/cancel",
-    status_code=200,
-    sync_to_thread=True,
-    tags=TAGS,
-    responses=problems(400, 404, 409, 429),
-)
-def cancel_job(state: State, job_id: UUID, data: Cancellation | None = None) -> Cancelled:
-    """Cancel a job that has not ended, and every job that depends on it, transitively
-    (409 for a completed, cancelled or quarantined job; nothing is recorded then)."""
-    home = _home(state)
-    reason = (data or Cancellation()).reason
-    dependents = home.app.cancel_job(job_id, reason, view=home.views.current(JOBS))
-    return Cancelled(id=job_id, status="cancelled", dependents_cancelled=dependents)
-
-
-JOB_ROUTES = [create_job, create_task_job, list_jobs, show_job, cancel_job]
+JOB_ROUTES = [JobsController]
