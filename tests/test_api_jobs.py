@@ -16,6 +16,7 @@ from api_helpers import Server, serving
 from cli_helpers import as_json, invoke, log_digest, refused
 
 from sheratan.api.app import MAX_BODY_BYTES
+from sheratan.api.limits import WriteLimiter, WriteRate
 from sheratan.home import init_home
 
 #: Limits high enough that no test but the rate-limit one meets them.
@@ -223,3 +224,16 @@ def test_twenty_concurrent_creates_with_one_key_make_one_job(
     assert len(api.get("/api/jobs").json()["items"]) == 1
     listed = invoke(server.home, "job", "list", "--json").stdout
     assert len(json.loads(listed)) == 1
+
+
+def test_each_client_has_a_bucket_of_its_own() -> None:
+    limiter = WriteLimiter(WriteRate(per_second=0.001, burst=2))
+    assert [limiter.take("a"), limiter.take("a")] == [0.0, 0.0]
+    assert limiter.take("a") > 0  # a's bucket is empty, and stays so while a keeps asking
+    assert limiter.take("a") > 0
+    assert limiter.take("b") == 0.0  # b is not held back by a
+
+
+def test_options_lists_every_method_of_a_path(api: httpx.Client) -> None:
+    assert api.options("/api/jobs").headers["allow"] == "GET, OPTIONS, POST"
+    assert api.options("/api/missions").headers["allow"] == "GET, OPTIONS, POST"
