@@ -511,20 +511,25 @@ def job_show(job_id: UUID, reveal: bool, home: str | None, as_json: bool) -> Non
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only jobs in this status."
 )
+@click.option("--kind", default=None, help="Only jobs of this kind.")
+@click.option("--mission", "mission_id", callback=parse_uuid, help="Only this mission's jobs.")
+@click.option("--task", "task_id", callback=parse_uuid, help="Only this task's jobs.")
 @reveal_option
 @reading
-def job_list(status: str | None, reveal: bool, home: str | None, as_json: bool) -> None:
-    """Jobs, oldest first (queued ones in dispatch order with --status queued).
-
-    Payloads and results are redacted unless --reveal."""
+def job_list(
+    status: str | None,
+    kind: str | None,
+    mission_id: UUID | None,
+    task_id: UUID | None,
+    reveal: bool,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Jobs matching every filter given, oldest first (queued ones in dispatch order with
+    --status queued). Payloads and results are redacted unless --reveal."""
     opened = open_home(home)
     view: JobsView = opened.views.current(JOBS)
-    if status == "queued":
-        jobs = view.queue()
-    else:
-        jobs = sorted(view.jobs.values(), key=lambda j: j.created_at)
-        if status is not None:
-            jobs = [j for j in jobs if j.status == status]
+    jobs = view.matching(status, kind, mission_id, task_id)
     plain = shown(jobs, reveal=revealing(opened, reveal))
     if as_json:
         emit_json(plain)

@@ -90,6 +90,11 @@ def test_jobs_filters_paging_and_cancel(server: Server, api: httpx.Client) -> No
         return [j["id"] for j in api.get("/api/jobs", params=params).json()["items"]]
 
     assert ids(task=task["id"]) == ids(mission=mission["id"]) == [job["id"]]
+    for option, value in (("--task", task["id"]), ("--mission", mission["id"])):
+        listed = as_json(server.home, "job", "list", option, value)
+        assert [j["id"] for j in listed] == [job["id"]]
+    listed = as_json(server.home, "job", "list", "--kind", "noop", "--status", "queued")
+    assert [j["id"] for j in listed] == ids(kind="noop", status="queued")
     assert ids(kind="noop", status="queued") == [job["id"]] + [j["id"] for j in loose]
     assert ids(kind="file_read") == []
     seen, cursor = [], None

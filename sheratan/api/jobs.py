@@ -133,15 +133,8 @@ class JobsController(Controller):
         cursor: Cursor = None,
     ) -> JobPage:
         """Jobs, oldest first, a page at a time; only those matching every filter given."""
-        jobs = _home(state).views.current(JOBS).jobs.values()
-        wanted = (
-            job
-            for job in jobs
-            if (status is None or job.status == status)
-            and (kind is None or job.kind == kind)
-            and (mission is None or job.mission_id == mission)
-            and (task is None or job.task_id == task)
-        )
+        view = _home(state).views.current(JOBS)
+        wanted = view.matching(status, kind, mission, task)
         items, after = page(wanted, lambda j: (j.created_at, j.id), cursor, limit)
         return JobPage([_shown(job) for job in items], after)
 
