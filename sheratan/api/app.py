@@ -29,7 +29,7 @@ from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
-from litestar.datastructures import MutableScopeHeaders
+from litestar.datastructures import MutableScopeHeaders, State
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
@@ -78,6 +78,12 @@ PROBLEM_TITLES = {
     413: "Request body too large",
     429: "Too many requests",
 }
+
+
+def home_of(state: State) -> Home:
+    """The home a handler serves (``state`` is the app's, which Litestar hands a handler)."""
+    home: Home = state.home
+    return home
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:

@@ -17,10 +17,9 @@ from litestar.openapi import ResponseSpec
 
 from events.jobs import Priority
 from projections.jobs import JobState, Status
-from sheratan.api.app import Rule, problems
+from sheratan.api.app import Rule, home_of, problems
 from sheratan.api.paging import Cursor, Limit, page
 from sheratan.app import OPERATOR_CANCEL_REASON
-from sheratan.home import Home
 from sheratan.inputs import (
     MAX_DEPENDENCIES,
     MAX_DESCRIPTION_CHARS,
@@ -70,18 +69,13 @@ class JobPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def _home(state: State) -> Home:
-    home: Home = state.home
-    return home
-
-
 def _shown(job: JobState) -> JobState:
     """A job as the CLI shows it without ``--reveal``: secrets and paths redacted."""
     return msgspec.convert(shown(job, reveal=False), JobState)
 
 
 def _submit(state: State, data: NewJob, task_id: UUID | None) -> Response[JobState]:
-    app = _home(state).app
+    app = home_of(state).app
     submitted = app.submit_job(
         data.kind,
         data.payload,
@@ -133,7 +127,7 @@ class JobsController(Controller):
         cursor: Cursor = None,
     ) -> JobPage:
         """Jobs, oldest first, a page at a time; only those matching every filter given."""
-        view = _home(state).views.current(JOBS)
+        view = home_of(state).views.current(JOBS)
         wanted = view.matching(status, kind, mission, task)
         items, after = page(wanted, lambda j: (j.created_at, j.id), cursor, limit)
         return JobPage([_shown(job) for job in items], after)
@@ -141,7 +135,7 @@ class JobsController(Controller):
     @get("/jobs/{job_id:uuid}", sync_to_thread=True, responses=problems(404))
     def show_job(self, state: State, job_id: UUID) -> JobState:
         """One job's state (redacted)."""
-        return _shown(_home(state).app.get_job(job_id))
+        return _shown(home_of(state).app.get_job(job_id))
 
     @post(
         "/jobs/{job_id:uuid}/cancel",
@@ -152,7 +146,7 @@ class JobsController(Controller):
     def cancel_job(self, state: State, job_id: UUID, data: Cancellation | None = None) -> Cancelled:
         """Cancel a job that has not ended, and every job that depends on it, transitively
         (409 for a completed, cancelled or quarantined job; nothing is recorded then)."""
-        home = _home(state)
+        home = home_of(state)
         reason = (data or Cancellation()).reason
         dependents = home.app.cancel_job(job_id, reason, view=home.views.current(JOBS))
         return Cancelled(id=job_id, status="cancelled", dependents_cancelled=dependents)

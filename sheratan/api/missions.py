@@ -10,9 +10,8 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 
 from projections.missions import MissionState, TaskState
-from sheratan.api.app import Rule, problems
+from sheratan.api.app import Rule, home_of, problems
 from sheratan.api.paging import Cursor, Limit, page
-from sheratan.home import Home
 from sheratan.inputs import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from sheratan.views import MISSIONS
 
@@ -46,11 +45,6 @@ class MissionWithTasks(MissionState, frozen=True, kw_only=True):
     tasks: list[TaskState]
 
 
-def _home(state: State) -> Home:
-    home: Home = state.home
-    return home
-
-
 class MissionsController(Controller):
     """Missions and their tasks: one controller per resource, as Litestar means routes to
     be grouped (a sync handler added on its own beside another method of its path was
@@ -62,20 +56,20 @@ class MissionsController(Controller):
     @post("/missions", sync_to_thread=True, responses=problems(400, 429))
     def create_mission(self, state: State, data: NewMission) -> MissionState:
         """Create a mission (201 with the mission, its ``id`` included)."""
-        app = _home(state).app
+        app = home_of(state).app
         return app.get_mission(app.create_mission(data.title, data.description))
 
     @get("/missions", sync_to_thread=True, responses=problems(400))
     def list_missions(self, state: State, limit: Limit = 100, cursor: Cursor = None) -> MissionPage:
         """Missions, oldest first, a page at a time."""
-        missions = _home(state).views.current(MISSIONS).missions.values()
+        missions = home_of(state).views.current(MISSIONS).missions.values()
         items, after = page(missions, lambda m: (m.created_at, m.id), cursor, limit)
         return MissionPage(items, after)
 
     @get("/missions/{mission_id:uuid}", sync_to_thread=True, responses=problems(404))
     def show_mission(self, state: State, mission_id: UUID) -> MissionWithTasks:
         """One mission with its tasks."""
-        home = _home(state)
+        home = home_of(state)
         mission = home.app.get_mission(mission_id)
         tasks = [
             t for t in home.views.current(MISSIONS).tasks.values() if t.mission_id == mission_id
@@ -88,13 +82,13 @@ class MissionsController(Controller):
     )
     def create_task(self, state: State, mission_id: UUID, data: NewTask) -> TaskState:
         """Create a task in a mission (201 with the task)."""
-        app = _home(state).app
+        app = home_of(state).app
         return app.get_task(app.create_task(mission_id, data.title, data.description))
 
     @get("/tasks/{task_id:uuid}", sync_to_thread=True, responses=problems(404))
     def show_task(self, state: State, task_id: UUID) -> TaskState:
         """One task."""
-        return _home(state).app.get_task(task_id)
+        return home_of(state).app.get_task(task_id)
 
 
 MISSION_ROUTES = [MissionsController]
