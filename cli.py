@@ -30,7 +30,7 @@ from sheratan.analytics.text import drift_text, node_text, replay_text, stats_te
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.api import DEFAULT_HOST, DEFAULT_PORT
 from sheratan.api.tokens import TokenMissingError, fingerprint, new_token, read_token
-from sheratan.app import NotFoundError
+from sheratan.app import OPERATOR_CANCEL_REASON, NotFoundError
 from sheratan.audit import proofs as proof_codec
 from sheratan.audit import service as audit_service
 from sheratan.audit.checkpoint import CheckpointFormatError
@@ -305,16 +305,24 @@ def init(home: str | None, as_json: bool) -> None:
     multiple=True,
     help="An origin allowed to call the API from a browser (CORS is closed without one).",
 )
+@file_option("--limits", help="Rate limits merged over policies/limits.json (docs/api.md).")
 @common
 def serve(
-    host: str, port: int, cors_origins: tuple[str, ...], home: str | None, as_json: bool
+    host: str,
+    port: int,
+    cors_origins: tuple[str, ...],
+    limits: Path | None,
+    home: str | None,
+    as_json: bool,
 ) -> None:
     """Serve the HTTP API until SIGTERM or Ctrl-C (every route but /health needs the token)."""
+    from sheratan.api.limits import load_limits
     from sheratan.api.server import serve as run_server
 
     opened = open_home(home)
+    loaded = load_limits(limits)
     click.echo(f"serving {opened.path} on http://{host}:{port} (token: sheratan token)", err=True)
-    run_server(opened, host=host, port=port, cors_origins=cors_origins)
+    run_server(opened, host=host, port=port, cors_origins=cors_origins, limits=loaded)
 
 
 @cli.group(invoke_without_command=True)
@@ -503,20 +511,25 @@ def job_show(job_id: UUID, reveal: bool, home: str | None, as_json: bool) -> Non
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only jobs in this status."
 )
+@click.option("--kind", default=None, help="Only jobs of this kind.")
+@click.option("--mission", "mission_id", callback=parse_uuid, help="Only this mission's jobs.")
+@click.option("--task", "task_id", callback=parse_uuid, help="Only this task's jobs.")
 @reveal_option
 @reading
-def job_list(status: str | None, reveal: bool, home: str | None, as_json: bool) -> None:
-    """Jobs, oldest first (queued ones in dispatch order with --status queued).
-
-    Payloads and results are redacted unless --reveal."""
+def job_list(
+    status: str | None,
+    kind: str | None,
+    mission_id: UUID | None,
+    task_id: UUID | None,
+    reveal: bool,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Jobs matching every filter given, oldest first (queued ones in dispatch order with
+    --status queued). Payloads and results are redacted unless --reveal."""
     opened = open_home(home)
     view: JobsView = opened.views.current(JOBS)
-    if status == "queued":
-        jobs = view.queue()
-    else:
-        jobs = sorted(view.jobs.values(), key=lambda j: j.created_at)
-        if status is not None:
-            jobs = [j for j in jobs if j.status == status]
+    jobs = view.matching(status, kind, mission_id, task_id)
     plain = shown(jobs, reveal=revealing(opened, reveal))
     if as_json:
         emit_json(plain)
@@ -527,7 +540,7 @@ def job_list(status: str | None, reveal: bool, home: str | None, as_json: bool) 
 
 @job.command("cancel")
 @click.argument("job_id", callback=parse_uuid)
-@click.option("--reason", default="cancelled by an operator", show_default=True)
+@click.option("--reason", default=OPERATOR_CANCEL_REASON, show_default=True)
 @common
 def job_cancel(job_id: UUID, reason: str, home: str | None, as_json: bool) -> None:
     """Cancel a job that has not ended, and every job that depends on it, transitively.

@@ -50,6 +50,12 @@ Status = Literal[
     "quarantined",
 ]
 
+
+def _age(job: JobState) -> tuple[datetime, UUID]:
+    """Oldest first (the id orders jobs made in the same instant)."""
+    return job.created_at, job.id
+
+
 PRIORITY_RANK = {priority: rank for rank, priority in enumerate(PRIORITIES)}
 #: The statuses in which an attempt holds a lease.
 LEASED: frozenset[str] = frozenset({"dispatched", "running"})
@@ -284,6 +290,25 @@ class JobsView:
         for level in self._queued:
             for job_id in level:
                 yield self.jobs[job_id]
+
+    def matching(
+        self,
+        status: str | None = None,
+        kind: str | None = None,
+        mission_id: UUID | None = None,
+        task_id: UUID | None = None,
+    ) -> list[JobState]:
+        """The jobs matching every filter given (``job list``, ``GET /api/jobs``): oldest
+        first, but queued jobs alone (``status`` "queued") in dispatch order."""
+        jobs = self.queue() if status == "queued" else sorted(self.jobs.values(), key=_age)
+        return [
+            job
+            for job in jobs
+            if (status is None or job.status == status)
+            and (kind is None or job.kind == kind)
+            and (mission_id is None or job.mission_id == mission_id)
+            and (task_id is None or job.task_id == task_id)
+        ]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""

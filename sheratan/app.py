@@ -12,7 +12,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 import msgspec
@@ -79,6 +79,9 @@ IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
+#: The reason recorded when an operator cancels a job without giving one.
+OPERATOR_CANCEL_REASON = "cancelled by an operator"
+
 #: How often an operator's command reads again after another process took a version first.
 MAX_RACES = 5
 
@@ -105,6 +108,18 @@ def rereads(method: Callable[..., _R]) -> Callable[..., _R]:
 
 class NotFoundError(LookupError):
     """No mission, task or job with that id."""
+
+
+class IdempotencyConflictError(InvalidInputError):
+    """An idempotency key used again for a job with other fields (the API answers 409)."""
+
+
+class Submitted(NamedTuple):
+    """What a job submission did: the job's id, and whether it was made now (False: an
+    idempotent repeat of the job its key made before)."""
+
+    id: UUID
+    created: bool
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -167,7 +182,11 @@ class Sheratan(Application[UUID]):
 
     # ---------------------------------------------------------------------- jobs
 
-    def create_job(
+    def create_job(self, kind: str, payload: dict[str, Any], **options: Any) -> UUID:
+        """Create a job and queue it (``submit_job``); returns its id."""
+        return self.submit_job(kind, payload, **options).id
+
+    def submit_job(
         self,
         kind: str,
         payload: dict[str, Any],
@@ -179,8 +198,9 @@ class Sheratan(Application[UUID]):
         idempotency_key: str | None = None,
         max_retries: int = 3,
         namespace: str = "",
-    ) -> UUID:
-        """Create a job and queue it. With an idempotency key, the same key gives the same job.
+    ) -> Submitted:
+        """Create a job and queue it. With an idempotency key, the same key gives the same job
+        (``created`` False: a repeat, however many callers race with it).
         ``namespace`` "" is real work; a simulation's namespace keeps it from real dispatchers.
 
         Every input is checked before anything is recorded: a known kind, a payload that fits
@@ -234,8 +254,9 @@ class Sheratan(Application[UUID]):
                     f"idempotency key {idempotency_key!r} was used for a job with a different "
                     f"{', '.join(differing)}"
                 )
-                raise InvalidInputError(msg) from None
-        return job_id
+                raise IdempotencyConflictError(msg) from None
+            return Submitted(job_id, created=False)
+        return Submitted(job_id, created=True)
 
     def get_job(self, job_id: UUID) -> JobState:
         return self._get(job_id, project_job, "job")

@@ -5,7 +5,10 @@
 - Errors are RFC 9457 problem details (``application/problem+json``); each route declares
   the ones it can return (``problems(...)``), so the OpenAPI document lists them.
 - OpenAPI 3.1 at ``/schema/openapi.json``, with the framework's docs pages under ``/schema``.
-- CORS is closed unless origins are configured; request bodies are limited.
+- CORS is closed unless origins are configured; request bodies are limited; writes are
+  rate-limited per client (``sheratan.api.limits``: 429 with ``Retry-After``).
+- The services' errors map to statuses in one place (``SERVICE_ERRORS``): bad input 400, an
+  unknown id 404, a state or idempotency conflict 409, with the CLI's one-line message.
 
 Routes live in modules of their own and are listed in ``ROUTES``; this module wires them.
 """
@@ -20,29 +23,37 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from eventsourcing.persistence import IntegrityError
 from litestar import Litestar, get
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, Schema, SecurityScheme
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from litestar.routes import HTTPRoute
+from litestar.types import Message, Scope
+from litestar.typing import FieldDefinition
 
-from sheratan.api.routing import (  # noqa: F401 (route modules may import them from here)
-    PROBLEM_TITLES,
-    PUBLIC,
-    Problem,
-    problems,
-)
+from sheratan.api.jobs import JOB_ROUTES
+from sheratan.api.limits import ApiLimits, WriteLimiter, load_limits, write_limit_guard
+from sheratan.api.missions import MISSION_ROUTES
+from sheratan.api.routing import PROBLEM_TITLES, PUBLIC
 from sheratan.api.tokens import matches, read_token, token_path
 from sheratan.api.ui import UI_ROUTES
 from sheratan.api.why import WHY_ROUTES
+from sheratan.app import IdempotencyConflictError, NotFoundError
 from sheratan.home import Home
+from sheratan.inputs import InvalidInputError
+from sheratan.lifecycle import IllegalTransitionError
 
 VERSION = metadata.version("sheratan")
 #: Largest request body accepted (413 above it).
@@ -51,14 +62,40 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def as_problem(error: HTTPException) -> ProblemDetailsException:
     """An HTTP error as problem details: the status's phrase as title, the error's message
-    as detail (what to change), its headers kept (``Retry-After`` of a 429)."""
+    as detail (what to change; for a body or parameter of the wrong shape, which one and
+    why), its headers kept (``Retry-After`` of a 429)."""
     status = error.status_code
+    detail = error.detail
+    if isinstance(error.extra, list) and error.extra:
+        first = error.extra[0]
+        if isinstance(first, dict) and "message" in first:
+            where = f"{first['key']}: " if first.get("key") else ""
+            detail = f"{where}{first['message']}"
     return ProblemDetailsException(
         status_code=status,
         title=PROBLEM_TITLES.get(status, HTTPStatus(status).phrase),
-        detail=error.detail,
+        detail=detail,
         headers=error.headers,
     )
+
+
+#: The services' errors as HTTP statuses; the message is the one the CLI prints.
+SERVICE_ERRORS: dict[type[Exception], int] = {
+    InvalidInputError: 400,
+    NotFoundError: 404,
+    IdempotencyConflictError: 409,
+    IllegalTransitionError: 409,
+    IntegrityError: 409,
+}
+
+
+def service_problem(error: Exception) -> ProblemDetailsException:
+    """A service's refusal as problem details (the most specific class's status)."""
+    status = next(SERVICE_ERRORS[kind] for kind in type(error).__mro__ if kind in SERVICE_ERRORS)
+    detail = str(error)
+    if isinstance(error, IntegrityError):
+        detail = "another request changed this record at the same time: try again"
+    return as_problem(HTTPException(status_code=status, detail=detail))
 
 
 class TokenSource:
@@ -89,12 +126,41 @@ def bearer_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
         raise NotAuthorizedException(detail="a valid bearer token is required")
 
 
+async def honest_allow(message: Message, scope: Scope) -> None:
+    """Answer OPTIONS with every method of the path. Litestar 2.25 builds a path's OPTIONS
+    answer with the methods of the first handler registered there (``GET /api/jobs`` was
+    missing from ``Allow`` beside ``POST``)."""
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+        return
+    template = scope.get("path_template")
+    for route in scope["litestar_app"].routes:
+        if isinstance(route, HTTPRoute) and route.path == template:
+            MutableScopeHeaders.from_message(message)["allow"] = ", ".join(sorted(route.methods))
+
+
+class ClosedStructs(StructSchemaPlugin):
+    """A body Struct that refuses unknown fields says so in OpenAPI
+    (``additionalProperties: false``), so clients and schemathesis know extras are refused."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return super().is_plugin_supported_field(field_definition) and bool(
+            field_definition.type_.__struct_config__.forbid_unknown_fields
+        )
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
+
+
 class Health(msgspec.Struct):
     status: str
     version: str
 
 
-@get("/health", opt=PUBLIC, sync_to_thread=False, security=[], tags=["service"])
+@get("/health", opt=PUBLIC, sync_to_thread=False, security=[{}], tags=["service"])
 def health() -> Health:
     """Liveness: answers without auth and reads nothing of the home."""
     return Health("ok", VERSION)
@@ -102,21 +168,28 @@ def health() -> Health:
 
 #: The route handlers of the API, module by module.
 ROUTES: list[Any] = [health]
+ROUTES += MISSION_ROUTES
+ROUTES += JOB_ROUTES
 ROUTES += WHY_ROUTES
 ROUTES += UI_ROUTES
 
 
-def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:
+def create_app(
+    home: Home, *, cors_origins: Sequence[str] = (), limits: ApiLimits | None = None
+) -> Litestar:
+    services = dict.fromkeys(SERVICE_ERRORS, service_problem)
     app = Litestar(
         route_handlers=ROUTES,
-        guards=[bearer_guard],
+        guards=[bearer_guard, write_limit_guard],
+        before_send=[honest_allow],
         plugins=[
+            ClosedStructs(),
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
                     enable_for_all_http_exceptions=True,
-                    exception_to_problem_detail_map={HTTPException: as_problem},
+                    exception_to_problem_detail_map={HTTPException: as_problem, **services},
                 )
-            )
+            ),
         ],
         cors_config=CORSConfig(allow_origins=list(cors_origins)) if cors_origins else None,
         request_max_body_size=MAX_BODY_BYTES,
@@ -131,6 +204,8 @@ def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:
         ),
         debug=False,
     )
+    _ = home.app, home.views  # made once here, before the handler threads share them
     app.state.home = home
     app.state.tokens = TokenSource(home.path)
+    app.state.writes = WriteLimiter((limits or load_limits()).writes)
     return app

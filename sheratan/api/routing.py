@@ -1,11 +1,19 @@
-"""What a route declares: its RFC 9457 problem responses, or that it is public.
+"""What a route declares (its RFC 9457 problem responses, that it is public, the limits of
+its body's fields) and the home it serves.
 
 Apart from the app, so route modules import it without importing the app that lists them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
+from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
+from litestar.params import KwargDefinition
+
+if TYPE_CHECKING:
+    from sheratan.home import Home
 
 #: A route's ``opt`` that lets it answer without the bearer token (``bearer_guard``).
 PUBLIC = {"public": True}
@@ -41,3 +49,14 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
         )
         for code in sorted({401, *codes})
     }
+
+
+#: A limit on a body field, shown in the OpenAPI document but not enforced by msgspec: the
+#: services check every limit (``sheratan.inputs``), so the API refuses with the CLI's message.
+Rule = KwargDefinition
+
+
+def home_of(state: State) -> Home:
+    """The home a handler serves (``state`` is the app's, which Litestar hands a handler)."""
+    home: Home = state.home
+    return home

@@ -7,15 +7,23 @@ from collections.abc import Sequence
 import uvicorn
 
 from sheratan.api.app import create_app
+from sheratan.api.limits import ApiLimits
 from sheratan.api.tokens import read_token
 from sheratan.home import Home
 
 
-def serve(home: Home, *, host: str, port: int, cors_origins: Sequence[str] = ()) -> None:
+def serve(
+    home: Home,
+    *,
+    host: str,
+    port: int,
+    cors_origins: Sequence[str] = (),
+    limits: ApiLimits | None = None,
+) -> None:
     """Serve until SIGTERM or Ctrl-C (uvicorn stops gracefully on both)."""
     read_token(home.path)  # no token, no server: refuse at once, with the way out
     uvicorn.run(
-        create_app(home, cors_origins=cors_origins),
+        create_app(home, cors_origins=cors_origins, limits=limits),
         host=host,
         port=port,
         log_level="warning",

@@ -23,7 +23,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from sheratan.analytics.session import Analytics
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
-from sheratan.api.routing import problems
+from sheratan.api.routing import home_of, problems
 from sheratan.audit.service import latest_checkpoint
 from sheratan.home import Home
 from sheratan.replay.counterfactual import DEFAULT_INTENT
@@ -79,14 +79,10 @@ def _window(text: str | None) -> Any:
         return None if text is None else parse_window(text)
 
 
-def _home(request: Request[Any, Any, Any]) -> Home:
-    return request.app.state.home  # type: ignore[no-any-return]
-
-
 @get("/api/why/latest", responses=problems(400, 404), tags=TAGS, sync_to_thread=True)
 def why_latest(request: Request[Any, Any, Any], intent: Text = None) -> Answer:
     """The most recent decision (of ``intent``)."""
-    with answering(_home(request)) as why:
+    with answering(home_of(request.app.state)) as why:
         return why.latest(intent)
 
 
@@ -101,7 +97,7 @@ def why_traces(
     limit: Annotated[int, Parameter(ge=1, le=MAX_TRACES)] = 100,
 ) -> Answer:
     """The most recent traces, newest first, filtered by intent, worker, status and time."""
-    with answering(_home(request)) as why:
+    with answering(home_of(request.app.state)) as why:
         return why.traces(
             intent=intent, worker=worker, status=status, since=since, until=until, limit=limit
         )
@@ -110,14 +106,14 @@ def why_traces(
 @get("/api/why/trace/{trace_id:uuid}", responses=problems(400, 404), tags=TAGS, sync_to_thread=True)
 def why_trace(request: Request[Any, Any, Any], trace_id: UUID) -> Answer:
     """Every node of a trace (a node id finds its trace)."""
-    with answering(_home(request)) as why:
+    with answering(home_of(request.app.state)) as why:
         return why.trace(str(trace_id))
 
 
 @get("/api/why/job/{job_id:uuid}", responses=problems(400, 404), tags=TAGS, sync_to_thread=True)
 def why_job(request: Request[Any, Any, Any], job_id: UUID) -> Answer:
     """A job as the log has it (payload redacted) and every decision on it."""
-    with answering(_home(request)) as why:
+    with answering(home_of(request.app.state)) as why:
         return why.job(str(job_id))
 
 
@@ -125,7 +121,7 @@ def why_job(request: Request[Any, Any, Any], job_id: UUID) -> Answer:
 def why_stats(request: Request[Any, Any, Any], intent: Text = None, window: Text = None) -> Answer:
     """Count, success rate, mean score, latency and cost percentiles, per action, failures."""
     span = _window(window)
-    with answering(_home(request)) as why:
+    with answering(home_of(request.app.state)) as why:
         return why.stats(intent, span)
 
 
@@ -133,7 +129,7 @@ def why_stats(request: Request[Any, Any, Any], intent: Text = None, window: Text
 def why_drift(request: Request[Any, Any, Any], window: Text = "1h", intent: Text = None) -> Answer:
     """Latency and cost per (intent, action) per window against the baseline."""
     span = _window(window or "1h")
-    with answering(_home(request)) as why:
+    with answering(home_of(request.app.state)) as why:
         return why.drift(span, intent=intent)
 
 
@@ -152,7 +148,7 @@ def why_counterfactual(
     with problems_of_input():
         return _clean(
             estimate_counterfactual(
-                _home(request),
+                home_of(request.app.state),
                 policy,
                 estimator=estimator,
                 confidence=confidence,
@@ -177,7 +173,7 @@ def why_counterfactual_at(
 ) -> Answer:
     """One decision's estimated outcome had ``action`` been chosen (recorded nowhere)."""
     with problems_of_input():
-        return _clean(estimate_at(_home(request), str(node_id), action))
+        return _clean(estimate_at(home_of(request.app.state), str(node_id), action))
 
 
 def _clean(answer: Answer) -> Answer:
@@ -187,18 +183,20 @@ def _clean(answer: Answer) -> Answer:
 @get("/api/why/regression", responses=problems(400), tags=TAGS, sync_to_thread=True)
 def why_regression(
     request: Request[Any, Any, Any],
-    w_s: Annotated[float | None, Parameter(query="wS", ge=0, le=MAX_WEIGHT)] = None,
-    w_q: Annotated[float | None, Parameter(query="wQ", ge=0, le=MAX_WEIGHT)] = None,
-    w_r: Annotated[float | None, Parameter(query="wR", ge=0, le=MAX_WEIGHT)] = None,
-    w_l: Annotated[float | None, Parameter(query="wL", ge=0, le=MAX_WEIGHT)] = None,
-    w_c: Annotated[float | None, Parameter(query="wC", ge=0, le=MAX_WEIGHT)] = None,
-    w_k: Annotated[float | None, Parameter(query="wK", ge=0, le=MAX_WEIGHT)] = None,
+    wS: Annotated[float | None, Parameter(ge=0, le=MAX_WEIGHT)] = None,
+    wQ: Annotated[float | None, Parameter(ge=0, le=MAX_WEIGHT)] = None,
+    wR: Annotated[float | None, Parameter(ge=0, le=MAX_WEIGHT)] = None,
+    wL: Annotated[float | None, Parameter(ge=0, le=MAX_WEIGHT)] = None,
+    wC: Annotated[float | None, Parameter(ge=0, le=MAX_WEIGHT)] = None,
+    wK: Annotated[float | None, Parameter(ge=0, le=MAX_WEIGHT)] = None,
     fail_if_drop: float | None = None,
 ) -> Answer:
     """History re-scored under new weights (the shipped ones where not given), recorded
-    nowhere; logs longer than ``MAX_FOLD`` events are refused (use ``replay --regression``)."""
-    home = _home(request)
-    given = {"wS": w_s, "wQ": w_q, "wR": w_r, "wL": w_l, "wC": w_c, "wK": w_k}
+    nowhere; logs longer than ``MAX_FOLD`` events are refused (use ``replay --regression``).
+    The weights' parameters carry the names of policies/scoring.json, so a refusal names
+    them as the client wrote them."""
+    home = home_of(request.app.state)
+    given = {"wS": wS, "wQ": wQ, "wR": wR, "wL": wL, "wC": wC, "wK": wK}
     if home.ledger.last_position() > MAX_FOLD:
         detail = f"the log is longer than {MAX_FOLD} events; run sheratan replay --regression"
         raise HTTPException(status_code=400, detail=detail)
@@ -210,7 +208,7 @@ def why_regression(
 @get("/api/audit", responses=problems(), tags=["audit"], sync_to_thread=True)
 def audit(request: Request[Any, Any, Any]) -> Answer:
     """The hash chain verified from the files, and the latest signed checkpoint."""
-    home = _home(request)
+    home = home_of(request.app.state)
     result = home.verify()
     return {
         "ok": result.ok,
@@ -228,7 +226,7 @@ async def events(
     """The log as server-sent events (``id`` is the position), each redacted, from ``from``
     (default: only new events); it follows the log until the client goes, or up to
     ``until`` when given."""
-    return ServerSentEvent(_stream(_home(request), start, until))
+    return ServerSentEvent(_stream(home_of(request.app.state), start, until))
 
 
 async def _stream(
@@ -267,7 +265,7 @@ def _read(home: Home, first: int, last: int) -> list[tuple[int, str]]:
 def views(request: Request[Any, Any, Any], at: Annotated[int, Parameter(ge=1)]) -> Answer:
     """Jobs, priors and baselines as they were right after position ``at`` (time travel)."""
     with problems_of_input():
-        return views_at(_home(request), at)
+        return views_at(home_of(request.app.state), at)
 
 
 WHY_ROUTES = [

@@ -193,7 +193,8 @@ def _leaves(value: Any, name: str, source: str) -> dict[str, str]:
     return {name: source}
 
 
-def _load_merged(name: str, path: Path | None, shape: type[P]) -> Loaded[P]:
+def load_merged(name: str, path: Path | None, shape: type[P]) -> Loaded[P]:
+    """The shipped ``policies/<name>`` with ``path`` merged over it, as ``shape``."""
     shipped, shipped_source = _shipped(name), f"policies/{name}"
     override = _decode(_read(path), str(path), dict[str, Any]) if path is not None else {}
     merged, sources = merge_over(shipped, override, shipped_source, str(path))
@@ -206,12 +207,12 @@ def _load_merged(name: str, path: Path | None, shape: type[P]) -> Loaded[P]:
 
 def load_scoring_sources(path: Path | None = None) -> Loaded[ScoringPolicy]:
     """The shipped scoring.json with ``path`` merged over it, and each value's source."""
-    return _load_merged("scoring.json", path, ScoringPolicy)
+    return load_merged("scoring.json", path, ScoringPolicy)
 
 
 def load_gates_sources(path: Path | None = None) -> Loaded[GatePolicy]:
     """The shipped gates.json with ``path`` merged over it, and each value's source."""
-    return _load_merged("gates.json", path, GatePolicy)
+    return load_merged("gates.json", path, GatePolicy)
 
 
 def load_scoring(path: Path | None = None) -> ScoringPolicy:
