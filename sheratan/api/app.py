@@ -23,7 +23,7 @@ import msgspec
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
@@ -34,6 +34,7 @@ from litestar.plugins.problem_details import (
 )
 
 from sheratan.api.tokens import matches, read_token, token_path
+from sheratan.api.worker_tokens import WorkerTokens
 from sheratan.home import Home
 
 VERSION = metadata.version("sheratan")
@@ -63,14 +64,15 @@ PROBLEM_TITLES = {
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:
-    """The problem responses a route declares (401 is implied by the bearer guard)."""
+    """The problem responses a route declares (401 and 403 are implied by the bearer guard:
+    no token, or a worker's token outside its own routes)."""
     return {
         code: ResponseSpec(
             data_container=Problem,
             description=PROBLEM_TITLES[code],
             media_type="application/problem+json",
         )
-        for code in sorted({401, *codes})
+        for code in sorted({401, 403, *codes})
     }
 
 
@@ -105,13 +107,28 @@ class TokenSource:
 
 
 def bearer_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Every route but the public ones needs the home's bearer token."""
+    """Every route but the public ones needs a bearer token: the home's anywhere, a worker's
+    (``sheratan.api.worker_tokens``) only on that worker's own routes (403 elsewhere)."""
     if handler.opt.get("public"):
         return
     scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+    given = given.strip()
     tokens: TokenSource = connection.app.state.tokens
-    if scheme.lower() != "bearer" or not matches(given.strip(), tokens.current()):
-        raise NotAuthorizedException(detail="a valid bearer token is required")
+    if scheme.lower() == "bearer" and given:
+        if matches(given, tokens.current()):
+            return
+        workers: WorkerTokens = connection.app.state.worker_tokens
+        owner = workers.owner(given)
+        if owner is not None:
+            if (
+                handler.opt.get("worker_scoped")
+                and connection.path_params.get("worker_id") == owner
+            ):
+                return
+            raise PermissionDeniedException(
+                detail=f"the token of worker {owner} acts only on that worker's own routes"
+            )
+    raise NotAuthorizedException(detail="a valid bearer token is required")
 
 
 class Health(msgspec.Struct):
@@ -127,6 +144,10 @@ def health() -> Health:
 
 #: The route handlers of the API, module by module.
 ROUTES: list[Any] = [health]
+
+from sheratan.api.workers import WORKER_ROUTES, end_long_polls_on_exit  # noqa: E402 (its routes use problems())
+
+ROUTES += WORKER_ROUTES
 
 
 def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:
@@ -156,4 +177,6 @@ def create_app(home: Home, *, cors_origins: Sequence[str] = ()) -> Litestar:
     )
     app.state.home = home
     app.state.tokens = TokenSource(home.path)
+    app.state.worker_tokens = WorkerTokens(home.path)
+    app.on_startup.append(end_long_polls_on_exit)
     return app
