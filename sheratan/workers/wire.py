@@ -7,7 +7,7 @@ it, and whether this report was the one recorded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -28,9 +28,13 @@ class Claim(msgspec.Struct, kw_only=True):
     attempt_token: str | None = None
 
 
+#: A latency or a cost: never negative.
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
 class ReportedMetrics(msgspec.Struct, kw_only=True):
-    latency_ms: float = 0.0
-    cost: float = 0.0
+    latency_ms: NonNegative = 0.0
+    cost: NonNegative = 0.0
     quality: float = 0.0
     risk: float = 0.0
 
