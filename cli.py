@@ -30,7 +30,12 @@ from sheratan.analytics.text import drift_text, node_text, replay_text, stats_te
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.api import DEFAULT_HOST, DEFAULT_PORT
 from sheratan.api.tokens import TokenMissingError, fingerprint, new_token, read_token
-from sheratan.api.worker_tokens import issue_worker_token, read_token_file, write_token_file
+from sheratan.api.worker_tokens import (
+    check_token_id,
+    issue_worker_token,
+    read_token_file,
+    write_token_file,
+)
 from sheratan.app import NotFoundError
 from sheratan.audit import proofs as proof_codec
 from sheratan.audit import service as audit_service
@@ -694,6 +699,8 @@ def worker_register(
     if (issue_token or token_file) and (transport != "process" or not issue_token):
         msg = "--issue-token (with --token-file) is for a process worker"
         raise InvalidInputError(msg)
+    if issue_token:
+        check_token_id(worker_id)
     profile = relay_profile(transport, relay_dir, profile)
     cost = float((profile or {}).get("cost", 0.0))
     opened.app.register_worker(worker_id, kinds, transport, cost_hint=cost, profile=profile)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from api_helpers import Server, serving
 from cli_helpers import as_json, invoke, log_digest, refused
 from process_helpers import events_of, start_cli, stop, wait_until
 
+from sheratan.api.worker_tokens import WorkerTokens
 from sheratan.home import init_home
 
 KINDS = "noop,file_read"
@@ -217,13 +219,26 @@ def test_a_claim_waits_for_an_attempt_leased_after_it_began(pull: Pull) -> None:
     assert claimed[0]["job"]["id"] == job
 
 
-def test_claim_wait_is_bounded_and_unknown_jobs_are_404(pull: Pull) -> None:
+def test_claim_wait_is_bounded_and_an_unknown_job_is_404(pull: Pull) -> None:
     too_long = pull.worker("a").post("/api/workers/a/claim", params={"wait": 31})
     assert too_long.status_code == 400
-    claim = {"job": {"id": "0" * 32, "attempt": 1}, "attempt_token": ""}
-    # a valid attempt token for a job that does not exist is not to be had: the token check
-    # comes first, so an unknown job with a made-up token is a 403, never a 404 that leaks
-    assert pull.worker("a").post("/api/workers/a/result", json=report(claim)).status_code == 403
+    nobody = uuid4()
+    # the attempt token of a job that does not exist, made with the home's secret
+    token = WorkerTokens(pull.server.home).attempt_token("a", nobody, 1)
+    claim = {"job": {"id": str(nobody), "attempt": 1}, "attempt_token": token}
+    missing = pull.worker("a").post("/api/workers/a/result", json=report(claim))
+    assert (missing.status_code, missing.json()["detail"]) == (404, f"no job {nobody}")
+
+
+def test_a_result_for_a_cancelled_attempt_is_answered_with_the_cancellation(pull: Pull) -> None:
+    home = pull.server.home
+    job = leased_job(home)
+    claim = pull.worker("a").post("/api/workers/a/claim").json()
+    invoke(home, "job", "cancel", job, "--reason", "not needed")
+    before = log_digest(home)
+    answer = pull.worker("a").post("/api/workers/a/result", json=report(claim)).json()
+    assert (answer["recorded"], answer["event"], answer["status"]) == (False, None, "cancelled")
+    assert log_digest(home) == before
 
 
 def test_heartbeat_records_that_the_worker_is_alive(pull: Pull) -> None:

@@ -42,15 +42,20 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_worker_token(home: Path, worker_id: str) -> str:
-    """A fresh random token for ``worker_id`` (replacing any earlier one); the home keeps only
-    its digest, so the caller hands the token to the worker (``write_token_file``)."""
+def check_token_id(worker_id: str) -> None:
+    """InvalidInputError unless ``worker_id`` may name a token file."""
     if not SAFE_ID.match(worker_id):
         msg = (
             "a worker with a token needs an id of letters, digits, '.', '_' and '-', "
             f"not {worker_id!r}"
         )
         raise InvalidInputError(msg)
+
+
+def issue_worker_token(home: Path, worker_id: str) -> str:
+    """A fresh random token for ``worker_id`` (replacing any earlier one); the home keeps only
+    its digest, so the caller hands the token to the worker (``write_token_file``)."""
+    check_token_id(worker_id)
     folder = tokens_dir(home)
     folder.mkdir(mode=0o700, exist_ok=True)
     token = secrets.token_urlsafe(TOKEN_BYTES)

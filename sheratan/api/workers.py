@@ -25,11 +25,12 @@ from litestar.params import Parameter
 from projections.workers import WorkerState
 from sheratan.api.app import problems
 from sheratan.api.pull import LostRacesError, PullDesk, UnknownJobError
-from sheratan.api.worker_tokens import WorkerTokens, issue_worker_token
+from sheratan.api.worker_tokens import WorkerTokens, check_token_id, issue_worker_token
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.reveal import shown
 from sheratan.views import WORKERS
+from sheratan.workers.daemon import register_process_worker
 from sheratan.workers.outcome import outcome_problem
 from sheratan.workers.wire import MAX_WAIT_S, Answer, Claim, Report
 
@@ -117,11 +118,13 @@ def register_worker(request: Request[Any, Any, Any], data: Registration) -> Regi
     """Register (or register again) a pull worker; with ``issue_token``, a token of its own."""
     home = home_of(request)
     try:
-        home.app.register_worker(data.id, tuple(data.kinds), "process", again=True)
+        if data.issue_token:
+            check_token_id(data.id)
+        worker = register_process_worker(home, data.id, tuple(data.kinds))
         token = issue_worker_token(home.path, data.id) if data.issue_token else None
     except InvalidInputError as error:
         raise HTTPException(status_code=400, detail=str(error)) from error
-    return Registered(worker=plain(home.app.get_worker(data.id)), token=token)
+    return Registered(worker=plain(worker), token=token)
 
 
 @get("/api/workers", responses=problems(), tags=["workers"], sync_to_thread=True)

@@ -182,17 +182,7 @@ class WorkerDaemon:
     # ------------------------------------------------------------ the steps
 
     def _register(self) -> WorkerState:
-        app = self.home.app
-        worker_id = self.config.worker_id
-        try:
-            existing: WorkerState | None = app.get_worker(worker_id)
-        except LookupError:
-            existing = None
-        if existing is not None and existing.namespace:
-            msg = f"worker {worker_id!r} belongs to the {existing.namespace} namespace"
-            raise InvalidInputError(msg)
-        app.register_worker(worker_id, self.config.kinds, "process", again=True)
-        return app.get_worker(worker_id)
+        return register_process_worker(self.home, self.config.worker_id, self.config.kinds)
 
     def _load(self) -> None:
         """The jobs view from the log, and a recorder over it (again after a lost race)."""
@@ -269,6 +259,21 @@ class WorkerDaemon:
             self.home.app.heartbeat(self.config.worker_id)
         except IntegrityError:
             self.stats.lost_races += 1  # the worker's stream moved: the next beat reads it
+
+
+def register_process_worker(home: Home, worker_id: str, kinds: tuple[str, ...]) -> WorkerState:
+    """Register ``worker_id`` with transport ``process`` (again, if it exists), unless it is a
+    worker of a simulation's namespace; its state after."""
+    app = home.app
+    try:
+        existing: WorkerState | None = app.get_worker(worker_id)
+    except LookupError:
+        existing = None
+    if existing is not None and existing.namespace:
+        msg = f"worker {worker_id!r} belongs to the {existing.namespace} namespace"
+        raise InvalidInputError(msg)
+    app.register_worker(worker_id, kinds, "process", again=True)
+    return app.get_worker(worker_id)
 
 
 def follow_jobs(home: Home) -> tuple[JobsView, Recorder]:
