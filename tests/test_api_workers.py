@@ -285,44 +285,18 @@ def test_quarantine_and_release_over_http(pull: Pull) -> None:
 
 def test_worker_run_api_refuses_bad_options_and_a_refused_token(pull: Pull, tmp_path: Path) -> None:
     home = pull.server.home
+    run_a = ["worker", "run", "a", "--kinds", "noop", "--api", pull.server.url]
+    refused(home, *run_a, needle="--api and --token-file go together")
+    local = ["worker", "register", "l", "--kinds", "noop", "--transport", "local"]
     refused(
         home,
-        "worker",
-        "run",
-        "a",
-        "--kinds",
-        "noop",
-        "--api",
-        pull.server.url,
-        needle="--api and --token-file go together",
-    )
-    refused(
-        home,
-        "worker",
-        "register",
-        "l",
-        "--kinds",
-        "noop",
-        "--transport",
-        "local",
+        *local,
         "--issue-token",
         needle="--issue-token (with --token-file) is for a process worker",
     )
     wrong = tmp_path / "wrong.token"
     wrong.write_text("not-a-token\n")
-    result = invoke(
-        home,
-        "worker",
-        "run",
-        "a",
-        "--kinds",
-        "noop",
-        "--api",
-        pull.server.url,
-        "--token-file",
-        str(wrong),
-        code=1,
-    )
+    result = invoke(home, *run_a, "--token-file", str(wrong), code=1)
     assert result.stderr.strip() == (
         "error: the API refused the worker (401): a valid bearer token is required"
     )

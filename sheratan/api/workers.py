@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -107,6 +108,17 @@ def conflict(error: Exception) -> HTTPException:
     return HTTPException(status_code=409, detail=str(error))
 
 
+def operated(home: Home, worker_id: str, operation: Callable[[], None]) -> dict[str, Any]:
+    """An operator's step on a worker (404 if none, 409 if the step does not apply now),
+    answered with the worker's state after it."""
+    worker_of(home, worker_id)
+    try:
+        operation()
+    except InvalidInputError as error:
+        raise conflict(error) from error
+    return plain(home.app.get_worker(worker_id))
+
+
 @post(
     "/api/workers",
     status_code=201,
@@ -158,12 +170,7 @@ def quarantine_worker(
 ) -> dict[str, Any]:
     """Take the worker out of every decision until it is released."""
     home = home_of(request)
-    worker_of(home, worker_id)
-    try:
-        home.app.quarantine_worker(worker_id, data.reason)
-    except InvalidInputError as error:
-        raise conflict(error) from error
-    return plain(home.app.get_worker(worker_id))
+    return operated(home, worker_id, lambda: home.app.quarantine_worker(worker_id, data.reason))
 
 
 @post(
@@ -176,12 +183,7 @@ def quarantine_worker(
 def release_worker(request: Request[Any, Any, Any], worker_id: str) -> dict[str, Any]:
     """Let a quarantined worker be chosen again."""
     home = home_of(request)
-    worker_of(home, worker_id)
-    try:
-        home.app.release_worker(worker_id)
-    except InvalidInputError as error:
-        raise conflict(error) from error
-    return plain(home.app.get_worker(worker_id))
+    return operated(home, worker_id, lambda: home.app.release_worker(worker_id))
 
 
 @post(
