@@ -30,6 +30,12 @@ from sheratan.analytics.text import drift_text, node_text, replay_text, stats_te
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
 from sheratan.api import DEFAULT_HOST, DEFAULT_PORT
 from sheratan.api.tokens import TokenMissingError, fingerprint, new_token, read_token
+from sheratan.api.worker_tokens import (
+    check_token_id,
+    issue_worker_token,
+    read_token_file,
+    write_token_file,
+)
 from sheratan.app import OPERATOR_CANCEL_REASON, NotFoundError
 from sheratan.audit import proofs as proof_codec
 from sheratan.audit import service as audit_service
@@ -667,6 +673,17 @@ def parse_kinds(_ctx: Any, param: click.Parameter, value: str) -> tuple[str, ...
     metavar="DIR",
     help="webrelay: the folder of its out/, in/ and rejected/ files (made if missing).",
 )
+@click.option(
+    "--issue-token",
+    is_flag=True,
+    help="A process worker's own API token (`worker run --api`); the home keeps its digest.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where --issue-token writes the token (mode 0600; default: ./ID.token).",
+)
 @common
 def worker_register(
     worker_id: str,
@@ -674,6 +691,8 @@ def worker_register(
     transport: Any,
     profile: dict[str, Any] | None,
     relay_dir: str | None,
+    issue_token: bool,
+    token_file: Path | None,
     home: str | None,
     as_json: bool,
 ) -> None:
@@ -681,12 +700,25 @@ def worker_register(
     a `worker run` daemon; a webrelay worker is reached through files in --relay-dir)."""
     opened = open_home(home)
     check_worker_profile(worker_id, kinds, transport, profile)
+    if (issue_token or token_file) and (transport != "process" or not issue_token):
+        msg = "--issue-token (with --token-file) is for a process worker"
+        raise InvalidInputError(msg)
+    if issue_token:
+        check_token_id(worker_id)
     profile = relay_profile(transport, relay_dir, profile)
     cost = float((profile or {}).get("cost", 0.0))
     opened.app.register_worker(worker_id, kinds, transport, cost_hint=cost, profile=profile)
     state = opened.app.get_worker(worker_id)
-    emit_json(state) if as_json else click.echo(
+    written = None
+    if issue_token:
+        written = (token_file or Path(f"{worker_id}.token")).resolve()
+        write_token_file(written, issue_worker_token(opened.path, worker_id))
+    token_line = f"; its token is in {written} (worker run --api URL --token-file)"
+    emit_json({**to_plain(state), "token_file": str(written) if written else None}) if (
+        as_json
+    ) else click.echo(
         f"registered {worker_id} ({transport}: {', '.join(kinds)})"
+        + (token_line if written else "")
     )
 
 
@@ -716,6 +748,18 @@ def worker_register(
     show_default=True,
     help="On SIGTERM or Ctrl-C, seconds to finish running attempts before handing them back.",
 )
+@click.option(
+    "--api",
+    default=None,
+    metavar="URL",
+    help="Run over this Sheratan API (pull protocol) instead of a home on this machine.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --api: the worker's token (worker register --issue-token).",
+)
 @common
 def worker_run(
     worker_id: str,
@@ -724,16 +768,24 @@ def worker_run(
     workspace: Path | None,
     heartbeat_s: float,
     grace_s: float,
+    api: str | None,
+    token_file: Path | None,
     home: str | None,
     as_json: bool,
 ) -> None:
     """Run a worker daemon: register, heartbeat, claim and run the attempts leased to it.
 
+    With --api URL --token-file F it runs over the HTTP API instead (registered beforehand
+    with --issue-token), so it may run on another machine.
     It stops on SIGTERM or Ctrl-C: no new claims, running attempts finish within --grace
     (or are handed back: their leases expire), then one line and exit 0."""
     config = DaemonConfig(
         worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s
     )
+    if api is not None or token_file is not None:
+        stats = worker_over_api(config, api, token_file)
+        emit_json(stats) if as_json else click.echo(stats.line(worker_id))
+        return
     opened = open_home(home)
     started = (
         f"worker {worker_id} runs {','.join(kinds)} ({concurrency} at once) for {opened.path}; "
@@ -741,6 +793,28 @@ def worker_run(
     )
     stats = run_worker(opened, config, on_start=lambda: click.echo(started, err=True))
     emit_json(stats) if as_json else click.echo(stats.line(worker_id))
+
+
+def worker_over_api(config: DaemonConfig, api: str | None, token_file: Path | None) -> Any:
+    """``worker run --api``: the daemon over HTTP; a refusal by the API is a failed check."""
+    from sheratan.workers.remote import RefusedError, run_remote_worker
+
+    if api is None or token_file is None:
+        msg = "--api and --token-file go together"
+        raise InvalidInputError(msg)
+    started = (
+        f"worker {config.worker_id} runs {','.join(config.kinds)} ({config.concurrency} at once) "
+        f"for {api}; stop with Ctrl-C"
+    )
+    try:
+        return run_remote_worker(
+            api,
+            read_token_file(token_file),
+            config,
+            on_start=lambda: click.echo(started, err=True),
+        )
+    except RefusedError as error:
+        raise click.ClickException(str(error)) from error
 
 
 @worker.command("list")

@@ -30,7 +30,7 @@ from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Schema, SecurityScheme
@@ -50,6 +50,8 @@ from sheratan.api.routing import PROBLEM_TITLES, PUBLIC
 from sheratan.api.tokens import matches, read_token, token_path
 from sheratan.api.ui import UI_ROUTES
 from sheratan.api.why import WHY_ROUTES
+from sheratan.api.worker_tokens import WorkerTokens
+from sheratan.api.workers import WORKER_ROUTES, end_long_polls_on_exit
 from sheratan.app import IdempotencyConflictError, NotFoundError
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
@@ -117,13 +119,28 @@ class TokenSource:
 
 
 def bearer_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Every route but the public ones needs the home's bearer token."""
+    """Every route but the public ones needs a bearer token: the home's anywhere, a worker's
+    (``sheratan.api.worker_tokens``) only on that worker's own routes (403 elsewhere)."""
     if handler.opt.get("public"):
         return
     scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+    given = given.strip()
     tokens: TokenSource = connection.app.state.tokens
-    if scheme.lower() != "bearer" or not matches(given.strip(), tokens.current()):
-        raise NotAuthorizedException(detail="a valid bearer token is required")
+    if scheme.lower() == "bearer" and given:
+        if matches(given, tokens.current()):
+            return
+        workers: WorkerTokens = connection.app.state.worker_tokens
+        owner = workers.owner(given)
+        if owner is not None:
+            if (
+                handler.opt.get("worker_scoped")
+                and connection.path_params.get("worker_id") == owner
+            ):
+                return
+            raise PermissionDeniedException(
+                detail=f"the token of worker {owner} acts only on that worker's own routes"
+            )
+    raise NotAuthorizedException(detail="a valid bearer token is required")
 
 
 async def honest_allow(message: Message, scope: Scope) -> None:
@@ -172,6 +189,7 @@ ROUTES += MISSION_ROUTES
 ROUTES += JOB_ROUTES
 ROUTES += WHY_ROUTES
 ROUTES += UI_ROUTES
+ROUTES += WORKER_ROUTES
 
 
 def create_app(
@@ -208,4 +226,6 @@ def create_app(
     app.state.home = home
     app.state.tokens = TokenSource(home.path)
     app.state.writes = WriteLimiter((limits or load_limits()).writes)
+    app.state.worker_tokens = WorkerTokens(home.path)
+    app.on_startup.append(end_long_polls_on_exit)
     return app

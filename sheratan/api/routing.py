@@ -40,14 +40,15 @@ PROBLEM_TITLES = {
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:
-    """The problem responses a route declares (401 is implied by the bearer guard)."""
+    """The problem responses a route declares (401 and 403 are implied by the bearer guard:
+    no token, or a worker's token outside its own routes)."""
     return {
         code: ResponseSpec(
             data_container=Problem,
             description=PROBLEM_TITLES[code],
             media_type="application/problem+json",
         )
-        for code in sorted({401, *codes})
+        for code in sorted({401, 403, *codes})
     }
 
 

@@ -24,10 +24,9 @@ needs nothing: the leases expire.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,8 @@ from sheratan.store.wake import Waker
 from sheratan.views import JOBS
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Outcome, run_attempt
-from sheratan.workers.report import claim_event, holds, outcome_event
+from sheratan.workers.report import claim_event, outcome_event, unstarted
+from sheratan.workers.signals import stop_on_signals
 
 #: The kinds a daemon runs itself (with the local transport, inside its workspace).
 DAEMON_KINDS = frozenset({"noop", "file_read", "file_write", "patch_apply"})
@@ -182,24 +182,11 @@ class WorkerDaemon:
     # ------------------------------------------------------------ the steps
 
     def _register(self) -> WorkerState:
-        app = self.home.app
-        worker_id = self.config.worker_id
-        try:
-            existing: WorkerState | None = app.get_worker(worker_id)
-        except LookupError:
-            existing = None
-        if existing is not None and existing.namespace:
-            msg = f"worker {worker_id!r} belongs to the {existing.namespace} namespace"
-            raise InvalidInputError(msg)
-        app.register_worker(worker_id, self.config.kinds, "process", again=True)
-        return app.get_worker(worker_id)
+        return register_process_worker(self.home, self.config.worker_id, self.config.kinds)
 
     def _load(self) -> None:
         """The jobs view from the log, and a recorder over it (again after a lost race)."""
-        self.jobs = self.home.views.current(JOBS)
-        views: list[Any] = [self.jobs]
-        topics = frozenset(cls.TOPIC for cls in JobsView.FOLDS)
-        self.recorder = Recorder(self.home.app, views, source=LogSource(self.home, topics))
+        self.jobs, self.recorder = follow_jobs(self.home)
 
     def _claim(self) -> bool:
         """Claim (one save) and start the attempts leased to this worker that nobody started,
@@ -208,7 +195,7 @@ class WorkerDaemon:
         if free <= 0:
             return False
         now = self.clock.now()
-        mine = [job for job in self._unstarted(now)][:free]
+        mine = list(unstarted(self.jobs, self.config.worker_id, now, self.running))[:free]
         if not mine:
             return False
         self.recorder.record(*(claim_event(job, now) for job in mine))
@@ -228,19 +215,6 @@ class WorkerDaemon:
             )
             thread.start()
         return True
-
-    def _unstarted(self, now: Any) -> Iterator[JobState]:
-        jobs = self.jobs.jobs
-        worker_id = self.config.worker_id
-        for job_id in self.jobs.leased:
-            job = jobs[job_id]
-            if (
-                job.worker == worker_id
-                and job.status == "dispatched"
-                and job_id not in self.running
-                and holds(job, worker_id, job.attempt, now)
-            ):
-                yield job
 
     def _execute(self, job: JobState, worker: WorkerState) -> None:
         """In a thread of its own: run the attempt and hand the outcome to the main thread."""
@@ -287,6 +261,30 @@ class WorkerDaemon:
             self.stats.lost_races += 1  # the worker's stream moved: the next beat reads it
 
 
+def register_process_worker(home: Home, worker_id: str, kinds: tuple[str, ...]) -> WorkerState:
+    """Register ``worker_id`` with transport ``process`` (again, if it exists), unless it is a
+    worker of a simulation's namespace; its state after."""
+    app = home.app
+    try:
+        existing: WorkerState | None = app.get_worker(worker_id)
+    except LookupError:
+        existing = None
+    if existing is not None and existing.namespace:
+        msg = f"worker {worker_id!r} belongs to the {existing.namespace} namespace"
+        raise InvalidInputError(msg)
+    app.register_worker(worker_id, kinds, "process", again=True)
+    return app.get_worker(worker_id)
+
+
+def follow_jobs(home: Home) -> tuple[JobsView, Recorder]:
+    """The jobs view as of the end of the log, and a recorder that keeps it following the
+    log (``catch_up``) and saves claims and outcomes through it."""
+    jobs = home.views.current(JOBS)
+    views: list[Any] = [jobs]
+    topics = frozenset(cls.TOPIC for cls in JobsView.FOLDS)
+    return jobs, Recorder(home.app, views, source=LogSource(home, topics))
+
+
 def run_worker(
     home: Home, config: DaemonConfig, on_start: Callable[[], object] | None = None
 ) -> DaemonStats:
@@ -294,16 +292,5 @@ def run_worker(
     config = check_config(config)
     stop = threading.Event()
     # Registered before the daemon reads the log: no commit after its read goes unheard.
-    with Waker(home.ledger) as waker:
-
-        def on_signal(_signum: int, _frame: Any) -> None:
-            stop.set()
-            waker.wake()
-
-        signals = (signal.SIGTERM, signal.SIGINT)
-        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
-        try:
-            return WorkerDaemon(home, config, waker).run(stop, on_start)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    with Waker(home.ledger) as waker, stop_on_signals(stop, waker.wake):
+        return WorkerDaemon(home, config, waker).run(stop, on_start)

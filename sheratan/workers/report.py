@@ -9,12 +9,13 @@ scores nothing.
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterator
 from datetime import datetime
 
 from events import Event
 from events.decisions import ErrorInfo
 from events.jobs import JobCompleted, JobFailed, JobResultLate, JobStarted
-from projections.jobs import LEASED, JobState
+from projections.jobs import LEASED, JobState, JobsView
 from sheratan.lifecycle import job_event
 from sheratan.workers.outcome import Outcome
 
@@ -27,6 +28,22 @@ def holds(job: JobState, worker: str, attempt: int, now: datetime) -> bool:
         and job.attempt == attempt
         and (job.lease_until is None or now <= job.lease_until)
     )
+
+
+def unstarted(
+    jobs: JobsView, worker: str, now: datetime, skip: Container[object] = ()
+) -> Iterator[JobState]:
+    """The attempts leased to ``worker`` that nobody has started (claimed) yet and whose
+    lease still holds, but for the jobs in ``skip`` (ones the caller runs already)."""
+    for job_id in jobs.leased:
+        job = jobs.jobs[job_id]
+        if (
+            job.worker == worker
+            and job.status == "dispatched"
+            and job_id not in skip
+            and holds(job, worker, job.attempt, now)
+        ):
+            yield job
 
 
 def claim_event(job: JobState, now: datetime) -> Event:
