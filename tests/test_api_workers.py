@@ -187,7 +187,7 @@ def test_a_failed_attempt_is_reported_with_its_error_and_bad_metrics_are_refused
         (infinite, "Number out of range - at `$[...][...]`"),
         (
             json.dumps(report(claim, metrics={"latency_ms": -1})),
-            "Validation failed for POST /api/workers/a/result",
+            "metrics.latency_ms: Expected `float` >= 0.0",
         ),
     ):
         answer = pull.worker("a").post(
