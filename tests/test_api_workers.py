@@ -304,8 +304,8 @@ def test_worker_run_api_refuses_bad_options_and_a_refused_token(pull: Pull, tmp_
 
 def test_smoke_run_over_http_reads_readme_with_a_remote_worker(tmp_path: Path) -> None:
     """Item 6: serve, dispatch --follow and worker run --api as processes of their own; a
-    mission, a task and a file_read job of README.md; the job completes with the file's hash.
-    (The mission, task and job are made with the CLI until the jobs routes land.)"""
+    mission, a task and a file_read job of README.md, all made over HTTP; the job completes
+    with the file's hash, and its decision is one the WHY-API (and so the page) shows."""
     home = tmp_path / "home"
     workspace = tmp_path / "workspace"
     workspace.mkdir()
@@ -332,10 +332,15 @@ def test_smoke_run_over_http_reads_readme_with_a_remote_worker(tmp_path: Path) -
             "--heartbeat",
             "0.5",
         )
-        mission = as_json(home, "mission", "create", "smoke")["id"]
-        task = as_json(home, "task", "create", mission, "read the readme")["id"]
-        payload = json.dumps({"path": "README.md"})
-        job = as_json(home, "job", "create", "file_read", "--task", task, "--payload", payload)
+        api = server.client()
+        mission = api.post("/api/missions", json={"title": "smoke"}).json()["id"]
+        task = api.post(f"/api/missions/{mission}/tasks", json={"title": "read the readme"})
+        made = api.post(
+            f"/api/tasks/{task.json()['id']}/jobs",
+            json={"kind": "file_read", "payload": {"path": "README.md"}},
+        )
+        assert made.status_code == 201, made.text
+        job = made.json()
         done = wait_until(
             lambda: [e for e in events_of(home, "job.completed") if e["stream"] == job["id"]],
             "the job to complete",
@@ -345,6 +350,8 @@ def test_smoke_run_over_http_reads_readme_with_a_remote_worker(tmp_path: Path) -
         assert (
             done[0]["data"]["result"]["sha256"] == hashlib.sha256(readme.read_bytes()).hexdigest()
         )
+        shown = api.get(f"/api/why/job/{job['id']}")
+        assert shown.status_code == 200 and job["id"] in shown.text
         code, out, err = stop(worker, signal.SIGTERM)
         assert code == 0, err
         assert out.strip() == (
