@@ -30,6 +30,7 @@ from sheratan.inputs import InvalidInputError
 from sheratan.store.files import write_durably
 from sheratan.workers.outcome import MAX_ERROR_MESSAGE_CHARS, Collected, Outcome
 from sheratan.workers.report import holds
+from sheratan.workers.wire import ReportedMetrics
 
 #: The folders of a relay directory: attempts out, results in, results refused.
 OUT, IN, REJECTED = "out", "in", "rejected"
@@ -69,13 +70,6 @@ class RelayError(ErrorInfo, frozen=True, forbid_unknown_fields=True):
     """The log's error shape, strict at the boundary: an unknown field is refused."""
 
 
-class RelayMetrics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    latency_ms: float = 0.0
-    cost: float = 0.0
-    quality: float = 0.0
-    risk: float = 0.0
-
-
 class RelayResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What ``in/<job_id>.result.json`` must hold (anything else is rejected)."""
 
@@ -84,7 +78,7 @@ class RelayResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ok: bool
     result: dict[str, Any] | None = None
     error: RelayError | None = None
-    metrics: RelayMetrics = RelayMetrics()
+    metrics: ReportedMetrics = ReportedMetrics()
 
 
 _decode_result = msgspec.json.Decoder(RelayResult).decode

@@ -32,7 +32,9 @@ class Claim(msgspec.Struct, kw_only=True):
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
-class ReportedMetrics(msgspec.Struct, kw_only=True):
+class ReportedMetrics(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """What an outside worker measured (over HTTP or in a WebRelay result file)."""
+
     latency_ms: NonNegative = 0.0
     cost: NonNegative = 0.0
     quality: float = 0.0
