@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import select
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from api_helpers import Server, serving
+from api_helpers import Server, free_port, serving
 from cli_helpers import as_json, invoke, log_digest, refused
 from process_helpers import events_of, start_cli, stop, wait_until
 
@@ -361,3 +362,33 @@ def test_smoke_run_over_http_reads_readme_with_a_remote_worker(tmp_path: Path) -
         assert "Traceback" not in err
         code, _, err = stop(follower, signal.SIGTERM)
         assert code == 0 and "Traceback" not in err
+
+
+def test_a_remote_worker_started_before_its_server_waits_for_it_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    """The README starts serve and worker run --api together: a worker whose server is not
+    up yet says so once and keeps trying; SIGTERM still stops it with exit 0."""
+    home = tmp_path / "home"
+    init_home(home)
+    token_file = tmp_path / "remote.token"
+    register(home, "remote", token_file)
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    worker = start_cli(
+        tmp_path / "no-home-needed", "worker", "run", "remote", "--api", url,
+        "--token-file", str(token_file), "--kinds", KINDS, "--workspace", str(tmp_path),
+    )  # fmt: skip
+    wait_until(lambda: worker.poll() is None and stderr_so_far(worker), "a first line", worker)
+    code, out, err = stop(worker, signal.SIGTERM)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "trying again" in line] == [
+        "worker remote: [Errno 111] Connection refused; trying again"
+    ]
+    assert out.startswith("worker remote stopped: 0 attempt(s) claimed")
+
+
+def stderr_so_far(process: Any) -> bool:
+    """Whether the process wrote to stderr yet (without waiting for it to end)."""
+    ready, _, _ = select.select([process.stderr], [], [], 0)
+    return bool(ready)

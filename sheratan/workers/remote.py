@@ -87,10 +87,11 @@ class PullClient:
 
 
 class RemoteWorker:
-    def __init__(self, client: PullClient, config: DaemonConfig, worker: WorkerState) -> None:
+    def __init__(self, client: PullClient, config: DaemonConfig) -> None:
         self.client = client
         self.config = config
-        self.worker = worker
+        #: The worker as the server knows it (read at the start, once the server answers).
+        self.worker: WorkerState | None = None
         self.transport = LocalTransport(config.workspace, load_gates().forbidden_path_prefixes)
         self.stats = DaemonStats()
         self.stop = threading.Event()
@@ -129,6 +130,7 @@ class RemoteWorker:
             self.busy += 1
             self.stats.claimed += 1
         answer = None
+        assert self.worker is not None  # claims start once the server answered (run)
         try:
             outcome = run_attempt(self.transport, job, self.worker)
             answer = self._reported(job, attempt_token, outcome)
@@ -153,6 +155,11 @@ class RemoteWorker:
         return None
 
     def run(self, on_start: Callable[[], object] | None) -> DaemonStats:
+        """Reach the server (waiting for it, as for a restart), then claim in threads and
+        heartbeat until stopped."""
+        self.worker = self._retrying(self.client.worker)
+        if self.worker is None:
+            return self.stats  # stopped before the server ever answered
         threads = [
             threading.Thread(target=self.loop, daemon=True) for _ in range(self.config.concurrency)
         ]
@@ -184,6 +191,6 @@ def run_remote_worker(
     """Run a worker over the API until SIGTERM or Ctrl-C; RefusedError if the API refuses it."""
     config = check_config(config)
     client = PullClient(api, token, config.worker_id)
-    remote = RemoteWorker(client, config, client.worker())
+    remote = RemoteWorker(client, config)
     with stop_on_signals(remote.stop, lambda: None):
         return remote.run(on_start)
