@@ -1783,6 +1783,26 @@ def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> N
     click.echo(bench_table(report))
 
 
+@bench.command("api")
+@click.option(
+    "--requests",
+    type=click.IntRange(min=80, max=1_000_000),
+    default=2_000,
+    show_default=True,
+    help="POSTs in all, shared by 8 client threads.",
+)
+@common
+def bench_api(requests: int, home: str | None, as_json: bool) -> None:
+    """Job create over HTTP (8 clients) against a bare Litestar route on the same settings."""
+    from sheratan.bench.api import run_api_bench
+
+    report = run_api_bench(requests=requests, progress=bench_say())
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(bench_table(report))
+
+
 def bench_say() -> Callable[[str], None] | None:
     """Bench progress lines on stderr, only on a terminal."""
     if not sys.stderr.isatty():

@@ -175,3 +175,15 @@ def test_bench_runtime_reports_latency_throughput_and_idle_cpu(tmp_path: Path) -
         assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
     assert figures["create_to_start_p50"]["value"] <= figures["create_to_start_p99"]["value"]
     assert figures["end_to_end_jobs_per_s"]["value"] > 0
+
+
+def test_bench_api_reports_job_create_against_a_bare_route(tmp_path: Path) -> None:
+    """Two real servers on 127.0.0.1 (a bare Litestar route, then sheratan serve)."""
+    result = CliRunner().invoke(
+        cli, ["bench", "api", "--requests", "80", "--json", "--home", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    figure = json.loads(result.stdout)["figures"]["job_create_per_s"]
+    assert set(figure) >= FIGURE_KEYS
+    assert figure["value"] > 0 and figure["anchor_value"] > 0
+    assert figure["ratio"] == figure["value"] / figure["anchor_value"]
