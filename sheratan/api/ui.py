@@ -34,23 +34,38 @@ def _asset(name: str) -> bytes:
 
 
 def _serve(name: str, media_type: str) -> Response[bytes]:
+    """Litestar adds ``; charset=utf-8`` to a text media type itself."""
     return Response(_asset(name), media_type=media_type, headers=HEADERS)
 
 
-@get("/ui", opt=PUBLIC, security=[], tags=["ui"], sync_to_thread=False)
+@get("/ui", opt=PUBLIC, security=[{}], media_type="text/html", tags=["ui"], sync_to_thread=False)
 def ui_page() -> Response[bytes]:
     """The DecisionView page (no data in it; its script calls the API with the token)."""
-    return _serve("index.html", "text/html; charset=utf-8")
+    return _serve("index.html", "text/html")
 
 
-@get("/ui/app.js", opt=PUBLIC, security=[], tags=["ui"], sync_to_thread=False)
+@get(
+    "/ui/app.js",
+    opt=PUBLIC,
+    security=[{}],
+    media_type="text/javascript",
+    tags=["ui"],
+    sync_to_thread=False,
+)
 def ui_script() -> Response[bytes]:
-    return _serve("app.js", "text/javascript; charset=utf-8")
+    return _serve("app.js", "text/javascript")
 
 
-@get("/ui/app.css", opt=PUBLIC, security=[], tags=["ui"], sync_to_thread=False)
+@get(
+    "/ui/app.css",
+    opt=PUBLIC,
+    security=[{}],
+    media_type="text/css",
+    tags=["ui"],
+    sync_to_thread=False,
+)
 def ui_style() -> Response[bytes]:
-    return _serve("app.css", "text/css; charset=utf-8")
+    return _serve("app.css", "text/css")
 
 
 UI_ROUTES = [ui_page, ui_script, ui_style]

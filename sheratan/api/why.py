@@ -217,7 +217,7 @@ def audit(request: Request[Any, Any, Any]) -> Answer:
     }
 
 
-@get("/api/events", responses=problems(400), tags=["events"])
+@get("/api/events", responses=problems(400), media_type="text/event-stream", tags=["events"])
 async def events(
     request: Request[Any, Any, Any],
     start: Annotated[int | None, Parameter(query="from", ge=1)] = None,

@@ -123,6 +123,7 @@ def operated(home: Home, worker_id: str, operation: Callable[[], None]) -> dict[
     "/api/workers",
     status_code=201,
     responses=problems(400, 409),
+    operation_id="ApiWorkersRegisterWorker",  # Litestar would name it "Asynccallable"
     tags=["workers"],
     sync_to_thread=True,
 )
