@@ -312,23 +312,42 @@ def init(home: str | None, as_json: bool) -> None:
     help="An origin allowed to call the API from a browser (CORS is closed without one).",
 )
 @file_option("--limits", help="Rate limits merged over policies/limits.json (docs/api.md).")
+@file_option("--gates", help="The gates.json your dispatchers use: jobs it refuses get 403.")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The folder job paths must stay in, as dispatch --workspace (default: this one).",
+)
 @common
 def serve(
     host: str,
     port: int,
     cors_origins: tuple[str, ...],
     limits: Path | None,
+    gates: Path | None,
+    workspace: Path | None,
     home: str | None,
     as_json: bool,
 ) -> None:
     """Serve the HTTP API until SIGTERM or Ctrl-C (every route but /health needs the token)."""
     from sheratan.api.limits import load_limits
     from sheratan.api.server import serve as run_server
+    from sheratan.decide.policy import load_gates
 
     opened = open_home(home)
     loaded = load_limits(limits)
+    policy = load_gates(gates)
     click.echo(f"serving {opened.path} on http://{host}:{port} (token: sheratan token)", err=True)
-    run_server(opened, host=host, port=port, cors_origins=cors_origins, limits=loaded)
+    run_server(
+        opened,
+        host=host,
+        port=port,
+        cors_origins=cors_origins,
+        limits=loaded,
+        gates=policy,
+        workspace=workspace,
+    )
 
 
 @cli.group(invoke_without_command=True)

@@ -21,7 +21,7 @@ from eventsourcing.persistence import IntegrityError
 
 from events import Event, utc_now
 from events.audit import ApiTokenRotated, Revealed
-from events.decisions import PriorsSeeded
+from events.decisions import GateResult, PriorsSeeded
 from events.jobs import (
     PRIORITIES,
     JobCancelled,
@@ -114,6 +114,19 @@ class IdempotencyConflictError(InvalidInputError):
     """An idempotency key used again for a job with other fields (the API answers 409)."""
 
 
+class GateRefusedError(Exception):
+    """A gate that reads the job alone refused it at creation; nothing was recorded."""
+
+    def __init__(self, refusal: GateResult) -> None:
+        super().__init__(f"gate {refusal.gate} refuses the job: {refusal.reason}")
+        self.gate = refusal.gate
+        self.reason = refusal.reason or ""
+
+
+#: Checks a job's kind and payload before it is recorded: the gate that refuses it, or None.
+Admission = Callable[[str, dict[str, Any]], GateResult | None]
+
+
 class Submitted(NamedTuple):
     """What a job submission did: the job's id, and whether it was made now (False: an
     idempotent repeat of the job its key made before)."""
@@ -198,6 +211,7 @@ class Sheratan(Application[UUID]):
         idempotency_key: str | None = None,
         max_retries: int = 3,
         namespace: str = "",
+        admit: Admission | None = None,
     ) -> Submitted:
         """Create a job and queue it. With an idempotency key, the same key gives the same job
         (``created`` False: a repeat, however many callers race with it).
@@ -206,6 +220,7 @@ class Sheratan(Application[UUID]):
         Every input is checked before anything is recorded: a known kind, a payload that fits
         the kind's schema, limits. A dependency named twice is one. Reusing a key with any
         different field is refused, naming the field, rather than silently ignored.
+        ``admit`` (the API's job gates) may refuse the job with ``GateRefusedError``.
 
         Every dependency must already exist, and a job cannot depend on itself (its id is
         known in advance with an idempotency key). So each dependency edge points to a job
@@ -216,6 +231,9 @@ class Sheratan(Application[UUID]):
         if idempotency_key is not None:
             check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
         digest = _check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
+        refusal = admit(kind, payload) if admit is not None else None
+        if refusal is not None:
+            raise GateRefusedError(refusal)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
         job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
         if job_id in depends_on:

@@ -242,3 +242,34 @@ def test_each_client_has_a_bucket_of_its_own() -> None:
 def test_options_lists_every_method_of_a_path(api: httpx.Client) -> None:
     assert api.options("/api/jobs").headers["allow"] == "GET, OPTIONS, POST"
     assert api.options("/api/missions").headers["allow"] == "GET, OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    ("body", "gate", "reason"),
+    [
+        ({"kind": "file_read", "payload": {"path": "/etc/passwd"}}, "G3_path", "path"),
+        ({"kind": "noop", "payload": {"note": "please rm -rf /"}}, "G4_escalation", "rm -rf"),
+    ],
+)
+def test_a_job_a_gate_refuses_is_refused_with_403_and_nothing_recorded(
+    server: Server, api: httpx.Client, body: dict[str, Any], gate: str, reason: str
+) -> None:
+    before = log_digest(server.home)
+    refused_job = api.post("/api/jobs", json=body)
+    detail = problem(refused_job, 403)
+    answer = refused_job.json()
+    assert answer["gate"] == gate and reason in answer["reason"]
+    assert detail == f"gate {gate} refuses the job: {answer['reason']}"
+    assert log_digest(server.home) == before
+
+
+def test_serve_takes_the_dispatchers_gates(tmp_path: Path) -> None:
+    gates = tmp_path / "gates.json"
+    gates.write_text(json.dumps({"forbidden_kinds": ["llm_call"]}))
+    home = tmp_path / "home"
+    init_home(home)
+    with serving(home, "--gates", str(gates)) as running, running.client() as api:
+        refused_job = api.post("/api/jobs", json={"kind": "llm_call", "payload": {"prompt": "hi"}})
+        problem(refused_job, 403)
+        assert refused_job.json()["gate"] == "G2_kind"
+        assert api.post("/api/jobs", json={"kind": "noop"}).status_code == 201

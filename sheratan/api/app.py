@@ -52,7 +52,9 @@ from sheratan.api.ui import UI_ROUTES
 from sheratan.api.why import WHY_ROUTES
 from sheratan.api.worker_tokens import WorkerTokens
 from sheratan.api.workers import WORKER_ROUTES, end_long_polls_on_exit
-from sheratan.app import IdempotencyConflictError, NotFoundError
+from sheratan.app import GateRefusedError, IdempotencyConflictError, NotFoundError
+from sheratan.decide.gates import JobGates
+from sheratan.decide.policy import GatePolicy, load_gates
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import IllegalTransitionError
@@ -89,6 +91,16 @@ SERVICE_ERRORS: dict[type[Exception], int] = {
     IllegalTransitionError: 409,
     IntegrityError: 409,
 }
+
+
+def gate_problem(error: GateRefusedError) -> ProblemDetailsException:
+    """A job a gate refused at creation: 403, naming the gate and its reason."""
+    return ProblemDetailsException(
+        status_code=403,
+        title=PROBLEM_TITLES[403],
+        detail=str(error),
+        extra={"gate": error.gate, "reason": error.reason},
+    )
 
 
 def service_problem(error: Exception) -> ProblemDetailsException:
@@ -193,9 +205,18 @@ ROUTES += WORKER_ROUTES
 
 
 def create_app(
-    home: Home, *, cors_origins: Sequence[str] = (), limits: ApiLimits | None = None
+    home: Home,
+    *,
+    cors_origins: Sequence[str] = (),
+    limits: ApiLimits | None = None,
+    gates: GatePolicy | None = None,
+    workspace: Path | None = None,
 ) -> Litestar:
-    services = dict.fromkeys(SERVICE_ERRORS, service_problem)
+    """The API of one home. ``gates`` and ``workspace`` are those the dispatchers use (the
+    defaults: policies/gates.json and the current folder): a job their job-only gates refuse
+    is refused at creation."""
+    services: dict[type[Exception], Any] = dict.fromkeys(SERVICE_ERRORS, service_problem)
+    services[GateRefusedError] = gate_problem
     app = Litestar(
         route_handlers=ROUTES,
         guards=[bearer_guard, write_limit_guard],
@@ -227,5 +248,6 @@ def create_app(
     app.state.tokens = TokenSource(home.path)
     app.state.writes = WriteLimiter((limits or load_limits()).writes)
     app.state.worker_tokens = WorkerTokens(home.path)
+    app.state.job_gates = JobGates(gates or load_gates(), (workspace or Path.cwd()).resolve())
     app.on_startup.append(end_long_polls_on_exit)
     return app

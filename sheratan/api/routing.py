@@ -26,6 +26,9 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     title: str
     detail: str | None = None
     type: str = "about:blank"
+    #: A job refused at creation (403): the gate that refused it and its reason.
+    gate: str | None = None
+    reason: str | None = None
 
 
 PROBLEM_TITLES = {

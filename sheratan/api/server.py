@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
 from sheratan.api.app import create_app
 from sheratan.api.limits import ApiLimits
 from sheratan.api.tokens import read_token
+from sheratan.decide.policy import GatePolicy
 from sheratan.home import Home
 
 
@@ -19,11 +21,15 @@ def serve(
     port: int,
     cors_origins: Sequence[str] = (),
     limits: ApiLimits | None = None,
+    gates: GatePolicy | None = None,
+    workspace: Path | None = None,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C (uvicorn stops gracefully on both)."""
     read_token(home.path)  # no token, no server: refuse at once, with the way out
     uvicorn.run(
-        create_app(home, cors_origins=cors_origins, limits=limits),
+        create_app(
+            home, cors_origins=cors_origins, limits=limits, gates=gates, workspace=workspace
+        ),
         host=host,
         port=port,
         log_level="warning",

@@ -91,7 +91,7 @@ class JobGates:
         strings = list(_strings(job.payload))  # G3 and G4 both look at every string
         return [
             self._g1_payload(job),
-            self._g2_kind(job),
+            self._g2_kind(job.kind),
             self._g3_paths(strings, inside),
             self._g4_escalation(strings),
             self._readonly(job, constraints),
@@ -101,11 +101,27 @@ class JobGates:
         problem = validate_payload(job.kind, job.payload)
         return PASSED["G1_payload"] if problem is None else GateResult("G1_payload", False, problem)
 
-    def _g2_kind(self, job: JobState) -> GateResult:
-        if job.kind in self.policy.forbidden_kinds:
-            return GateResult("G2_kind", False, f"kind {job.kind!r} is forbidden")
-        if job.kind not in self.policy.allowed_kinds:
-            return GateResult("G2_kind", False, f"kind {job.kind!r} is not on the allowlist")
+    def admission(self, kind: str, payload: dict[str, Any]) -> GateResult | None:
+        """The first of G2-G4 that refuses a job before it is recorded, or None.
+
+        These gates read the job alone, so a job they refuse now would be gated by every
+        dispatch decision: the API refuses it at creation (403) instead of queueing it. G3
+        is checked on the filesystem as it is now; the dispatch decision checks it again."""
+        strings = list(_strings(payload))
+        for result in (
+            self._g2_kind(kind),
+            self._g3_paths(strings, resolves_inside),
+            self._g4_escalation(strings),
+        ):
+            if not result.passed:
+                return result
+        return None
+
+    def _g2_kind(self, kind: str) -> GateResult:
+        if kind in self.policy.forbidden_kinds:
+            return GateResult("G2_kind", False, f"kind {kind!r} is forbidden")
+        if kind not in self.policy.allowed_kinds:
+            return GateResult("G2_kind", False, f"kind {kind!r} is not on the allowlist")
         return PASSED["G2_kind"]
 
     def _g3_paths(
