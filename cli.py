@@ -1810,16 +1810,35 @@ def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> N
     show_default=True,
     help="POSTs in all, shared by 8 client threads.",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=10, max=100_000),
+    default=300,
+    show_default=True,
+    help="Claim→result round trips of one outside worker.",
+)
+@click.option(
+    "--decisions",
+    type=click.IntRange(min=1, max=100_000),
+    default=1_000,
+    show_default=True,
+    help="Decisions in the log DecisionView renders.",
+)
 @common
-def bench_api(requests: int, home: str | None, as_json: bool) -> None:
-    """Job create over HTTP (8 clients) against a bare Litestar route on the same settings."""
+def bench_api(requests: int, rounds: int, decisions: int, home: str | None, as_json: bool) -> None:
+    """Job create over HTTP (8 clients) against a bare Litestar route on the same settings,
+    an outside worker's claim→result round trip, DecisionView's first render in Chromium."""
     from sheratan.bench.api import run_api_bench
 
-    report = run_api_bench(requests=requests, progress=bench_say())
+    report = run_api_bench(
+        requests=requests, rounds=rounds, decisions=decisions, progress=bench_say()
+    )
     if as_json:
         emit_json(report)
         return
     click.echo(bench_table(report))
+    for name, why_not in report["skipped"].items():
+        click.echo(f"skipped {name}: {why_not}")
 
 
 def bench_say() -> Callable[[str], None] | None:

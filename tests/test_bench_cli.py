@@ -177,13 +177,22 @@ def test_bench_runtime_reports_latency_throughput_and_idle_cpu(tmp_path: Path) -
     assert figures["end_to_end_jobs_per_s"]["value"] > 0
 
 
-def test_bench_api_reports_job_create_against_a_bare_route(tmp_path: Path) -> None:
-    """Two real servers on 127.0.0.1 (a bare Litestar route, then sheratan serve)."""
+def test_bench_api_reports_its_figures_against_their_anchors(tmp_path: Path) -> None:
+    """Real servers on 127.0.0.1 (a bare Litestar route, then sheratan serve), a real outside
+    worker's round trips, and DecisionView in Chromium where Debian's chromium is installed."""
     result = CliRunner().invoke(
-        cli, ["bench", "api", "--requests", "80", "--json", "--home", str(tmp_path)]
+        cli,
+        ["bench", "api", "--requests", "80", "--rounds", "10", "--decisions", "20", "--json"]
+        + ["--home", str(tmp_path)],
     )
     assert result.exit_code == 0, result.output
-    figure = json.loads(result.stdout)["figures"]["job_create_per_s"]
-    assert set(figure) >= FIGURE_KEYS
-    assert figure["value"] > 0 and figure["anchor_value"] > 0
-    assert figure["ratio"] == figure["value"] / figure["anchor_value"]
+    report = json.loads(result.stdout)
+    figures = report["figures"]
+    expected = {"job_create_per_s", "claim_result_p50", "page_first_render"}
+    assert set(figures) | set(report["skipped"]) == expected
+    for name, figure in figures.items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["value"] > 0 and figure["anchor_value"] > 0, name
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+    assert figures["claim_result_p50"]["rounds"] == 10
+    assert figures["claim_result_p50"]["p99_ms"] >= figures["claim_result_p50"]["value"]

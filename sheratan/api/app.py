@@ -43,6 +43,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 from litestar.typing import FieldDefinition
 
+from sheratan.api.analytics_cache import SharedAnalytics
 from sheratan.api.jobs import JOB_ROUTES
 from sheratan.api.limits import ApiLimits, WriteLimiter, load_limits, write_limit_guard
 from sheratan.api.missions import MISSION_ROUTES
@@ -249,5 +250,7 @@ def create_app(
     app.state.writes = WriteLimiter((limits or load_limits()).writes)
     app.state.worker_tokens = WorkerTokens(home.path)
     app.state.job_gates = JobGates(gates or load_gates(), (workspace or Path.cwd()).resolve())
+    app.state.analytics = SharedAnalytics(home)
     app.on_startup.append(end_long_polls_on_exit)
+    app.on_shutdown.append(app.state.analytics.close)
     return app

@@ -17,12 +17,13 @@ from uuid import UUID
 import anyio.to_thread
 import msgspec
 from litestar import Request, get
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from sheratan.analytics.session import Analytics
 from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
+from sheratan.api.analytics_cache import SharedAnalytics
 from sheratan.api.routing import home_of, problems
 from sheratan.audit.service import latest_checkpoint
 from sheratan.home import Home
@@ -68,9 +69,10 @@ def problems_of_input() -> Iterator[None]:
 
 
 @contextmanager
-def answering(home: Home) -> Iterator[Why]:
-    """A Why over a fresh analytics session, its errors as problems."""
-    with problems_of_input(), Analytics(home.path) as analytics:
+def answering(state: State) -> Iterator[Why]:
+    """A Why over the server's session of the log as it is now, its errors as problems."""
+    shared: SharedAnalytics = state.analytics
+    with problems_of_input(), shared.current() as analytics:
         yield Why(analytics)
 
 
@@ -82,7 +84,7 @@ def _window(text: str | None) -> Any:
 @get("/api/why/latest", responses=problems(400, 404), tags=TAGS, sync_to_thread=True)
 def why_latest(request: Request[Any, Any, Any], intent: Text = None) -> Answer:
     """The most recent decision (of ``intent``)."""
-    with answering(home_of(request.app.state)) as why:
+    with answering(request.app.state) as why:
         return why.latest(intent)
 
 
@@ -97,7 +99,7 @@ def why_traces(
     limit: Annotated[int, Parameter(ge=1, le=MAX_TRACES)] = 100,
 ) -> Answer:
     """The most recent traces, newest first, filtered by intent, worker, status and time."""
-    with answering(home_of(request.app.state)) as why:
+    with answering(request.app.state) as why:
         return why.traces(
             intent=intent, worker=worker, status=status, since=since, until=until, limit=limit
         )
@@ -106,14 +108,14 @@ def why_traces(
 @get("/api/why/trace/{trace_id:uuid}", responses=problems(400, 404), tags=TAGS, sync_to_thread=True)
 def why_trace(request: Request[Any, Any, Any], trace_id: UUID) -> Answer:
     """Every node of a trace (a node id finds its trace)."""
-    with answering(home_of(request.app.state)) as why:
+    with answering(request.app.state) as why:
         return why.trace(str(trace_id))
 
 
 @get("/api/why/job/{job_id:uuid}", responses=problems(400, 404), tags=TAGS, sync_to_thread=True)
 def why_job(request: Request[Any, Any, Any], job_id: UUID) -> Answer:
     """A job as the log has it (payload redacted) and every decision on it."""
-    with answering(home_of(request.app.state)) as why:
+    with answering(request.app.state) as why:
         return why.job(str(job_id))
 
 
@@ -121,7 +123,7 @@ def why_job(request: Request[Any, Any, Any], job_id: UUID) -> Answer:
 def why_stats(request: Request[Any, Any, Any], intent: Text = None, window: Text = None) -> Answer:
     """Count, success rate, mean score, latency and cost percentiles, per action, failures."""
     span = _window(window)
-    with answering(home_of(request.app.state)) as why:
+    with answering(request.app.state) as why:
         return why.stats(intent, span)
 
 
@@ -129,7 +131,7 @@ def why_stats(request: Request[Any, Any, Any], intent: Text = None, window: Text
 def why_drift(request: Request[Any, Any, Any], window: Text = "1h", intent: Text = None) -> Answer:
     """Latency and cost per (intent, action) per window against the baseline."""
     span = _window(window or "1h")
-    with answering(home_of(request.app.state)) as why:
+    with answering(request.app.state) as why:
         return why.drift(span, intent=intent)
 
 

@@ -1,4 +1,6 @@
-"""``bench api``: job create over HTTP against a bare Litestar route, in the same run.
+"""``bench api``: job create over HTTP against a bare Litestar route, in the same run; an
+outside worker's claim→result round trip (``api_pull``); DecisionView's first render
+(``page``).
 
 Both servers are real processes on 127.0.0.1 with the same settings (uvicorn, one worker
 process, access log off); 8 client threads each send their share of POSTs on a kept-alive
@@ -10,25 +12,25 @@ top of the framework itself.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from sheratan.bench.api_pull import run_pull_roundtrip
 from sheratan.bench.figures import environment, figure
+from sheratan.bench.page import missing_browser, run_first_render
+from sheratan.bench.serving import WAIT_S, serve_command, server_process
 from sheratan.home import init_home
 
-CLI = Path(__file__).resolve().parents[2] / "cli.py"
 CLIENTS = 8
-WAIT_S = 60.0
+#: Page loads per render figure (the median is reported).
+PAGE_LOADS = 5
 _BARE_APP = """
 import sys, uvicorn
 from litestar import Litestar, post
@@ -43,14 +45,18 @@ uvicorn.run(Litestar([create]), host="127.0.0.1", port=int(sys.argv[1]), log_lev
 
 
 def run_api_bench(
-    *, requests: int = 2_000, progress: Callable[[str], None] | None = None
+    *,
+    requests: int = 2_000,
+    rounds: int = 300,
+    decisions: int = 1_000,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     say = progress or (lambda _: None)
     body = {"kind": "noop", "payload": {}}
     with tempfile.TemporaryDirectory(prefix="sheratan-bench-api-") as tmp:
         root = Path(tmp)
         say(f"bare Litestar route, {CLIENTS} clients, {requests:,} requests")
-        with _server([sys.executable, "-c", _BARE_APP]) as url:
+        with server_process([sys.executable, "-c", _BARE_APP]) as url:
             bare = _rate(url, {}, body, requests)
         home = root / "home"
         init_home(home)
@@ -58,52 +64,29 @@ def run_api_bench(
         limits.write_text(json.dumps({"writes": {"per_second": 1e9, "burst": 1_000_000_000}}))
         token = (home / "api-token").read_text().strip()
         say(f"sheratan serve: job create, {CLIENTS} clients, {requests:,} requests")
-        serve = [sys.executable, str(CLI), "--home", str(home), "serve", "--limits", str(limits)]
-        with _server(serve, port_option=True) as url:
+        serve = serve_command(home, "--limits", str(limits))
+        with server_process(serve, port_option=True) as url:
             created = _rate(url, {"Authorization": f"Bearer {token}"}, body, requests)
+        figures = {
+            "job_create_per_s": figure(
+                created, "req/s", "bare Litestar route", bare, ">= 0.5x", created >= 0.5 * bare
+            ),
+            "claim_result_p50": run_pull_roundtrip(root, rounds=rounds, say=say),
+        }
+        skipped = {}
+        if (why_not := missing_browser()) is None:
+            figures["page_first_render"] = run_first_render(
+                root, decisions=decisions, loads=PAGE_LOADS, say=say
+            )
+        else:
+            skipped["page_first_render"] = why_not
     return {
         "requests": requests,
         "clients": CLIENTS,
-        "figures": {
-            "job_create_per_s": figure(
-                created, "req/s", "bare Litestar route", bare, ">= 0.5x", created >= 0.5 * bare
-            )
-        },
+        "figures": figures,
+        "skipped": skipped,
         "environment": environment(("litestar", "uvicorn", "httpx")),
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _server(command: list[str], *, port_option: bool = False) -> Iterator[str]:
-    """A server process on a free port until the block ends (SIGTERM)."""
-    port = _free_port()
-    args = [*command, "--port", str(port)] if port_option else [*command, str(port)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"bench api: {args[0]} did not come up") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _rate(url: str, headers: dict[str, str], body: dict[str, Any], requests: int) -> float:
