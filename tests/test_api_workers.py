@@ -25,6 +25,7 @@ from process_helpers import events_of, start_cli, stop, wait_until
 
 from sheratan.api.worker_tokens import WorkerTokens
 from sheratan.home import init_home
+from sheratan.store.notify import WAKE_DIR
 
 KINDS = "noop,file_read"
 
@@ -218,6 +219,41 @@ def test_a_claim_waits_for_an_attempt_leased_after_it_began(pull: Pull) -> None:
     job = leased_job(home)
     waiting.join()
     assert claimed[0]["job"]["id"] == job
+
+
+def test_many_waiting_claims_hold_no_server_thread(pull: Pull) -> None:
+    """More long-polls than the server has threads (anyio's pool: 40): other routes still
+    answer while they wait, a job leased meanwhile is claimed by one of them, and SIGTERM
+    ends the others at once."""
+    home = pull.server.home
+    claims = 60
+    answers: list[dict[str, Any]] = []
+
+    def claim() -> None:
+        with pull.worker("a") as client:
+            answers.append(client.post("/api/workers/a/claim", params={"wait": 30}).json())
+
+    threads = [threading.Thread(target=claim) for _ in range(claims)]
+    for thread in threads:
+        thread.start()
+    try:
+        registry = home / WAKE_DIR / "events"  # one file per waiting claim's Waker
+        wait_until(
+            lambda: registry.is_dir() and len(list(registry.iterdir())) >= claims,
+            what="every claim waiting",
+        )
+        with pull.server.client() as operator:
+            listing = operator.get("/api/jobs", timeout=5)  # the claims wait 30 s
+            assert listing.status_code == 200
+        job = leased_job(home)
+        wait_until(lambda: answers, what="the leased job claimed")
+        stop(pull.server.process, signal.SIGTERM)
+    finally:
+        for thread in threads:
+            thread.join()
+    claimed = [answer["job"]["id"] for answer in answers if answer["job"] is not None]
+    assert claimed == [job]
+    assert len(answers) == claims
 
 
 def test_claim_wait_is_bounded_and_an_unknown_job_is_404(pull: Pull) -> None:

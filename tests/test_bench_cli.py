@@ -182,8 +182,10 @@ def test_bench_api_reports_its_figures_against_their_anchors(tmp_path: Path) -> 
     worker's round trips, and DecisionView in Chromium where Debian's chromium is installed."""
     result = CliRunner().invoke(
         cli,
-        ["bench", "api", "--requests", "80", "--rounds", "10", "--decisions", "20", "--json"]
-        + ["--home", str(tmp_path)],
+        [
+            *("bench", "api", "--requests", "80", "--rounds", "10", "--decisions", "20"),
+            *("--json", "--home", str(tmp_path)),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

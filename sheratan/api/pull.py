@@ -19,6 +19,9 @@ import threading
 import time
 from uuid import UUID
 
+import anyio
+import anyio.to_thread
+
 from events import Event
 from projections.jobs import LEASED, JobState, JobsView
 from sheratan.home import Home
@@ -27,6 +30,9 @@ from sheratan.store.wake import Waker
 from sheratan.workers.daemon import MAX_RACES_PER_STEP, follow_jobs
 from sheratan.workers.report import claim_event, outcome_event, unstarted
 from sheratan.workers.wire import Answer, Report
+
+#: Longest wait of the fallback Waker (no sockets) per thread it holds.
+FALLBACK_STEP_S = 1.0
 
 
 class LostRacesError(RuntimeError):
@@ -89,21 +95,23 @@ class PullDesk:
                     return self.jobs.jobs[job.id]
         raise LostRacesError(f"the claim lost {MAX_RACES_PER_STEP} races in a row: try again")
 
-    def claim(self, worker_id: str, wait_s: float) -> JobState | None:
-        """Claim an attempt, waiting up to ``wait_s`` for one (asleep until a commit of any
-        process: registered before the look, so no commit goes unheard)."""
-        job = self.claim_now(worker_id)
+    async def claim(self, worker_id: str, wait_s: float) -> JobState | None:
+        """Claim an attempt, waiting up to ``wait_s`` for one. The waiting request holds no
+        thread: it sleeps on the Waker's socket in the event loop until a commit of any
+        process (registered before the look, so no commit goes unheard); each look and
+        claim runs in a worker thread, under the desk's lock."""
+        job = await anyio.to_thread.run_sync(self.claim_now, worker_id)
         if job is not None or wait_s <= 0:
             return job
         deadline = time.monotonic() + wait_s
         with Waker(self.home.ledger) as waker:
             self.waiting.add(waker)
             try:
-                while (job := self.claim_now(worker_id)) is None:
+                while (job := await anyio.to_thread.run_sync(self.claim_now, worker_id)) is None:
                     left = deadline - time.monotonic()
                     if left <= 0 or self.closing.is_set():
                         return None
-                    waker.wait(left)
+                    await _commit_or_timeout(waker, left)
             finally:
                 self.waiting.discard(waker)
         return job
@@ -131,6 +139,18 @@ class PullDesk:
                     assert self.jobs is not None
                     return _answer(self.jobs.jobs[job.id], report.attempt, event.TOPIC)
         raise LostRacesError(f"the report lost {MAX_RACES_PER_STEP} races in a row: send it again")
+
+
+async def _commit_or_timeout(waker: Waker, timeout: float) -> None:
+    """Return after a commit (or a ``wake``) or ``timeout`` seconds. Where the Waker has no
+    socket (not Linux), its stepped wait runs in a thread for one step at a time."""
+    fd = waker.fileno()
+    if fd is None:
+        await anyio.to_thread.run_sync(waker.wait, min(timeout, FALLBACK_STEP_S))
+        return
+    with anyio.move_on_after(timeout):
+        await anyio.wait_readable(fd)
+    waker.consume()
 
 
 def _open(job: JobState, worker_id: str, attempt: int) -> bool:

@@ -193,17 +193,17 @@ def release_worker(request: Request[Any, Any, Any], worker_id: str) -> dict[str,
     opt=WORKER_SCOPED,
     responses=problems(400, 409),
     tags=["pull"],
-    sync_to_thread=True,
 )
-def claim(
+async def claim(
     request: Request[Any, Any, Any],
     worker_id: str,
     wait: Annotated[int, Parameter(ge=0, le=MAX_WAIT_S)] = 0,
 ) -> Claim:
     """Claim an attempt leased to this worker that nobody started, waiting up to ``wait``
-    seconds for one; ``job`` is null when none came."""
+    seconds for one; ``job`` is null when none came. A waiting claim holds no server
+    thread, so any number of workers may long-poll at once."""
     try:
-        job = desk(request.app).claim(worker_id, float(wait))
+        job = await desk(request.app).claim(worker_id, float(wait))
     except LostRacesError as error:
         raise conflict(error) from error
     if job is None:

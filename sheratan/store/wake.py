@@ -107,6 +107,15 @@ class Waker(contextlib.AbstractContextManager["Waker"]):
         self._drain()
         return True
 
+    def fileno(self) -> int | None:
+        """The socket an event loop may wait on until it is readable (then ``consume``), or
+        None on the fallback, which only ``wait`` can follow."""
+        return None if self._sock is None else self._sock.fileno()
+
+    def consume(self) -> bool:
+        """Take every queued wake-up without waiting: whether there was one (sockets only)."""
+        return self._drain()
+
     def wake(self) -> None:
         """Make the current or next ``wait`` return True; safe from a signal handler."""
         if not self._lock.acquire(blocking=False):
