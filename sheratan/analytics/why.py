@@ -22,7 +22,7 @@ from sheratan.reveal import shown
 #: The columns every node answer needs, from the ``decisions`` view.
 NODE_COLUMNS = """
     pos, ts, node_id, trace_id, parent_node_id, intent, job_id, depth, candidates, chosen,
-    reason, policy, epsilon, draw, seed, input_hash, output_hash, status, score, latency_ms,
+    reason, policy, epsilon, c, draw, seed, input_hash, output_hash, status, score, latency_ms,
     cost, error_code, error_message, breakdown, artifacts
 """
 #: What ``why stats`` measures over a set of scored decisions (SQL select items).
@@ -80,6 +80,7 @@ def node_answer(row: dict[str, Any]) -> dict[str, Any]:
         "rng": {
             "policy": row["policy"],
             "epsilon": row["epsilon"],
+            "c": row["c"],
             "draw": row["draw"],
             "seed": row["seed"],
         },

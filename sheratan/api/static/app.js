@@ -236,8 +236,10 @@ async function whatIf(n, candidates, out) {
     rows.push(estimateRow(label, null, answer));
   };
   await policyRow("uniform (random)", "random");
+  // The policy this decision was made under: its own c and ε, as the decision recorded them.
   const epsilon = typeof n.rng.epsilon === "number" ? n.rng.epsilon : 0.1;
-  await policyRow("current policy (ucb, ε " + num(epsilon, 2) + ")", "ucb:epsilon=" + epsilon);
+  const c = typeof n.rng.c === "number" ? n.rng.c : 0.5;
+  await policyRow("current policy (ucb, c " + num(c, 2) + ", ε " + num(epsilon, 2) + ")", "ucb:c=" + c + ",epsilon=" + epsilon);
   out.replaceChildren(
     el(
       "table",
