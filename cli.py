@@ -1791,12 +1791,29 @@ def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> N
     show_default=True,
     help="POSTs in all, shared by 8 client threads.",
 )
+@click.option(
+    "--events",
+    type=click.IntRange(min=1_000, max=20_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Events in the log the views are timed on.",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["create", "views"]),
+    multiple=True,
+    help="Run only these figures (default: all).",
+)
 @common
-def bench_api(requests: int, home: str | None, as_json: bool) -> None:
-    """Job create over HTTP (8 clients) against a bare Litestar route on the same settings."""
-    from sheratan.bench.api import run_api_bench
+def bench_api(
+    requests: int, events: int, only: tuple[str, ...], home: str | None, as_json: bool
+) -> None:
+    """Job create over HTTP (8 clients) against a bare Litestar route on the same settings;
+    the slider's views as of positions in a large log against a fold from position 0."""
+    from sheratan.bench.api import GROUPS, run_api_bench
 
-    report = run_api_bench(requests=requests, progress=bench_say())
+    groups = frozenset(only or GROUPS)
+    report = run_api_bench(requests=requests, events=events, only=groups, progress=bench_say())
     if as_json:
         emit_json(report)
         return

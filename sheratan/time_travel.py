@@ -22,12 +22,13 @@ from sheratan.views import JOB_STATUSES, PRIORS, ViewKind, baselines_kind
 
 #: The baselines' window, as the views module keeps them by default.
 BASELINE_WINDOW = 200
+#: The views the slider shows, folded together.
+SLIDER_KINDS: list[ViewKind[Any]] = [JOB_STATUSES, PRIORS, baselines_kind(BASELINE_WINDOW)]
 
 
 def views_at(home: Home, position: int) -> dict[str, Any]:
     """Job counts per status, every prior, and each intent's baseline percentiles."""
-    kinds: list[ViewKind[Any]] = [JOB_STATUSES, PRIORS, baselines_kind(BASELINE_WINDOW)]
-    jobs, priors, baselines = home.views.as_of_all(kinds, position)
+    jobs, priors, baselines = home.views.as_of_all(SLIDER_KINDS, position)
     return {
         "position": jobs.position,
         "jobs": {"total": len(jobs.statuses), "by_status": dict(sorted(jobs.counts().items()))},

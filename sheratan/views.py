@@ -153,19 +153,30 @@ def _missions_from_snapshot(data: bytes) -> MissionsView:
     return view
 
 
-#: Job statuses as small numbers in a snapshot (ids as 16 bytes): ~20 bytes a job.
+#: Job statuses as small numbers in a snapshot.
 _STATUSES: tuple[Status, ...] = get_args(Status)
 _STATUS_NUMBER = {status: number for number, status in enumerate(_STATUSES)}
-_bytes_uuids = msgspec.msgpack.Encoder(uuid_format="bytes")
+
+
+class _StatusesSnapshot(msgspec.Struct):
+    """Each job's id as 16 bytes and its status as one byte, in two blobs (17 bytes a job)."""
+
+    ids: bytes
+    statuses: bytes
 
 
 def _statuses_to_snapshot(view: JobStatusView) -> bytes:
-    return _bytes_uuids.encode({job: _STATUS_NUMBER[s] for job, s in view.statuses.items()})
+    ids = b"".join([job.to_bytes(16) for job in view.statuses])
+    statuses = bytes([_STATUS_NUMBER[status] for status in view.statuses.values()])
+    return msgspec.msgpack.encode(_StatusesSnapshot(ids, statuses))
 
 
 def _statuses_from_snapshot(data: bytes) -> JobStatusView:
-    numbers = msgspec.msgpack.decode(data, type=dict[UUID, int])
-    return JobStatusView(0, {job: _STATUSES[number] for job, number in numbers.items()})
+    snapshot = msgspec.msgpack.decode(data, type=_StatusesSnapshot)
+    blob, number = snapshot.ids, int.from_bytes
+    ids = [number(blob[i : i + 16]) for i in range(0, len(blob), 16)]
+    statuses = [_STATUSES[n] for n in snapshot.statuses]
+    return JobStatusView(0, dict(zip(ids, statuses, strict=True)))
 
 
 class ViewKind(Generic[V]):

@@ -180,10 +180,30 @@ def test_bench_runtime_reports_latency_throughput_and_idle_cpu(tmp_path: Path) -
 def test_bench_api_reports_job_create_against_a_bare_route(tmp_path: Path) -> None:
     """Two real servers on 127.0.0.1 (a bare Litestar route, then sheratan serve)."""
     result = CliRunner().invoke(
-        cli, ["bench", "api", "--requests", "80", "--json", "--home", str(tmp_path)]
+        cli,
+        ["bench", "api", "--only", "create", "--requests", "80", "--json", "--home", str(tmp_path)],
     )
     assert result.exit_code == 0, result.output
     figure = json.loads(result.stdout)["figures"]["job_create_per_s"]
     assert set(figure) >= FIGURE_KEYS
     assert figure["value"] > 0 and figure["anchor_value"] > 0
     assert figure["ratio"] == figure["value"] / figure["anchor_value"]
+
+
+def test_bench_api_only_views_times_the_slider_against_a_fold_from_zero(tmp_path: Path) -> None:
+    """A small log: the shape of the figures and the history's report (speed is the bench's)."""
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "api", "--only", "views", "--events", "2000", "--json", "--home", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["figures"]) == {"views_at_worst_s", "views_at_median_s"}
+    for figure in report["figures"].values():
+        assert set(figure) >= FIGURE_KEYS
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"]
+        assert figure["target"] == "<= 1 s"
+    views = report["views"]
+    assert views["events"] == 2000 and len(views["seconds_at"]) >= 10
+    assert views["history_bytes"] == sum(h["bytes"] for h in views["history"].values())
+    assert views["jobs_view_snapshot_bytes"] > 0

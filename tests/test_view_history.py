@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sheratan.home import Home
-from sheratan.views import JOB_STATUSES, JOBS, PRIORS, EventReader, ViewKind, Views, baselines_kind
-
-SLIDER: list[ViewKind[Any]] = [JOB_STATUSES, PRIORS, baselines_kind(200)]
+from sheratan.time_travel import SLIDER_KINDS
+from sheratan.views import JOB_STATUSES, JOBS, PRIORS, EventReader, ViewKind, Views
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def assert_same(kind: ViewKind[Any], got: Any, expected: Any) -> None:
     positions=st.lists(st.integers(1, 400), min_size=1, max_size=12),
     interval=st.integers(5, 60),
     keep=st.integers(2, 6),
-    ahead=st.sampled_from(SLIDER),
+    ahead=st.sampled_from(SLIDER_KINDS),
 )
 def test_as_of_from_snapshots_equals_a_fold_from_one(
     simulated: Home, positions: list[int], interval: int, keep: int, ahead: ViewKind[Any]
@@ -63,12 +62,12 @@ def test_as_of_from_snapshots_equals_a_fold_from_one(
     views.rebuild(ahead)  # one view's history ahead: the one pass starts each at its own
     for position in positions:
         at = min(position, last)
-        got = views.as_of_all(SLIDER, position)
-        for kind, view in zip(SLIDER, got, strict=True):
+        got = views.as_of_all(SLIDER_KINDS, position)
+        for kind, view in zip(SLIDER_KINDS, got, strict=True):
             assert view.position == at
             assert_same(kind, view, from_one(home, kind, at))
         assert got[0].counts() == from_one(home, JOBS, at).counts()
-        for kind in SLIDER:
+        for kind in SLIDER_KINDS:
             assert len(views.history(kind)) <= keep
     if min(max(positions), last) >= interval:
         assert views.history(JOB_STATUSES), "folding forward kept snapshots"
@@ -89,15 +88,15 @@ class CountingReader(EventReader):
 def test_a_fold_resumes_from_the_nearest_snapshot_not_from_one(simulated: Home) -> None:
     home = simulated
     writer = fresh_views(home, 50, 100)
-    for kind in SLIDER:
+    for kind in SLIDER_KINDS:
         writer.rebuild(kind)
     reader = CountingReader()
     views = Views(home.path, home.ledger, reader, interval=50, keep=100)
     last = home.ledger.last_position()
     assert views.history(JOB_STATUSES) == list(range(50, last + 1, 50))
-    got = views.as_of_all(SLIDER, 160)
+    got = views.as_of_all(SLIDER_KINDS, 160)
     assert reader.read == 10  # all three from their snapshots at 150, in one pass
-    for kind, view in zip(SLIDER, got, strict=True):
+    for kind, view in zip(SLIDER_KINDS, got, strict=True):
         assert_same(kind, view, from_one(home, kind, 160))
     views.as_of(JOB_STATUSES, 150)
     assert reader.read == 10  # a snapshot at the position itself: nothing to read

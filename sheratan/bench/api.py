@@ -1,4 +1,5 @@
-"""``bench api``: job create over HTTP against a bare Litestar route, in the same run.
+"""``bench api``: job create over HTTP against a bare Litestar route, in the same run, and
+the slider's views as of positions in a 1M-event log (``sheratan.bench.time_travel``).
 
 Both servers are real processes on 127.0.0.1 with the same settings (uvicorn, one worker
 process, access log off); 8 client threads each send their share of POSTs on a kept-alive
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from sheratan.bench.figures import environment, figure
+from sheratan.bench.time_travel import run_views_bench
 from sheratan.home import init_home
 
 CLI = Path(__file__).resolve().parents[2] / "cli.py"
@@ -42,9 +44,29 @@ uvicorn.run(Litestar([create]), host="127.0.0.1", port=int(sys.argv[1]), log_lev
 """
 
 
+#: The groups of figures ``bench api`` runs (all by default; ``--only`` picks some).
+GROUPS = ("create", "views")
+
+
 def run_api_bench(
-    *, requests: int = 2_000, progress: Callable[[str], None] | None = None
+    *,
+    requests: int = 2_000,
+    events: int = 1_000_000,
+    only: frozenset[str] = frozenset(GROUPS),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    """The figures of ``only``'s groups; ``events`` is the size of the views' log."""
+    report: dict[str, Any] = {"figures": {}}
+    if "create" in only:
+        created = _create_figures(requests, progress)
+        report |= created | {"figures": report["figures"] | created["figures"]}
+    if "views" in only:
+        viewed = run_views_bench(events=events, progress=progress)
+        report |= viewed | {"figures": report["figures"] | viewed["figures"]}
+    return report | {"environment": environment(("litestar", "uvicorn", "httpx"))}
+
+
+def _create_figures(requests: int, progress: Callable[[str], None] | None) -> dict[str, Any]:
     say = progress or (lambda _: None)
     body = {"kind": "noop", "payload": {}}
     with tempfile.TemporaryDirectory(prefix="sheratan-bench-api-") as tmp:
@@ -69,7 +91,6 @@ def run_api_bench(
                 created, "req/s", "bare Litestar route", bare, ">= 0.5x", created >= 0.5 * bare
             )
         },
-        "environment": environment(("litestar", "uvicorn", "httpx")),
     }
 
 
