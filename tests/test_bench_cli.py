@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cli import cli
@@ -207,3 +208,16 @@ def test_bench_api_only_views_times_the_slider_against_a_fold_from_zero(tmp_path
     assert views["events"] == 2000 and len(views["seconds_at"]) >= 10
     assert views["history_bytes"] == sum(h["bytes"] for h in views["history"].values())
     assert views["jobs_view_snapshot_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--only", "nope"], "'nope' is not one of"), (["--events", "10"], "--events")],
+)
+def test_bench_api_refuses_bad_options_in_one_line(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    result = CliRunner().invoke(cli, ["bench", "api", *args, "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert needle in result.stderr

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sheratan.home import Home
-from sheratan.time_travel import SLIDER_KINDS
+from sheratan.time_travel import SLIDER_KINDS, views_at
 from sheratan.views import JOB_STATUSES, JOBS, PRIORS, EventReader, ViewKind, Views
 
 
@@ -147,3 +147,26 @@ def test_rebuild_current_and_the_engines_save_write_the_history(simulated: Home)
     views.save(JOB_STATUSES, engine)
     views.save(JOB_STATUSES, engine)
     assert views.history(JOB_STATUSES) == [last]
+
+
+def test_views_at_answers_what_the_full_jobs_view_counts(simulated: Home) -> None:
+    """The slider's answer from snapshots of the compact view: the counts the full jobs view
+    folded from position 1 gives (what /api/views answered before the history)."""
+    home = simulated
+    home.__dict__["views"] = fresh_views(home, 20, 4)  # Home.views is a cached property
+    try:
+        for at in range(1, home.ledger.last_position() + 1, 13):
+            answer = views_at(home, at)
+            full = from_one(home, JOBS, at)
+            assert answer["position"] == at
+            assert answer["jobs"] == {
+                "total": len(full.jobs),
+                "by_status": dict(sorted(full.counts().items())),
+            }
+            priors = from_one(home, PRIORS, at).priors
+            assert {(p["intent"], p["key"]): p["visits"] for p in answer["priors"]} == {
+                key: prior.visits for key, prior in priors.items()
+            }
+        assert home.views.history(JOB_STATUSES)
+    finally:
+        del home.__dict__["views"]
