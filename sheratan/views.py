@@ -3,7 +3,9 @@
 A view (projections.jobs.JobsView, projections.missions.MissionsView) is saved under
 ``<home>/projections/<name>.msgpack`` with the position it has folded; loading one folds only
 the events after that position. ``rebuild`` folds from zero into a fresh view and swaps it in
-atomically; ``as_of`` folds up to a position without saving (time travel, used by replay).
+atomically; ``as_of`` folds up to a position without saving it (time travel, used by
+replay). The small views time travel shows also keep a bounded history of snapshots along the
+log, and ``as_of`` resumes from the nearest one (``Views``).
 """
 
 from __future__ import annotations
