@@ -1824,14 +1824,41 @@ def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> N
     show_default=True,
     help="Decisions in the log DecisionView renders.",
 )
+@click.option(
+    "--events",
+    type=click.IntRange(min=1_000, max=20_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Events in the log the views are timed on.",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["create", "pull", "page", "views"]),
+    multiple=True,
+    help="Run only these figures (default: all).",
+)
 @common
-def bench_api(requests: int, rounds: int, decisions: int, home: str | None, as_json: bool) -> None:
-    """Job create over HTTP (8 clients) against a bare Litestar route on the same settings,
-    an outside worker's claim→result round trip, DecisionView's first render in Chromium."""
-    from sheratan.bench.api import run_api_bench
+def bench_api(
+    requests: int,
+    rounds: int,
+    decisions: int,
+    events: int,
+    only: tuple[str, ...],
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """The API's figures: job create over HTTP (8 clients) against a bare Litestar route, an
+    outside worker's claim→result round trip, DecisionView's first render in Chromium, the
+    slider's views as of positions in a large log against a fold from position 0."""
+    from sheratan.bench.api import GROUPS, run_api_bench
 
     report = run_api_bench(
-        requests=requests, rounds=rounds, decisions=decisions, progress=bench_say()
+        requests=requests,
+        rounds=rounds,
+        decisions=decisions,
+        events=events,
+        only=frozenset(only or GROUPS),
+        progress=bench_say(),
     )
     if as_json:
         emit_json(report)

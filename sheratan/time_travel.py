@@ -1,9 +1,16 @@
 """Jobs, priors and baselines as they were right after a position of the log (time travel).
 
-DecisionView's slider asks for this; the views are folded up to the position and not saved
-(``Views.as_of``). A fold reads the log from its start, so positions past ``MAX_FOLD`` are
-refused rather than left to run for long (serving them from saved view snapshots is the
-way to lift that bound).
+DecisionView's slider asks for this. The three views are folded together in one pass over
+the log (``Views.as_of_all``), each from its nearest saved snapshot at or before the
+position: the views keep a history of snapshots along the log, so a request reads at most
+about one snapshot interval of events whatever the log's length. The jobs are the compact
+``JobStatusView`` (each job's status), which is all the answer counts; its snapshots are a
+few megabytes at 1M events where the full jobs view's are tens.
+
+A log whose history is not written yet (an old home, or events recorded since by something
+that does not fold these views) is folded from the newest snapshot there is, and writes the
+history on the way, so only the first such request is slow; ``sheratan rebuild`` writes it
+ahead of time.
 """
 
 from __future__ import annotations
@@ -11,31 +18,20 @@ from __future__ import annotations
 from typing import Any
 
 from sheratan.home import Home
-from sheratan.views import JOBS, PRIORS, baselines_kind
+from sheratan.views import JOB_STATUSES, PRIORS, ViewKind, baselines_kind
 
-#: The furthest position folded for one request.
-MAX_FOLD = 200_000
 #: The baselines' window, as the views module keeps them by default.
 BASELINE_WINDOW = 200
-
-
-class TooFarError(ValueError):
-    """The position lies past what one request folds."""
+#: The views the slider shows, folded together.
+SLIDER_KINDS: list[ViewKind[Any]] = [JOB_STATUSES, PRIORS, baselines_kind(BASELINE_WINDOW)]
 
 
 def views_at(home: Home, position: int) -> dict[str, Any]:
     """Job counts per status, every prior, and each intent's baseline percentiles."""
-    at = min(position, home.ledger.last_position())
-    if at > MAX_FOLD:
-        msg = f"position {at} is past {MAX_FOLD}, the furthest one request folds"
-        raise TooFarError(msg)
-    views = home.views
-    jobs = views.as_of(JOBS, at)
-    priors = views.as_of(PRIORS, at)
-    baselines = views.as_of(baselines_kind(BASELINE_WINDOW), at)
+    jobs, priors, baselines = home.views.as_of_all(SLIDER_KINDS, position)
     return {
-        "position": at,
-        "jobs": {"total": len(jobs.jobs), "by_status": dict(sorted(jobs.counts().items()))},
+        "position": jobs.position,
+        "jobs": {"total": len(jobs.statuses), "by_status": dict(sorted(jobs.counts().items()))},
         "priors": [
             {"intent": intent, "key": key, "mean": p.mean_score, "visits": p.visits}
             for (intent, key), p in sorted(priors.priors.items())

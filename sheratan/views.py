@@ -3,15 +3,19 @@
 A view (projections.jobs.JobsView, projections.missions.MissionsView) is saved under
 ``<home>/projections/<name>.msgpack`` with the position it has folded; loading one folds only
 the events after that position. ``rebuild`` folds from zero into a fresh view and swaps it in
-atomically; ``as_of`` folds up to a position without saving (time travel, used by replay).
+atomically; ``as_of`` folds up to a position without saving it (time travel, used by
+replay). The small views time travel shows also keep a bounded history of snapshots along the
+log, and ``as_of`` resumes from the nearest one (``Views``).
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar, Union
+from typing import Any, Generic, TypeVar, Union, get_args
 from uuid import UUID
 
 import msgspec
@@ -21,7 +25,7 @@ from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
 from projections.baselines import BaselinesView
 from projections.decisions import OpenDecisionsView
-from projections.jobs import JobState, JobsView
+from projections.jobs import JobState, JobStatusView, JobsView, Status
 from projections.missions import MissionState, MissionsView, TaskState
 from projections.priors import Prior, PriorsView
 from projections.workers import WorkerState, WorkersView
@@ -151,6 +155,32 @@ def _missions_from_snapshot(data: bytes) -> MissionsView:
     return view
 
 
+#: Job statuses as small numbers in a snapshot.
+_STATUSES: tuple[Status, ...] = get_args(Status)
+_STATUS_NUMBER = {status: number for number, status in enumerate(_STATUSES)}
+
+
+class _StatusesSnapshot(msgspec.Struct):
+    """Each job's id as 16 bytes and its status as one byte, in two blobs (17 bytes a job)."""
+
+    ids: bytes
+    statuses: bytes
+
+
+def _statuses_to_snapshot(view: JobStatusView) -> bytes:
+    ids = b"".join([job.to_bytes(16) for job in view.statuses])
+    statuses = bytes([_STATUS_NUMBER[status] for status in view.statuses.values()])
+    return msgspec.msgpack.encode(_StatusesSnapshot(ids, statuses))
+
+
+def _statuses_from_snapshot(data: bytes) -> JobStatusView:
+    snapshot = msgspec.msgpack.decode(data, type=_StatusesSnapshot)
+    blob, number = snapshot.ids, int.from_bytes
+    ids = [number(blob[i : i + 16]) for i in range(0, len(blob), 16)]
+    statuses = [_STATUSES[n] for n in snapshot.statuses]
+    return JobStatusView(0, dict(zip(ids, statuses, strict=True)))
+
+
 class ViewKind(Generic[V]):
     """How one kind of view is made, saved and loaded."""
 
@@ -160,11 +190,16 @@ class ViewKind(Generic[V]):
         new: Callable[[], V],
         dump: Callable[[V], bytes],
         load: Callable[[bytes], V],
+        *,
+        history: bool = False,
     ) -> None:
         self.name = name
         self.new = new
         self.dump = dump
         self.load = load
+        #: Keep snapshots along the log (``Views.as_of`` resumes from them): for small views
+        #: that time travel asks for, not for the full jobs view (tens of MB at 1M events).
+        self.history = history
 
 
 class _WorkersSnapshot(msgspec.Struct):
@@ -246,7 +281,7 @@ def baselines_kind(window: int) -> ViewKind[BaselinesView]:
         view.streams = dict(snapshot.streams)
         return view
 
-    return ViewKind(f"baselines-w{window}", lambda: BaselinesView(window), dump, load)
+    return ViewKind(f"baselines-w{window}", lambda: BaselinesView(window), dump, load, history=True)
 
 
 class _DecisionsSnapshot(msgspec.Struct):
@@ -279,23 +314,61 @@ WORKERS: ViewKind[WorkersView] = ViewKind(
     "workers", WorkersView, _workers_to_snapshot, _workers_from_snapshot
 )
 PRIORS: ViewKind[PriorsView] = ViewKind(
-    "priors", PriorsView, _priors_to_snapshot, _priors_from_snapshot
+    "priors", PriorsView, _priors_to_snapshot, _priors_from_snapshot, history=True
 )
 DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
     "decisions", OpenDecisionsView, _decisions_to_snapshot, _decisions_from_snapshot
 )
+JOB_STATUSES: ViewKind[JobStatusView] = ViewKind(
+    "job-statuses", JobStatusView, _statuses_to_snapshot, _statuses_from_snapshot, history=True
+)
 VIEW_KINDS: dict[str, ViewKind[Any]] = {
-    kind.name: kind for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, baselines_kind(200))
+    kind.name: kind
+    for kind in (
+        JOBS,
+        MISSIONS,
+        WORKERS,
+        PRIORS,
+        DECISIONS,
+        baselines_kind(200),
+        JOB_STATUSES,
+    )
 }
 
 
-class Views:
-    """The persisted views of one home."""
+#: A view keeps a history snapshot once it has folded this many positions past its newest.
+HISTORY_INTERVAL = 50_000
+#: At most this many history snapshots per view: past it, every other one is dropped (the
+#: newest kept), which at least doubles the gaps and so the interval for new ones.
+HISTORY_KEEP = 16
+_SNAPSHOT_NAME = re.compile(r"^(\d{12})\.msgpack$")
 
-    def __init__(self, home: Path, ledger: Ledger, reader: EventReader | None = None) -> None:
+
+class Views:
+    """The persisted views of one home, and the history snapshots of the small ones.
+
+    A kind with ``history`` keeps snapshots at positions along the log under
+    ``projections/history/<name>/<position>.msgpack`` (each a ``_Saved`` with its line's
+    chain hash), written as its views fold forward (current, rebuild, as_of, save) past the
+    newest by the interval; ``as_of`` resumes from the nearest one at or before the position.
+    The interval is the history's smallest gap (at least ``interval``), so thinning widens it
+    and the count stays at most ``keep`` whatever the log's length.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        ledger: Ledger,
+        reader: EventReader | None = None,
+        *,
+        interval: int = HISTORY_INTERVAL,
+        keep: int = HISTORY_KEEP,
+    ) -> None:
         self.dir = home / "projections"
         self.ledger = ledger
         self.reader = reader or EventReader()
+        self.interval = interval
+        self.keep = keep
 
     def current(self, kind: ViewKind[V]) -> V:
         """The view folded up to the end of the log (resuming from its saved position).
@@ -307,14 +380,17 @@ class Views:
         start = view.position  # type: ignore[attr-defined]
         last = self.ledger.last_position()
         if last > start:
-            self._fold(view, start + 1, last)
+            self._fold_kept([(kind, view)], last)
             self._save(kind, view)
         return view
 
     def rebuild(self, kind: ViewKind[V], progress: Callable[[int], None] | None = None) -> V:
-        """Fold the whole log into a fresh view, then swap it in atomically."""
+        """Fold the whole log into a fresh view, then swap it in atomically (its history is
+        written anew on the way)."""
+        for position in self.history(kind):
+            self._history_path(kind, position).unlink(missing_ok=True)
         view = kind.new()
-        self._fold(view, 1, self.ledger.last_position(), progress)
+        self._fold_kept([(kind, view)], self.ledger.last_position(), progress)
         self._save(kind, view)
         return view
 
@@ -322,48 +398,170 @@ class Views:
         self, kind: ViewKind[V], position: int, progress: Callable[[int], None] | None = None
     ) -> V:
         """The view as it was right after ``position`` (not saved)."""
-        view = kind.new()
-        self._fold(view, 1, min(position, self.ledger.last_position()), progress)
+        view: V = self.as_of_all([kind], position, progress)[0]
         return view
 
-    def _fold(
-        self, view: Any, first: int, last: int, progress: Callable[[int], None] | None = None
+    def as_of_all(
+        self,
+        kinds: list[ViewKind[Any]],
+        position: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Any]:
+        """Several views as they were right after ``position``, folded in one pass.
+
+        Each starts from its nearest snapshot at or before the position (its history, or its
+        saved view), so only the events after that are read; none is saved, but passing the
+        newest history snapshot by the interval keeps a new one.
+        """
+        at = min(position, self.ledger.last_position())
+        views = [(kind, self._nearest(kind, at)) for kind in kinds]
+        self._fold_kept(views, at, progress)
+        return [view for _, view in views]
+
+    def save(self, kind: ViewKind[V], view: V) -> None:
+        """Persist a view the caller folded further (the live engine's, after a run)."""
+        self._save(kind, view)
+        if kind.history and view.position >= self._due(kind):  # type: ignore[attr-defined]
+            self._keep(kind, view)
+
+    def history(self, kind: ViewKind[Any]) -> list[int]:
+        """The positions of the kind's history snapshots, oldest first."""
+        try:
+            names = [path.name for path in (self.dir / "history" / kind.name).iterdir()]
+        except FileNotFoundError:
+            return []
+        return sorted(int(m[1]) for name in names if (m := _SNAPSHOT_NAME.match(name)))
+
+    def _fold_kept(
+        self,
+        views: list[tuple[ViewKind[Any], Any]],
+        last: int,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
-        apply = view.apply
+        """Fold every view up to ``last`` in one pass over the log, each from its own position,
+        keeping history snapshots where they fall due."""
+        waiting = sorted(views, key=lambda pair: int(pair[1].position))
+        active: list[tuple[ViewKind[Any], Any]] = []
+        due: dict[str, int] = {}
+        done = 0
+        step = None if progress is None else (lambda count: progress(done + count))
+        reached = waiting[0][1].position if waiting else last
+        while reached < last:
+            while waiting and waiting[0][1].position <= reached:
+                active.append(waiting.pop(0))
+            stops = [last, *(view.position for _, view in waiting)]
+            for kind, view in active:
+                if not kind.history:
+                    continue
+                if kind.name not in due:
+                    due[kind.name] = self._due(kind)
+                if view.position >= due[kind.name]:
+                    self._keep(kind, view)
+                    due[kind.name] = self._due(kind)
+                stops.append(due[kind.name])
+            stop = min(stops)
+            done += self._fold([view for _, view in active], reached + 1, stop, step)
+            reached = stop
+        for kind, view in active:
+            if kind.history and view.position >= due.get(kind.name, self._due(kind)):
+                self._keep(kind, view)
+
+    def _fold(
+        self,
+        views: list[Any],
+        first: int,
+        last: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Apply the events ``first..last`` to every view; how many events were read."""
+        applies = [view.apply for view in views]
         # A fold makes no reference cycles, but it allocates millions of objects while many
         # live ones exist: the cyclic collector's passes would cost a third of the time.
         collecting = gc.isenabled()
         gc.disable()
+        count = 0
         try:
             for count, (position, event) in enumerate(
                 self.reader.events(self.ledger, first, last), 1
             ):
-                apply(position, event)
+                for apply in applies:
+                    apply(position, event)
                 if progress is not None and count % 100_000 == 0:
                     progress(count)
         finally:
             if collecting:
                 gc.enable()
-        view.position = max(view.position, last)
+        for view in views:
+            view.position = max(view.position, last)
+        return count
+
+    def _nearest(self, kind: ViewKind[V], at: int) -> V:
+        """The kind's newest snapshot at or before ``at`` whose chain hash is the log's (a
+        history snapshot of another log is removed), or a new view."""
+        best = self._read(self.dir / f"{kind.name}.msgpack", kind, at)
+        if best is None:
+            best = kind.new()
+        for position in reversed(self.history(kind)):
+            if position <= best.position:  # type: ignore[attr-defined]
+                break
+            if position > at:
+                continue
+            path = self._history_path(kind, position)
+            found = self._read(path, kind, at)
+            if found is not None:
+                return found
+            path.unlink(missing_ok=True)
+        return best
+
+    def _due(self, kind: ViewKind[Any]) -> int:
+        """The position from which the kind's next history snapshot is kept."""
+        kept = self.history(kind)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(kept)]
+        return (kept[-1] if kept else 0) + max(self.interval, min(gaps, default=0))
+
+    def _keep(self, kind: ViewKind[V], view: V) -> None:
+        """Write a history snapshot of ``view``, then thin the history to ``keep``."""
+        position: int = view.position  # type: ignore[attr-defined]
+        if position < 1:
+            return
+        path = self._history_path(kind, position)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(path, self._encoded(kind, view))
+        kept = self.history(kind)
+        if len(kept) > self.keep:
+            for dropped in kept[::-1][1::2]:
+                self._history_path(kind, dropped).unlink(missing_ok=True)
+
+    def _history_path(self, kind: ViewKind[Any], position: int) -> Path:
+        return self.dir / "history" / kind.name / f"{position:012d}.msgpack"
 
     def _load(self, kind: ViewKind[V]) -> V:
-        path = self.dir / f"{kind.name}.msgpack"
+        view = self._read(self.dir / f"{kind.name}.msgpack", kind, None)
+        return kind.new() if view is None else view
+
+    def _read(self, path: Path, kind: ViewKind[V], at: int | None) -> V | None:
+        """The view saved at ``path`` if it is readable, from this log (its chain hash), and
+        (given ``at``) at or before ``at``; its state is decoded only then."""
         try:
             saved = msgspec.msgpack.decode(path.read_bytes(), type=_Saved)
-            view = kind.load(bytes(saved.state))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            return kind.new()
+            return None
+        if at is not None and saved.position > at:
+            return None
         if saved.position and self.ledger.hash_at(saved.position) != saved.head:
-            return kind.new()
+            return None
+        try:
+            view = kind.load(bytes(saved.state))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
         view.position = saved.position  # type: ignore[attr-defined]
         return view
 
-    def save(self, kind: ViewKind[V], view: V) -> None:
-        """Persist a view the caller folded further (the live engine's, after a run)."""
-        self._save(kind, view)
-
     def _save(self, kind: ViewKind[V], view: V) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        write_durably(self.dir / f"{kind.name}.msgpack", self._encoded(kind, view))
+
+    def _encoded(self, kind: ViewKind[V], view: V) -> bytes:
         position: int = view.position  # type: ignore[attr-defined]
         saved = _Saved(position, self.ledger.hash_at(position), msgspec.Raw(kind.dump(view)))
-        write_durably(self.dir / f"{kind.name}.msgpack", msgspec.msgpack.encode(saved))
+        return msgspec.msgpack.encode(saved)

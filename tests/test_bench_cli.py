@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cli import cli
@@ -183,7 +184,8 @@ def test_bench_api_reports_its_figures_against_their_anchors(tmp_path: Path) -> 
     result = CliRunner().invoke(
         cli,
         [
-            *("bench", "api", "--requests", "80", "--rounds", "10", "--decisions", "20"),
+            *("bench", "api", "--only", "create", "--only", "pull", "--only", "page"),
+            *("--requests", "80", "--rounds", "10", "--decisions", "20"),
             *("--json", "--home", str(tmp_path)),
         ],
     )
@@ -198,3 +200,35 @@ def test_bench_api_reports_its_figures_against_their_anchors(tmp_path: Path) -> 
         assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
     assert figures["claim_result_p50"]["rounds"] == 10
     assert figures["claim_result_p50"]["p99_ms"] >= figures["claim_result_p50"]["value"]
+
+
+def test_bench_api_only_views_times_the_slider_against_a_fold_from_zero(tmp_path: Path) -> None:
+    """A small log: the shape of the figures and the history's report (speed is the bench's)."""
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "api", "--only", "views", "--events", "2000", "--json", "--home", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["figures"]) == {"views_at_worst_s", "views_at_median_s"}
+    for figure in report["figures"].values():
+        assert set(figure) >= FIGURE_KEYS
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"]
+        assert figure["target"] == "<= 1 s"
+    views = report["views"]
+    assert views["events"] == 2000 and len(views["seconds_at"]) >= 10
+    assert views["history_bytes"] == sum(h["bytes"] for h in views["history"].values())
+    assert views["jobs_view_snapshot_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--only", "nope"], "'nope' is not one of"), (["--events", "10"], "--events")],
+)
+def test_bench_api_refuses_bad_options_in_one_line(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    result = CliRunner().invoke(cli, ["bench", "api", *args, "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert needle in result.stderr

@@ -32,8 +32,10 @@ from sheratan.replay.estimators import ESTIMATORS
 from sheratan.replay.service import estimate_at, estimate_counterfactual, estimate_regression
 from sheratan.reveal import redacted_line, shown
 from sheratan.store.wake import Waker
-from sheratan.time_travel import MAX_FOLD, views_at
+from sheratan.time_travel import views_at
 
+#: The longest log the regression route re-scores in one request.
+MAX_FOLD = 200_000
 #: Most bootstrap resamples one request may ask for.
 MAX_RESAMPLES = 2000
 #: Most recent scored decisions a counterfactual request estimates over (and the default).
@@ -265,7 +267,9 @@ def _read(home: Home, first: int, last: int) -> list[tuple[int, str]]:
 
 @get("/api/views", responses=problems(400), tags=["views"], sync_to_thread=True)
 def views(request: Request[Any, Any, Any], at: Annotated[int, Parameter(ge=1)]) -> Answer:
-    """Jobs, priors and baselines as they were right after position ``at`` (time travel)."""
+    """Jobs by status, priors and baselines as they were right after position ``at`` (time
+    travel; past the end: the log as it is). Served from the views' saved snapshots along the
+    log, so a request folds at most about one snapshot interval of events."""
     with problems_of_input():
         return views_at(home_of(request.app.state), at)
 

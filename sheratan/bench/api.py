@@ -1,12 +1,16 @@
-"""``bench api``: job create over HTTP against a bare Litestar route, in the same run; an
-outside worker's claim→result round trip (``api_pull``); DecisionView's first render
-(``page``).
+"""``bench api``: the API's figures, each against an anchor measured in the same run.
 
-Both servers are real processes on 127.0.0.1 with the same settings (uvicorn, one worker
-process, access log off); 8 client threads each send their share of POSTs on a kept-alive
-connection. The anchor is a route that decodes the same body and does no work, so the ratio
-says what Sheratan's create (validation, the idempotency check, one durable save) costs on
-top of the framework itself.
+- ``create``: job create over HTTP with 8 clients against a bare Litestar route. Both
+  servers are real processes on 127.0.0.1 with the same settings (uvicorn, one worker
+  process, access log off); each client sends its share of POSTs on a kept-alive
+  connection. The anchor decodes the same body and does no work, so the ratio says what
+  Sheratan's create (validation, the idempotency check, one durable save) costs on top of
+  the framework itself.
+- ``pull``: an outside worker's claim→result round trip (``sheratan.bench.api_pull``).
+- ``page``: DecisionView's first render in Chromium (``sheratan.bench.page``); skipped, with
+  the reason, where Debian's chromium or Playwright is missing.
+- ``views``: the slider's views as of positions in a 1M-event log
+  (``sheratan.bench.time_travel``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sheratan.bench.api_pull import run_pull_roundtrip
 from sheratan.bench.figures import environment, figure
 from sheratan.bench.page import missing_browser, run_first_render
 from sheratan.bench.serving import WAIT_S, serve_command, server_process
+from sheratan.bench.time_travel import run_views_bench
 from sheratan.home import init_home
 
 CLIENTS = 8
@@ -43,50 +48,57 @@ uvicorn.run(Litestar([create]), host="127.0.0.1", port=int(sys.argv[1]), log_lev
             access_log=False)
 """
 
+#: The groups of figures ``bench api`` runs (all by default; ``--only`` picks some).
+GROUPS = ("create", "pull", "page", "views")
+
 
 def run_api_bench(
     *,
     requests: int = 2_000,
     rounds: int = 300,
     decisions: int = 1_000,
+    events: int = 1_000_000,
+    only: frozenset[str] = frozenset(GROUPS),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    """The figures of ``only``'s groups: ``requests`` creates, ``rounds`` round trips, a
+    page over ``decisions`` decisions, the views of an ``events``-event log."""
     say = progress or (lambda _: None)
-    body = {"kind": "noop", "payload": {}}
+    report: dict[str, Any] = {"figures": {}, "skipped": {}}
     with tempfile.TemporaryDirectory(prefix="sheratan-bench-api-") as tmp:
         root = Path(tmp)
-        say(f"bare Litestar route, {CLIENTS} clients, {requests:,} requests")
-        with server_process([sys.executable, "-c", _BARE_APP]) as url:
-            bare = _rate(url, {}, body, requests)
-        home = root / "home"
-        init_home(home)
-        limits = root / "limits.json"  # the bench measures the create, not the limiter
-        limits.write_text(json.dumps({"writes": {"per_second": 1e9, "burst": 1_000_000_000}}))
-        token = (home / "api-token").read_text().strip()
-        say(f"sheratan serve: job create, {CLIENTS} clients, {requests:,} requests")
-        serve = serve_command(home, "--limits", str(limits))
-        with server_process(serve, port_option=True) as url:
-            created = _rate(url, {"Authorization": f"Bearer {token}"}, body, requests)
-        figures = {
-            "job_create_per_s": figure(
-                created, "req/s", "bare Litestar route", bare, ">= 0.5x", created >= 0.5 * bare
-            ),
-            "claim_result_p50": run_pull_roundtrip(root, rounds=rounds, say=say),
-        }
-        skipped = {}
-        if (why_not := missing_browser()) is None:
-            figures["page_first_render"] = run_first_render(
-                root, decisions=decisions, loads=PAGE_LOADS, say=say
-            )
-        else:
-            skipped["page_first_render"] = why_not
-    return {
-        "requests": requests,
-        "clients": CLIENTS,
-        "figures": figures,
-        "skipped": skipped,
-        "environment": environment(("litestar", "uvicorn", "httpx")),
-    }
+        if "create" in only:
+            report["requests"], report["clients"] = requests, CLIENTS
+            report["figures"]["job_create_per_s"] = _create_figure(root, requests, say)
+        if "pull" in only:
+            report["figures"]["claim_result_p50"] = run_pull_roundtrip(root, rounds=rounds, say=say)
+        if "page" in only:
+            if (why_not := missing_browser()) is None:
+                report["figures"]["page_first_render"] = run_first_render(
+                    root, decisions=decisions, loads=PAGE_LOADS, say=say
+                )
+            else:
+                report["skipped"]["page_first_render"] = why_not
+    if "views" in only:
+        viewed = run_views_bench(events=events, progress=progress)
+        report |= viewed | {"figures": report["figures"] | viewed["figures"]}
+    return report | {"environment": environment(("litestar", "uvicorn", "httpx"))}
+
+
+def _create_figure(root: Path, requests: int, say: Callable[[str], None]) -> dict[str, Any]:
+    body = {"kind": "noop", "payload": {}}
+    say(f"bare Litestar route, {CLIENTS} clients, {requests:,} requests")
+    with server_process([sys.executable, "-c", _BARE_APP]) as url:
+        bare = _rate(url, {}, body, requests)
+    home = root / "home"
+    init_home(home)
+    limits = root / "limits.json"  # the bench measures the create, not the limiter
+    limits.write_text(json.dumps({"writes": {"per_second": 1e9, "burst": 1_000_000_000}}))
+    token = (home / "api-token").read_text().strip()
+    say(f"sheratan serve: job create, {CLIENTS} clients, {requests:,} requests")
+    with server_process(serve_command(home, "--limits", str(limits)), port_option=True) as url:
+        created = _rate(url, {"Authorization": f"Bearer {token}"}, body, requests)
+    return figure(created, "req/s", "bare Litestar route", bare, ">= 0.5x", created >= 0.5 * bare)
 
 
 def _rate(url: str, headers: dict[str, str], body: dict[str, Any], requests: int) -> float:

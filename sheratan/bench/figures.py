@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def figure(
@@ -47,3 +51,10 @@ def environment(packages: tuple[str, ...], **extra: Any) -> dict[str, Any]:
         **extra,
         **versions,
     }
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    """Seconds ``fn()`` took, and what it returned."""
+    began = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - began, result
