@@ -10,7 +10,6 @@ worker's open of the file blocks in the kernel until the test lets go.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -23,8 +22,8 @@ from typing import Any
 import pytest
 from cli_helpers import as_json, invoke, refused
 from process_helpers import WAIT_S, events_of, start_cli, stop, wait_until
-from store_helpers import REPO_ROOT, verify_home
-from worker_helpers import Holds, counting_job, executions, holding, run_worker
+from store_helpers import verify_home
+from worker_helpers import Holds, counting_job, executions, gates_with, holding, run_worker
 
 
 @pytest.fixture
@@ -137,11 +136,7 @@ def test_sigterm_hands_back_what_outlasts_the_grace_period(
 
 
 def gates_with_heartbeat_timeout(tmp_path: Path, seconds: float) -> Path:
-    gates = json.loads((REPO_ROOT / "policies" / "gates.json").read_text())
-    gates["heartbeat_timeout_s"] = seconds
-    path = tmp_path / "gates.json"
-    path.write_text(json.dumps(gates))
-    return path
+    return gates_with(tmp_path, heartbeat_timeout_s=seconds)
 
 
 def sweep_until(home: Path, workspace: Path, gates: Path, done: Any) -> None:

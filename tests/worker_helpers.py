@@ -15,9 +15,11 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cli_helpers import as_json
 from process_helpers import events_of, start_cli, wait_until
+from store_helpers import REPO_ROOT
 
 #: Heartbeat of the daemons under test (seconds; well under any heartbeat timeout).
 BEAT = "0.2"
@@ -40,6 +42,14 @@ def run_worker(home: Path, workspace: Path, worker: str, *more: str) -> subproce
     )
     wait_until(lambda: registered(home, worker), f"{worker} to register", process)
     return process
+
+
+def gates_with(tmp_path: Path, **settings: Any) -> Path:
+    """A gates.json (for ``dispatch --gates``): the shipped one with ``settings`` changed."""
+    gates = json.loads((REPO_ROOT / "policies" / "gates.json").read_text())
+    path = tmp_path / "gates.json"
+    path.write_text(json.dumps(gates | settings))
+    return path
 
 
 def registered(home: Path, worker: str) -> bool:
