@@ -291,6 +291,9 @@ def test_a_heartbeat_extends_the_lease_of_the_attempt_it_names_and_nothing_else(
     assert pull.worker("a").post(beat, json=mine).json()["extended"] == []  # a term is left
     [recorded] = events_of(home, "job.lease_extended")
     assert recorded["stream"] == job and recorded["data"]["lease_until"] == extended["lease_until"]
+    # an extension leaves the status as it was, in SQL too (its job's last event)
+    [row] = as_json(home, "sql", f"SELECT status FROM jobs WHERE job_id = '{job}'")
+    assert row == {"status": "running"}
 
     assert pull.worker("a").post("/api/workers/a/result", json=report(claim)).json()["recorded"]
     assert pull.worker("a").post(beat, json=mine).json()["extended"] == []
