@@ -37,6 +37,7 @@ from events.jobs import (
     JobStarted,
 )
 from projections.jobs import JobsView
+from sheratan.codec import EventCodec
 from sheratan.lifecycle import IllegalTransitionError, job_event
 from sheratan.workers.report import extensions, holds, lease_at_dispatch
 
@@ -49,10 +50,11 @@ TERM_S = 2.0
 # ------------------------------------------------------------------- the fold
 
 
-def leased(term_ms: int, timeout_ms: int, *, started: bool = True) -> JobsView:
-    """A view of one job leased at T0 to a ``process`` worker "w" (and claimed)."""
-    lease = lease_at_dispatch("process", timeout_ms / 1000, term_ms / 1000, T0)
-    events: list[Event] = [
+def queued(timeout_ms: int) -> JobsView:
+    """A view of one noop job, queued at T0."""
+    view = JobsView()
+    view.apply(
+        1,
         JobCreated(
             originator_id=JOB,
             originator_version=1,
@@ -62,7 +64,16 @@ def leased(term_ms: int, timeout_ms: int, *, started: bool = True) -> JobsView:
             payload_hash="0" * 64,
             timeout_seconds=timeout_ms / 1000,
         ),
-        JobQueued(originator_id=JOB, originator_version=2, timestamp=T0),
+    )
+    view.apply(2, JobQueued(originator_id=JOB, originator_version=2, timestamp=T0))
+    return view
+
+
+def leased(term_ms: int, timeout_ms: int, *, started: bool = True) -> JobsView:
+    """The job leased at T0 to a ``process`` worker "w" (and claimed)."""
+    view = queued(timeout_ms)
+    lease = lease_at_dispatch("process", timeout_ms / 1000, term_ms / 1000, T0)
+    events: list[Event] = [
         JobDispatched(
             originator_id=JOB,
             originator_version=3,
@@ -78,8 +89,7 @@ def leased(term_ms: int, timeout_ms: int, *, started: bool = True) -> JobsView:
         events.append(
             JobStarted(originator_id=JOB, originator_version=4, timestamp=T0, worker="w", attempt=1)
         )
-    view = JobsView()
-    for position, event in enumerate(events, 1):
+    for position, event in enumerate(events, 3):
         view.apply(position, event)
     return view
 
@@ -139,6 +149,22 @@ def test_no_extension_once_the_attempt_ended() -> None:
     assert extensions(view, "w", {JOB: 1}, late) == []
     with pytest.raises(IllegalTransitionError, match=r"job\.lease_extended needs one of"):
         job_event(view.jobs[JOB], JobLeaseExtended, late, attempt=1, lease_until=late)
+
+
+def test_a_dispatch_recorded_before_lease_terms_decodes_and_is_never_extended() -> None:
+    """An old log's job.dispatched has no deadline and no term: its lease was the deadline."""
+    old = b'{"timestamp":"2026-12-02T06:00:00Z","worker":"w","attempt":1,' + (
+        b'"lease_until":"2026-12-02T06:00:10Z","decision_id":null}'
+    )
+    event = EventCodec().decode("job.dispatched", old, JOB, 3)
+    assert isinstance(event, JobDispatched)
+    assert (event.deadline, event.lease_term_s) == (None, None)
+    view = queued(10_000)
+    view.apply(3, event)
+    job = view.jobs[JOB]
+    assert job.lease_until == T0 + timedelta(seconds=10)
+    assert (job.deadline, job.lease_term_s) == (None, None)
+    assert extensions(view, "w", {}, T0 + timedelta(seconds=9)) == []
 
 
 def test_a_worker_that_does_not_heartbeat_is_leased_until_its_deadline() -> None:

@@ -187,9 +187,11 @@ class RemoteWorker:
         if on_start is not None:
             on_start()
         self.last_beat = time.monotonic()
-        while not self.stop.is_set():
+        while True:
+            self.wake.clear()  # before the look: a claim or a stop after it wakes the wait
+            if self.stop.is_set():
+                break
             self.wake.wait(max(0.0, self._beat_when_due() - time.monotonic()))
-            self.wake.clear()
         self._drain()
         if self.refused is not None:
             raise self.refused
