@@ -44,7 +44,7 @@ from sheratan.workers.report import extensions, holds, lease_at_dispatch
 JOB = UUID(int=7)
 T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 #: The lease term of the end-to-end tests (seconds): short, so a sweep comes soon.
-TERM_S = 2.0
+TERM_S = 3.0
 
 
 # ------------------------------------------------------------------- the fold
@@ -230,7 +230,8 @@ def heartbeating_worker(where: str, home: Path, workspace: Path) -> Iterator[Any
             "--token-file", str(token_file), "--kinds", "file_read",
             "--workspace", str(workspace),
         )  # fmt: skip
-        try:
+        try:  # w, the home's only worker, is up once it has heartbeated
+            wait_until(lambda: events_of(home, "worker.heartbeat"), "a first heartbeat", process)
             yield process
         finally:
             stop(process, signal.SIGTERM)
@@ -238,6 +239,10 @@ def heartbeating_worker(where: str, home: Path, workspace: Path) -> Iterator[Any
 
 def of_job(home: Path, topic: str, job: str) -> list[dict[str, Any]]:
     return [e for e in events_of(home, topic) if e["stream"] == job]
+
+
+def extended_since(home: Path, job: str, position: int) -> list[dict[str, Any]]:
+    return [e for e in of_job(home, "job.lease_extended", job) if e["pos"] > position]
 
 
 def status(home: Path, job: str) -> str:
@@ -263,9 +268,12 @@ def test_a_heartbeating_worker_keeps_its_long_attempt_and_a_killed_one_is_swept_
 
         # a long attempt (600 s timeout, many terms) of a live worker: extended, not swept
         long = held.job(home, "long.txt", "--timeout", "600")
+        [claimed] = wait_until(
+            lambda: of_job(home, "job.started", long), "the claim", worker, follower
+        )
         wait_until(
-            lambda: len(of_job(home, "job.lease_extended", long)) >= 3,
-            "three lease extensions",
+            lambda: len(extended_since(home, long, claimed["pos"])) >= 3,
+            "three lease extensions of the running attempt",
             worker,
             follower,
         )

@@ -2,12 +2,12 @@
 
 It registers (again, if its id exists) with transport ``process``, heartbeats (which also
 extends the leases of the attempts it holds, see sheratan.workers.report: every
-``--heartbeat`` seconds, and every third of a lease term while it holds attempts), and follows
-the log. For every attempt leased to it that nobody has started, it records ``job.started``
-(the claim) before running it, so a daemon that restarts never runs an attempt twice: an
-attempt started before it died is left to time out (its lease is not extended: the daemon
-runs it no more) and go to recovery. It runs the local
-kinds inside its workspace, in up to ``concurrency`` threads, and records each outcome
+``--heartbeat`` seconds, and every third of a lease term while it holds attempts), and
+follows the log. For every attempt leased to it that nobody has started, it records
+``job.started`` (the claim) before running it, so a daemon that restarts never runs an
+attempt twice: an attempt started before it died is left to time out (its lease is not
+extended: the daemon runs it no more) and go to recovery. It runs the local kinds inside
+its workspace, in up to ``concurrency`` threads, and records each outcome
 (``job.completed``/``job.failed``, or ``job.result_late`` once the lease is gone).
 
 Only this module's main thread touches the log and the views; the threads run attempts and

@@ -18,6 +18,7 @@ and is reported, the rest is handed back (its lease expires).
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
 import time
@@ -104,9 +105,9 @@ class RemoteWorker:
         self.transport = LocalTransport(config.workspace, load_gates().forbidden_path_prefixes)
         self.stats = DaemonStats()
         self.stop = threading.Event()
-        #: Attempts claimed and not yet reported (their count: the main thread drains on it).
+        #: Attempts claimed and not yet reported: the heartbeat names them, and the main
+        #: thread drains on them.
         self.held: dict[UUID, JobState] = {}
-        self.busy = 0
         self.changed = threading.Condition()
         self.refused: RefusedError | None = None
         #: Wakes the main thread: an attempt was claimed (its term may need beats sooner), or
@@ -143,7 +144,6 @@ class RemoteWorker:
 
     def _run(self, job: JobState, attempt_token: str) -> None:
         with self.changed:
-            self.busy += 1
             self.held[job.id] = job
             self.stats.claimed += 1
         self.wake.set()
@@ -154,7 +154,6 @@ class RemoteWorker:
             answer = self._reported(job, attempt_token, outcome)
         finally:
             with self.changed:
-                self.busy -= 1
                 self.held.pop(job.id, None)
                 if answer is not None and answer.event in _COUNTED:
                     counted = _COUNTED[answer.event]
@@ -186,7 +185,7 @@ class RemoteWorker:
             thread.start()
         if on_start is not None:
             on_start()
-        self.last_beat = time.monotonic()
+        self.last_beat = -math.inf  # the first beat at once: the server hears it is up
         while True:
             self.wake.clear()  # before the look: a claim or a stop after it wakes the wait
             if self.stop.is_set():
@@ -218,8 +217,8 @@ class RemoteWorker:
             next_beat = self._beat_when_due()
             with self.changed:
                 left = deadline - time.monotonic()
-                if not self.busy or left <= 0:
-                    self.stats.handed_back = self.busy
+                if not self.held or left <= 0:
+                    self.stats.handed_back = len(self.held)
                     return
                 self.changed.wait(min(left, max(0.0, next_beat - time.monotonic())))
 
