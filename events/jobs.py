@@ -36,12 +36,24 @@ class JobQueued(Event, frozen=True, kw_only=True):
 
 
 class JobDispatched(Event, frozen=True, kw_only=True):
+    """An attempt leased to ``worker`` until ``lease_until``.
+
+    ``deadline`` is the attempt's hard limit (dispatch + the job's ``timeout_seconds``). A
+    worker whose transport heartbeats gets a lease of one ``lease_term_s`` (at most the
+    deadline), which its heartbeats extend (``job.lease_extended``) up to the deadline, so a
+    dead worker's attempt is swept within a term. ``lease_term_s`` is None when the lease is
+    the deadline (transports that do not heartbeat); both are None in logs written before
+    lease terms, whose lease was always the deadline.
+    """
+
     TOPIC: ClassVar[str] = "job.dispatched"
 
     worker: str
     attempt: int
     lease_until: datetime
     decision_id: UUID | None = None
+    deadline: datetime | None = None
+    lease_term_s: float | None = None
 
 
 class JobStarted(Event, frozen=True, kw_only=True):
@@ -90,6 +102,16 @@ class JobRetryScheduled(Event, frozen=True, kw_only=True):
     worker: str | None = None
     backoff_s: float = 0.0
     jitter: float = 0.0
+
+
+class JobLeaseExtended(Event, frozen=True, kw_only=True):
+    """The leased worker's heartbeat moved its attempt's lease to ``lease_until`` (never past
+    the attempt's deadline): the worker is alive and still holds the attempt."""
+
+    TOPIC: ClassVar[str] = "job.lease_extended"
+
+    attempt: int
+    lease_until: datetime
 
 
 class JobTimedOut(Event, frozen=True, kw_only=True):
@@ -161,4 +183,5 @@ JOB_EVENTS = (
     JobRequeued,
     JobResumed,
     JobResultLate,
+    JobLeaseExtended,
 )

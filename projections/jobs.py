@@ -27,6 +27,7 @@ from events.jobs import (
     JobCreated,
     JobDispatched,
     JobFailed,
+    JobLeaseExtended,
     JobQuarantined,
     JobQueued,
     JobRequeued,
@@ -82,6 +83,10 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int = 0
     worker: str | None = None
     lease_until: datetime | None = None
+    #: The open attempt's hard limit, and the term its heartbeats extend the lease by (None:
+    #: the lease is the deadline and is never extended; see events.jobs.JobDispatched).
+    deadline: datetime | None = None
+    lease_term_s: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
     error_code: str | None = None
@@ -139,6 +144,7 @@ STATUS_AFTER: dict[type[Event], Status | None] = {
     JobRequeued: "queued",
     JobResumed: "queued",
     JobResultLate: None,
+    JobLeaseExtended: None,
 }
 
 
@@ -162,11 +168,14 @@ _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
         worker=e.worker,
         attempt=e.attempt,
         lease_until=e.lease_until,
+        deadline=e.deadline,
+        lease_term_s=e.lease_term_s,
         decision_id=e.decision_id,
         retry_worker=None,
         not_before=None,
     ),
     JobStarted: lambda j, e: _advance(j, e, worker=e.worker, attempt=e.attempt),
+    JobLeaseExtended: lambda j, e: _advance(j, e, lease_until=e.lease_until),
     JobCompleted: lambda j, e: _advance(
         j,
         e,

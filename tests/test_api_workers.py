@@ -11,8 +11,10 @@ import json
 import select
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -22,6 +24,7 @@ import pytest
 from api_helpers import Server, free_port, serving
 from cli_helpers import as_json, invoke, log_digest, refused
 from process_helpers import events_of, start_cli, stop, wait_until
+from worker_helpers import gates_with
 
 from sheratan.api.worker_tokens import WorkerTokens
 from sheratan.home import init_home
@@ -284,6 +287,53 @@ def test_heartbeat_records_that_the_worker_is_alive(pull: Pull) -> None:
     answer = pull.worker("a").post("/api/workers/a/heartbeat")
     assert answer.status_code == 200 and answer.json()["worker_id"] == "a"
     assert len(events_of(home, "worker.heartbeat")) == beats + 1
+
+
+def test_a_heartbeat_extends_the_lease_of_the_attempt_it_names_and_nothing_else(
+    pull: Pull, tmp_path: Path
+) -> None:
+    """A pull worker is leased one term (3 s here) of its attempt's 600 s: a heartbeat of its
+    own naming the attempt, with less than half a term left, extends it (and says so); one
+    by another worker's token is 403; one for an attempt it no longer holds records nothing."""
+    home = pull.server.home
+    job = str(as_json(home, "job", "create", "noop", "--timeout", "600")["id"])
+    invoke(
+        home,
+        "dispatch",
+        "--policy",
+        "always:a",
+        "--gates",
+        str(gates_with(tmp_path, lease_term_s=3)),
+    )
+    claim = pull.worker("a").post("/api/workers/a/claim").json()
+    lease_until = datetime.fromisoformat(claim["job"]["lease_until"])
+    deadline = datetime.fromisoformat(claim["job"]["deadline"])
+    mine = {"running": [{"job_id": job, "attempt": 1}]}
+    before = log_digest(home)
+    other = pull.worker("b").post("/api/workers/a/heartbeat", json=mine)
+    assert other.status_code == 403 and log_digest(home) == before
+    bad = pull.worker("a").post("/api/workers/a/heartbeat", json={"running": [{"job_id": job}]})
+    assert bad.status_code == 400 and log_digest(home) == before
+
+    half_left = lease_until - timedelta(seconds=1.4)  # less than half the term is left then
+    time.sleep(max(0.0, (half_left - datetime.now(UTC)).total_seconds()))
+    beat = "/api/workers/a/heartbeat"
+    for unnamed in (None, {"running": []}, {"running": [{"job_id": job, "attempt": 2}]}):
+        assert pull.worker("a").post(beat, json=unnamed).json()["extended"] == []
+    assert events_of(home, "job.lease_extended") == []
+    [extended] = pull.worker("a").post(beat, json=mine).json()["extended"]
+    assert (extended["job_id"], extended["attempt"]) == (job, 1)
+    assert lease_until < datetime.fromisoformat(extended["lease_until"]) <= deadline
+    assert pull.worker("a").post(beat, json=mine).json()["extended"] == []  # a term is left
+    [recorded] = events_of(home, "job.lease_extended")
+    assert recorded["stream"] == job and recorded["data"]["lease_until"] == extended["lease_until"]
+    # an extension leaves the status as it was, in SQL too (its job's last event)
+    [row] = as_json(home, "sql", f"SELECT status FROM jobs WHERE job_id = '{job}'")
+    assert row == {"status": "running"}
+
+    assert pull.worker("a").post("/api/workers/a/result", json=report(claim)).json()["recorded"]
+    assert pull.worker("a").post(beat, json=mine).json()["extended"] == []
+    assert len(events_of(home, "job.lease_extended")) == 1
 
 
 def test_register_over_http_issues_a_token_for_that_worker_and_keeps_only_its_digest(

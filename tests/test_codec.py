@@ -62,6 +62,8 @@ def test_data_is_plain_json_without_stream_fields() -> None:
         "attempt": 1,
         "lease_until": "2026-01-02T03:04:05.678901Z",
         "decision_id": None,
+        "deadline": None,
+        "lease_term_s": None,
     }
     assert MsgspecMapper().to_domain_event(stored) == event
 

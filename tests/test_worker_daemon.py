@@ -4,15 +4,12 @@ Real processes, real signals, the real store. Executions are counted apart from 
 a ``patch_apply`` job replacing "0" with "01" in a file of its own appends one "1" per
 execution (the old text still matches once), so the file says how often it ran.
 
-A job is held for as long as a test wants by a file lease (``Holds``): the worker's open of
-the file blocks in the kernel until the test lets go.
+A job is held for as long as a test wants by a file lease (``worker_helpers.Holds``): the
+worker's open of the file blocks in the kernel until the test lets go.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import signal
 import subprocess
 import time
@@ -25,8 +22,8 @@ from typing import Any
 import pytest
 from cli_helpers import as_json, invoke, refused
 from process_helpers import WAIT_S, events_of, start_cli, stop, wait_until
-from store_helpers import REPO_ROOT, verify_home
-from worker_helpers import counting_job, executions, run_worker
+from store_helpers import verify_home
+from worker_helpers import Holds, counting_job, executions, gates_with, holding, run_worker
 
 
 @pytest.fixture
@@ -36,40 +33,10 @@ def workspace(tmp_path: Path) -> Path:
     return path
 
 
-class Holds:
-    """Jobs held for as long as a test wants: a file_read job of a file this process holds a
-    write lease on (fcntl F_SETLEASE). The worker's open blocks in the kernel until the lease
-    is released (or the kernel breaks it after /proc/sys/fs/lease-break-time, 45 s)."""
-
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
-        self.leases: dict[str, int] = {}
-
-    def job(self, home: Path, name: str, *more: str) -> str:
-        (self.workspace / name).write_text("held")
-        fd = os.open(self.workspace / name, os.O_RDONLY)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-        self.leases[name] = fd
-        payload = json.dumps({"path": name})
-        return str(as_json(home, "job", "create", "file_read", "--payload", payload, *more)["id"])
-
-    def release(self, name: str) -> None:
-        fd = self.leases.pop(name)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        os.close(fd)
-
-
 @pytest.fixture
 def holds(workspace: Path) -> Iterator[Holds]:
-    # A lease holder gets SIGIO when someone opens the file; its default action would kill us.
-    previous = signal.signal(signal.SIGIO, signal.SIG_IGN)
-    held = Holds(workspace)
-    try:
+    with holding(workspace) as held:
         yield held
-    finally:
-        for name in list(held.leases):
-            held.release(name)
-        signal.signal(signal.SIGIO, previous)
 
 
 def status(home: Path, job_id: str) -> str:
@@ -169,11 +136,7 @@ def test_sigterm_hands_back_what_outlasts_the_grace_period(
 
 
 def gates_with_heartbeat_timeout(tmp_path: Path, seconds: float) -> Path:
-    gates = json.loads((REPO_ROOT / "policies" / "gates.json").read_text())
-    gates["heartbeat_timeout_s"] = seconds
-    path = tmp_path / "gates.json"
-    path.write_text(json.dumps(gates))
-    return path
+    return gates_with(tmp_path, heartbeat_timeout_s=seconds)
 
 
 def sweep_until(home: Path, workspace: Path, gates: Path, done: Any) -> None:

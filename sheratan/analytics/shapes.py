@@ -143,6 +143,8 @@ _JOB_STATUS = {
     "job.requeued": "queued",
     "job.resumed": "queued",
 }
+#: Only these move a job's status (a late result or a lease extension leaves it as it was).
+_STATUS_TOPICS = ", ".join(f"'{topic}'" for topic in _JOB_STATUS)
 _STATUS_CASE = (
     "CASE last_topic "
     + " ".join(f"WHEN '{topic}' THEN '{status}'" for topic, status in _JOB_STATUS.items())
@@ -174,7 +176,7 @@ VIEWS: dict[str, str] = {
                retry_count, error_code, created_at, updated_at, last_pos, namespace
         FROM (
             SELECT stream AS job_id,
-                   arg_max(topic, pos) AS last_topic,
+                   arg_max(topic, pos) FILTER (topic IN ({_STATUS_TOPICS})) AS last_topic,
                    any_value(data->>'kind') FILTER (topic = 'job.created') AS kind,
                    any_value(data->>'priority') FILTER (topic = 'job.created') AS priority,
                    coalesce(any_value(data->>'namespace') FILTER (topic = 'job.created'), '')

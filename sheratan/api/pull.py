@@ -1,9 +1,10 @@
-"""The server's side of the pull protocol: claims and reports of outside workers.
+"""The server's side of the pull protocol: claims, heartbeats and reports of outside workers.
 
 One ``PullDesk`` per server holds a jobs view that follows the log, and serialises the
-claims and reports of every worker through it (a lock: each is one small save). It records
-exactly what the in-home daemon records (``sheratan.workers.report``): ``job.started`` when
-a worker claims an attempt leased to it, then ``job.completed``/``job.failed`` — or
+claims, lease extensions and reports of every worker through it (a lock: each is one small
+save). It records exactly what the in-home daemon records (``sheratan.workers.report``):
+``job.started`` when a worker claims an attempt leased to it, ``job.lease_extended`` when its
+heartbeat finds less than half a lease term left, then ``job.completed``/``job.failed`` — or
 ``job.result_late`` once the lease is gone. A save that loses a version race (a dispatcher
 sweeping a lease, an operator cancelling) is a re-read and another try, never an error.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from uuid import UUID
 
 import anyio
@@ -28,7 +30,7 @@ from sheratan.home import Home
 from sheratan.recording import Recorder, ViewsDivergedError, WallClock
 from sheratan.store.wake import Waker
 from sheratan.workers.daemon import MAX_RACES_PER_STEP, follow_jobs
-from sheratan.workers.report import claim_event, outcome_event, unstarted
+from sheratan.workers.report import claim_event, extensions, outcome_event, unstarted
 from sheratan.workers.wire import Answer, Report
 
 #: Longest wait of the fallback Waker (no sockets) per thread it holds.
@@ -69,10 +71,10 @@ class PullDesk:
             self.recorder.catch_up()
         return self.jobs, self.recorder
 
-    def _save(self, event: Event) -> bool:
-        """Record and save one event; False (views dropped, to be read again) on a lost race."""
+    def _save(self, *events: Event) -> bool:
+        """Record and save events; False (views dropped, to be read again) on a lost race."""
         assert self.recorder is not None
-        self.recorder.record(event)
+        self.recorder.record(*events)
         try:
             self.recorder.flush()
         except ViewsDivergedError:
@@ -115,6 +117,22 @@ class PullDesk:
             finally:
                 self.waiting.discard(waker)
         return job
+
+    # -------------------------------------------------------------- heartbeats
+
+    def extend(self, worker_id: str, running: Mapping[UUID, int]) -> list[JobState]:
+        """Extend the leases a heartbeat of ``worker_id`` earns (see report.extensions):
+        the jobs whose lease moved, as they are now."""
+        with self.lock:
+            for _ in range(MAX_RACES_PER_STEP):
+                jobs, _ = self._fresh()
+                events = extensions(jobs, worker_id, running, self.clock.now())
+                if not events:
+                    return []
+                if self._save(*events):
+                    assert self.jobs is not None
+                    return [self.jobs.jobs[event.originator_id] for event in events]
+        raise LostRacesError(f"the heartbeat lost {MAX_RACES_PER_STEP} races in a row: beat again")
 
     # ----------------------------------------------------------------- reports
 

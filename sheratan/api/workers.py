@@ -2,13 +2,16 @@
 
 Outside workers pull: ``claim`` (long-poll for an attempt leased to the worker; records the
 claim and returns the job with an attempt token), ``heartbeat`` (the worker is alive: G0
-keeps choosing it), ``result`` (the attempt's outcome, with the attempt token; applied once).
-The pull routes and the worker's own record accept that worker's token (see
-``sheratan.api.worker_tokens``) as well as the home's; every other route only the home's.
+keeps choosing it; and it extends the leases of the attempts it runs), ``result`` (the
+attempt's outcome, with the attempt token; applied once). The pull routes and the worker's
+own record accept that worker's token (see ``sheratan.api.worker_tokens``) as well as the
+home's; every other route only the home's.
 
-A heartbeat does not extend a lease: the log has no event for it, and a lease is the job's
-``timeout_seconds`` from its dispatch, so an attempt that runs longer is timed out and
-retried like any other (its late result is recorded as late).
+A pull worker's attempt is leased one term at a time (``lease_term_s``), never past its
+deadline (dispatch + ``timeout_seconds``): a heartbeat naming the attempts the worker runs
+records ``job.lease_extended`` for those with less than half a term left (and for those
+leased to it that it has yet to claim), so a worker that dies is swept within a term. An
+attempt the worker does not hold, or one that ended, is not extended (nothing recorded).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from sheratan.reveal import shown
 from sheratan.views import WORKERS
 from sheratan.workers.daemon import register_process_worker
 from sheratan.workers.outcome import outcome_problem
-from sheratan.workers.wire import MAX_WAIT_S, Answer, Claim, Report
+from sheratan.workers.wire import MAX_WAIT_S, Answer, Beat, Beating, Claim, Extended, Report
 
 #: Routes a worker's own token may call (for the worker named in the path).
 WORKER_SCOPED = {"worker_scoped": True}
@@ -56,11 +59,6 @@ class Registered(msgspec.Struct, kw_only=True):
 
 class QuarantineBody(msgspec.Struct, kw_only=True):
     reason: str = "quarantined by an operator"
-
-
-class Beat(msgspec.Struct, kw_only=True):
-    worker_id: str
-    last_seen: str
 
 
 def home_of(request: Request[Any, Any, Any]) -> Home:
@@ -216,18 +214,30 @@ async def claim(
     "/api/workers/{worker_id:str}/heartbeat",
     status_code=200,
     opt=WORKER_SCOPED,
-    responses=problems(404),
+    responses=problems(400, 404, 409),
     tags=["pull"],
     sync_to_thread=True,
 )
-def heartbeat(request: Request[Any, Any, Any], worker_id: str) -> Beat:
-    """The worker is alive (recorded: the heartbeat gate keeps choosing it)."""
+def heartbeat(request: Request[Any, Any, Any], worker_id: str, data: Beating | None = None) -> Beat:
+    """The worker is alive (recorded: the heartbeat gate keeps choosing it); the leases of
+    the attempts it names in ``running`` (and of those leased to it not yet claimed) are
+    extended when less than half a term is left: ``extended`` says which, until when."""
     home = home_of(request)
     worker_of(home, worker_id)
     home.app.heartbeat(worker_id)
+    running = {held.job_id: held.attempt for held in (data.running if data else [])}
+    try:
+        moved = desk(request.app).extend(worker_id, running)
+    except LostRacesError as error:
+        raise conflict(error) from error
     return Beat(
         worker_id=worker_id,
         last_seen=f"{home.app.get_worker(worker_id).last_seen:%Y-%m-%dT%H:%M:%S.%fZ}",
+        extended=[
+            Extended(job_id=job.id, attempt=job.attempt, lease_until=job.lease_until)
+            for job in moved
+            if job.lease_until is not None
+        ],
     )
 
 

@@ -28,6 +28,8 @@ EXTENDING_LISTS = frozenset(
 )
 
 P = TypeVar("P")
+#: Longest lease term a gates file may set (an hour: a term is meant to be short).
+MAX_LEASE_TERM_S = 3600.0
 
 
 class PolicyError(ValueError):
@@ -103,6 +105,14 @@ class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     epsilon: float
     quarantine_evidence: QuarantineEvidence
     retry_backoff: RetryBackoff
+    #: The lease of an attempt on a worker that heartbeats: this long from dispatch, then
+    #: extended by its heartbeats, never past the attempt's deadline (its timeout).
+    lease_term_s: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lease_term_s <= MAX_LEASE_TERM_S:
+            msg = f"lease_term_s must be over 0 and at most {MAX_LEASE_TERM_S:g} seconds"
+            raise ValueError(msg)
 
     @property
     def known_kinds(self) -> tuple[str, ...]:

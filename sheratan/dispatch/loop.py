@@ -3,10 +3,12 @@
 Dispatching and completing are separate steps joined by events. For the next ready job
 (priority, then FIFO; dependencies completed; a retry's ``not_before`` passed) a
 ``dispatch_job`` decision chooses a worker among the capable ones and the attempt is leased
-(``job.dispatched``, the lease running until ``lease_until``). A job that a recovery decision
-scheduled on a chosen worker (RETRY, FALLBACK) is leased to it without a new decision, while
-that worker may still take work. The worker reports the outcome, whenever it comes
-(``sheratan.workers.report``); then the attempt is settled (``sheratan.dispatch.settle``).
+(``job.dispatched``, the lease running until ``lease_until``: the attempt's deadline, or one
+lease term for a worker that heartbeats and so extends it, see sheratan.workers.report). A
+job that a recovery decision scheduled on a chosen worker (RETRY, FALLBACK) is leased to it
+without a new decision, while that worker may still take work. The worker reports the
+outcome, whenever it comes (``sheratan.workers.report``); then the attempt is settled
+(``sheratan.dispatch.settle``).
 An expired lease is swept into ``job.timed_out`` and settled the same way.
 
 Workers of the in-process transports (local, simulated) run the attempt right after its
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from events.decisions import DecisionMade
@@ -39,7 +41,7 @@ from sheratan.dispatch.context import DispatchContext
 from sheratan.dispatch.settle import Settler
 from sheratan.lifecycle import job_event
 from sheratan.workers.outcome import Handoff, Transport, run_attempt
-from sheratan.workers.report import claim_event, outcome_event
+from sheratan.workers.report import claim_event, lease_at_dispatch, outcome_event
 
 BLOCKING_STATUSES = frozenset({"cancelled", "quarantined"})
 
@@ -283,6 +285,8 @@ class Dispatcher:
 
     def _lease(self, job: JobState, worker: WorkerState, decision: DecisionMade) -> None:
         now = self.clock.now()
+        term_s = self.engine.gate_policy.lease_term_s
+        lease = lease_at_dispatch(worker.transport, job.timeout_seconds, term_s, now)
         self.recorder.record(
             job_event(
                 job,
@@ -290,8 +294,10 @@ class Dispatcher:
                 now,
                 worker=worker.id,
                 attempt=job.attempt + 1,
-                lease_until=now + timedelta(seconds=job.timeout_seconds),
+                lease_until=lease.until,
                 decision_id=decision.originator_id,
+                deadline=lease.deadline,
+                lease_term_s=lease.term_s,
             )
         )
         transport = self.transports.get(worker.transport)

@@ -1,10 +1,13 @@
 """The worker daemon (``worker run``): a process of its own that claims and runs its attempts.
 
-It registers (again, if its id exists) with transport ``process``, heartbeats, and follows
-the log. For every attempt leased to it that nobody has started, it records ``job.started``
-(the claim) before running it, so a daemon that restarts never runs an attempt twice: an
-attempt started before it died is left to time out and go to recovery. It runs the local
-kinds inside its workspace, in up to ``concurrency`` threads, and records each outcome
+It registers (again, if its id exists) with transport ``process``, heartbeats (which also
+extends the leases of the attempts it holds, see sheratan.workers.report: every
+``--heartbeat`` seconds, and every third of a lease term while it holds attempts), and
+follows the log. For every attempt leased to it that nobody has started, it records
+``job.started`` (the claim) before running it, so a daemon that restarts never runs an
+attempt twice: an attempt started before it died is left to time out (its lease is not
+extended: the daemon runs it no more) and go to recovery. It runs the local kinds inside
+its workspace, in up to ``concurrency`` threads, and records each outcome
 (``job.completed``/``job.failed``, or ``job.result_late`` once the lease is gone).
 
 Only this module's main thread touches the log and the views; the threads run attempts and
@@ -18,7 +21,7 @@ a heartbeat is due or a signal comes: idle, it uses next to no CPU.
 
 SIGTERM or Ctrl-C: it stops claiming and waits for what it runs, up to a grace period; an
 attempt still running then is handed back (nothing recorded: its lease expires). SIGKILL
-needs nothing: the leases expire.
+needs nothing: the leases expire, within a term, since nothing extends them.
 """
 
 from __future__ import annotations
@@ -46,12 +49,19 @@ from sheratan.store.wake import Waker
 from sheratan.views import JOBS
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Outcome, run_attempt
-from sheratan.workers.report import claim_event, outcome_event, unstarted
+from sheratan.workers.report import (
+    beat_interval,
+    claim_event,
+    extensions,
+    outcome_event,
+    unstarted,
+)
 from sheratan.workers.signals import stop_on_signals
+from sheratan.workers.wire import MAX_RUNNING
 
 #: The kinds a daemon runs itself (with the local transport, inside its workspace).
 DAEMON_KINDS = frozenset({"noop", "file_read", "file_write", "patch_apply"})
-MAX_CONCURRENCY = 64
+MAX_CONCURRENCY = MAX_RUNNING
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_GRACE_S = 30.0
 #: Saves in a row that may lose a version race before a step waits for the next loop.
@@ -138,6 +148,8 @@ class WorkerDaemon:
         #: Outcomes of ended attempts not yet saved.
         self.unreported: list[tuple[UUID, int, Outcome]] = []
         self.worker: WorkerState | None = None
+        #: When the last heartbeat was (monotonic seconds).
+        self.last_beat = time.monotonic()
         self.jobs = JobsView()
         self.recorder = Recorder(home.app, [])
 
@@ -152,17 +164,14 @@ class WorkerDaemon:
         self._load()
         if on_start is not None:
             on_start()
-        next_beat = time.monotonic() + self.config.heartbeat_s
+        self.last_beat = time.monotonic()
         look = True
         while not stop.is_set():
             look = bool(self.recorder.catch_up()) or look
             look = self._report() or look
             if look:
                 look = self._claim()
-            if time.monotonic() >= next_beat:
-                self._heartbeat()
-                next_beat = time.monotonic() + self.config.heartbeat_s
-            self.waker.wait(max(0.0, next_beat - time.monotonic()))
+            self.waker.wait(max(0.0, self._beat_when_due() - time.monotonic()))
         self._drain()
         return self.stats
 
@@ -170,7 +179,8 @@ class WorkerDaemon:
         """Stop claiming; report what ends within the grace period; hand back the rest."""
         deadline = time.monotonic() + self.config.grace_s
         while self.running and time.monotonic() < deadline:
-            self.waker.wait(max(0.0, deadline - time.monotonic()))
+            wake = min(deadline, self._beat_when_due())
+            self.waker.wait(max(0.0, wake - time.monotonic()))
             self.recorder.catch_up()
             self._report()
         for _ in range(MAX_RACES_PER_STEP):
@@ -254,11 +264,37 @@ class WorkerDaemon:
         elif isinstance(event, JobResultLate):
             self.stats.late += 1
 
+    def _beat_when_due(self) -> float:
+        """Heartbeat if one is due; when the next one is (monotonic seconds)."""
+        interval = beat_interval(self.config.heartbeat_s, self._held())
+        if time.monotonic() >= self.last_beat + interval:
+            self._heartbeat()
+            self.last_beat = time.monotonic()
+            interval = beat_interval(self.config.heartbeat_s, self._held())
+        return self.last_beat + interval
+
+    def _held(self) -> list[JobState]:
+        """The attempts leased to this worker (running here, or yet to be claimed)."""
+        jobs = self.jobs.jobs
+        me = self.config.worker_id
+        return [jobs[job_id] for job_id in self.jobs.leased if jobs[job_id].worker == me]
+
     def _heartbeat(self) -> None:
+        """Record that the worker is alive, and extend the leases of what it holds."""
         try:
             self.home.app.heartbeat(self.config.worker_id)
         except IntegrityError:
             self.stats.lost_races += 1  # the worker's stream moved: the next beat reads it
+        self.recorder.catch_up()
+        events = extensions(self.jobs, self.config.worker_id, self.running, self.clock.now())
+        if not events:
+            return
+        self.recorder.record(*events)
+        try:
+            self.recorder.flush()
+        except ViewsDivergedError:
+            self.stats.lost_races += 1
+            self._load()  # a sweep or an operator came first: the next beat looks again
 
 
 def register_process_worker(home: Home, worker_id: str, kinds: tuple[str, ...]) -> WorkerState:

@@ -7,7 +7,9 @@ outcome with the attempt token, and heartbeat in between. The server records exa
 daemon would; this process needs no home, only the API's address and the worker's token.
 
 Each of ``concurrency`` threads claims, runs and reports one attempt at a time; the main
-thread heartbeats. A server that cannot be reached is tried again each second (a restart
+thread heartbeats, naming the attempts it runs, so the server extends their leases (every
+``--heartbeat`` seconds, and every third of a lease term while it runs attempts, also
+while it drains). A server that cannot be reached is tried again each second (a restart
 loses nothing: a claim the server recorded but could not answer is handed back when its
 lease expires). SIGTERM or Ctrl-C: no new claims; what runs finishes within the grace period
 and is reported, the rest is handed back (its lease expires).
@@ -15,11 +17,14 @@ and is reported, the rest is handed back (its lease expires).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import httpx
 import msgspec
@@ -30,8 +35,9 @@ from sheratan.decide.policy import load_gates
 from sheratan.workers.daemon import DaemonConfig, DaemonStats, check_config
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import run_attempt
+from sheratan.workers.report import beat_interval
 from sheratan.workers.signals import stop_on_signals
-from sheratan.workers.wire import MAX_WAIT_S, Answer, Claim, Report
+from sheratan.workers.wire import MAX_WAIT_S, Answer, Beat, Beating, Claim, Held, Report
 
 #: Seconds between tries while the server cannot be reached.
 RETRY_S = 1.0
@@ -75,8 +81,12 @@ class PullClient:
     def claim(self, wait_s: int) -> Claim:
         return msgspec.json.decode(self._post("claim", params={"wait": wait_s}), type=Claim)
 
-    def heartbeat(self) -> None:
-        self._post("heartbeat")
+    def heartbeat(self, running: list[Held]) -> Beat:
+        body = msgspec.json.encode(Beating(running=running))
+        content_type = {"Content-Type": "application/json"}
+        return msgspec.json.decode(
+            self._post("heartbeat", content=body, headers=content_type), type=Beat
+        )
 
     def report(self, job: JobState, attempt_token: str, outcome: Any) -> Answer:
         body = msgspec.json.encode(Report.of(job, attempt_token, outcome))
@@ -95,10 +105,16 @@ class RemoteWorker:
         self.transport = LocalTransport(config.workspace, load_gates().forbidden_path_prefixes)
         self.stats = DaemonStats()
         self.stop = threading.Event()
-        #: Attempts claimed and not yet reported; the main thread drains on it.
-        self.busy = 0
+        #: Attempts claimed and not yet reported: the heartbeat names them, and the main
+        #: thread drains on them.
+        self.held: dict[UUID, JobState] = {}
         self.changed = threading.Condition()
         self.refused: RefusedError | None = None
+        #: Wakes the main thread: an attempt was claimed (its term may need beats sooner), or
+        #: the worker is stopping.
+        self.wake = threading.Event()
+        #: When the last heartbeat was sent (monotonic seconds).
+        self.last_beat = time.monotonic()
 
     def _retrying(self, step: Callable[[], Any]) -> Any:
         """``step`` until it answers (the server may be restarting: said once, not each
@@ -124,11 +140,13 @@ class RemoteWorker:
         except RefusedError as error:
             self.refused = error
             self.stop.set()
+            self.wake.set()
 
     def _run(self, job: JobState, attempt_token: str) -> None:
         with self.changed:
-            self.busy += 1
+            self.held[job.id] = job
             self.stats.claimed += 1
+        self.wake.set()
         answer = None
         assert self.worker is not None  # claims start once the server answered (run)
         try:
@@ -136,7 +154,7 @@ class RemoteWorker:
             answer = self._reported(job, attempt_token, outcome)
         finally:
             with self.changed:
-                self.busy -= 1
+                self.held.pop(job.id, None)
                 if answer is not None and answer.event in _COUNTED:
                     counted = _COUNTED[answer.event]
                     setattr(self.stats, counted, getattr(self.stats, counted) + 1)
@@ -167,22 +185,42 @@ class RemoteWorker:
             thread.start()
         if on_start is not None:
             on_start()
-        while not self.stop.wait(self.config.heartbeat_s):
-            try:
-                self.client.heartbeat()
-            except (httpx.TransportError, httpx.HTTPStatusError):
-                continue  # the claim threads say so, and the next beat tries again
+        self.last_beat = -math.inf  # the first beat at once: the server hears it is up
+        while True:
+            self.wake.clear()  # before the look: a claim or a stop after it wakes the wait
+            if self.stop.is_set():
+                break
+            self.wake.wait(max(0.0, self._beat_when_due() - time.monotonic()))
         self._drain()
         if self.refused is not None:
             raise self.refused
         return self.stats
 
-    def _drain(self) -> None:
-        deadline = time.monotonic() + self.config.grace_s
+    def _beat_when_due(self) -> float:
+        """Heartbeat (naming the attempts it runs) if one is due; when the next one is."""
         with self.changed:
-            while self.busy and (left := deadline - time.monotonic()) > 0:
-                self.changed.wait(left)
-            self.stats.handed_back = self.busy
+            held = list(self.held.values())
+        interval = beat_interval(self.config.heartbeat_s, held)
+        if time.monotonic() < self.last_beat + interval:
+            return self.last_beat + interval
+        running = [Held(job_id=job.id, attempt=job.attempt) for job in held]
+        # Unreachable or refused: the claim threads say so, and the next beat tries again.
+        with contextlib.suppress(httpx.TransportError, httpx.HTTPStatusError, RefusedError):
+            self.client.heartbeat(running)
+        self.last_beat = time.monotonic()
+        return self.last_beat + interval
+
+    def _drain(self) -> None:
+        """Wait for what runs, up to the grace period, heartbeating so its leases hold."""
+        deadline = time.monotonic() + self.config.grace_s
+        while True:
+            next_beat = self._beat_when_due()
+            with self.changed:
+                left = deadline - time.monotonic()
+                if not self.held or left <= 0:
+                    self.stats.handed_back = len(self.held)
+                    return
+                self.changed.wait(min(left, max(0.0, next_beat - time.monotonic())))
 
 
 def run_remote_worker(
@@ -192,5 +230,5 @@ def run_remote_worker(
     config = check_config(config)
     client = PullClient(api, token, config.worker_id)
     remote = RemoteWorker(client, config)
-    with stop_on_signals(remote.stop, lambda: None):
+    with stop_on_signals(remote.stop, remote.wake.set):
         return remote.run(on_start)

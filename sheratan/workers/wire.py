@@ -2,11 +2,13 @@
 
 A worker claims an attempt (``Claim``: the job and its attempt token), runs it, and reports
 the outcome (``Report``); the answer (``Answer``) says what the log holds for the job after
-it, and whether this report was the one recorded.
+it, and whether this report was the one recorded. In between it heartbeats (``Beating``:
+the attempts it runs), and the answer (``Beat``) names the leases that beat extended.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,6 +20,8 @@ from sheratan.workers.outcome import Outcome
 
 #: Longest long-poll of a claim (seconds).
 MAX_WAIT_S = 30
+#: Most attempts one worker runs at once (``--concurrency``), so most one heartbeat names.
+MAX_RUNNING = 64
 
 
 class Claim(msgspec.Struct, kw_only=True):
@@ -97,3 +101,36 @@ class Answer(msgspec.Struct, kw_only=True):
     result: dict[str, Any] | None = None
     error: str | None = None
     error_code: str | None = None
+
+
+class Held(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """An attempt a worker runs."""
+
+    job_id: UUID
+    attempt: int
+
+
+class Beating(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A heartbeat's body: the attempts the worker runs now. Their leases, and those of the
+    attempts leased to it that it has yet to claim, are extended when less than half a term
+    is left; a running attempt it does not name is left to expire."""
+
+    running: Annotated[list[Held], msgspec.Meta(max_length=MAX_RUNNING)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class Extended(msgspec.Struct, kw_only=True, frozen=True):
+    """A lease a heartbeat extended (``job.lease_extended``), and until when."""
+
+    job_id: UUID
+    attempt: int
+    lease_until: datetime
+
+
+class Beat(msgspec.Struct, kw_only=True):
+    """The answer to a heartbeat: the worker's last_seen, and the leases it extended."""
+
+    worker_id: str
+    last_seen: str
+    extended: list[Extended] = msgspec.field(default_factory=list)
