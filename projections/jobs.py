@@ -9,6 +9,7 @@ one that was allowed.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -122,8 +123,30 @@ def _created(event: JobCreated) -> JobState:
     )
 
 
+#: The status each job event leaves a job in (None: the status stays). One table for the
+#: full fold (``_created``, ``_advance``) and the slider's compact ``JobStatusView``.
+STATUS_AFTER: dict[type[Event], Status | None] = {
+    JobCreated: "created",
+    JobQueued: "queued",
+    JobDispatched: "dispatched",
+    JobStarted: "running",
+    JobCompleted: "completed",
+    JobFailed: "failed",
+    JobRetryScheduled: "retry_scheduled",
+    JobTimedOut: "timed_out",
+    JobCancelled: "cancelled",
+    JobQuarantined: "quarantined",
+    JobRequeued: "queued",
+    JobResumed: "queued",
+    JobResultLate: None,
+}
+
+
 def _advance(job: JobState, event: Any, **changes: Any) -> JobState:
-    """The job one event later: its version and time, and what the event changes."""
+    """The job one event later: its version, time and status, and what the event changes."""
+    status = STATUS_AFTER[type(event)]
+    if status is not None:
+        changes["status"] = status
     return msgspec.structs.replace(
         job, version=event.originator_version, updated_at=event.timestamp, **changes
     )
@@ -132,11 +155,10 @@ def _advance(job: JobState, event: Any, **changes: Any) -> JobState:
 #: How each non-creating job event changes a job (a table, not a chain of isinstance checks:
 #: the fold runs for every event of a rebuild).
 _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
-    JobQueued: lambda j, e: _advance(j, e, status="queued", queued_at=e.timestamp),
+    JobQueued: lambda j, e: _advance(j, e, queued_at=e.timestamp),
     JobDispatched: lambda j, e: _advance(
         j,
         e,
-        status="dispatched",
         worker=e.worker,
         attempt=e.attempt,
         lease_until=e.lease_until,
@@ -144,11 +166,10 @@ _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
         retry_worker=None,
         not_before=None,
     ),
-    JobStarted: lambda j, e: _advance(j, e, status="running", worker=e.worker, attempt=e.attempt),
+    JobStarted: lambda j, e: _advance(j, e, worker=e.worker, attempt=e.attempt),
     JobCompleted: lambda j, e: _advance(
         j,
         e,
-        status="completed",
         result=e.result,
         lease_until=None,
         metrics=e.metrics,
@@ -157,7 +178,6 @@ _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
     JobFailed: lambda j, e: _advance(
         j,
         e,
-        status="failed",
         error=e.error,
         error_code=e.code,
         lease_until=None,
@@ -167,21 +187,18 @@ _STEPS: dict[type[Event], Callable[[JobState, Any], JobState]] = {
     JobRetryScheduled: lambda j, e: _advance(
         j,
         e,
-        status="retry_scheduled",
         retry_count=e.retry_count,
         decision_id=e.decision_id,
         retry_worker=e.worker,
         not_before=e.not_before,
     ),
     JobTimedOut: lambda j, e: _advance(
-        j, e, status="timed_out", error="timed out", error_code="timeout", lease_until=None
+        j, e, error="timed out", error_code="timeout", lease_until=None
     ),
     JobCancelled: lambda j, e: _advance(
-        j, e, status="cancelled", error=e.reason or None, lease_until=None, cancelled_by=e.cause
+        j, e, error=e.reason or None, lease_until=None, cancelled_by=e.cause
     ),
-    JobQuarantined: lambda j, e: _advance(
-        j, e, status="quarantined", error=e.reason, lease_until=None
-    ),
+    JobQuarantined: lambda j, e: _advance(j, e, error=e.reason, lease_until=None),
     JobRequeued: lambda j, e: _back_in_queue(j, e),
     JobResumed: lambda j, e: _back_in_queue(j, e),
     JobResultLate: lambda j, e: _advance(j, e),
@@ -193,7 +210,6 @@ def _back_in_queue(job: JobState, event: Any) -> JobState:
     return _advance(
         job,
         event,
-        status="queued",
         queued_at=event.timestamp,
         error=None,
         error_code=None,
@@ -319,3 +335,34 @@ class JobsView:
 
     def summary(self) -> dict[str, Any]:
         return {"jobs": len(self.jobs), "counts": self.counts()}
+
+
+class JobStatusView:
+    """Each job's status and nothing else: what the time-travel slider counts.
+
+    The full ``JobsView`` of a 1M-event log saves to tens of megabytes; this one saves to a
+    few, so many snapshots of it can be kept along the log. It folds by ``STATUS_AFTER``,
+    the table the full fold takes its statuses from, so both always agree. Jobs are keyed by
+    their id's number (``UUID.int``): a snapshot loads 200k of them in a tenth of the time
+    UUID objects take.
+    """
+
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(STATUS_AFTER)
+
+    def __init__(self, position: int = 0, statuses: dict[int, Status] | None = None) -> None:
+        self.position = position
+        self.statuses: dict[int, Status] = statuses if statuses is not None else {}
+
+    def apply(self, position: int, event: Event) -> None:
+        """Fold the event at ``position``; events that change no status only advance it."""
+        status = STATUS_AFTER.get(type(event))
+        if status is not None:
+            self.statuses[event.originator_id.int] = status
+        self.position = position
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        return dict(Counter(self.statuses.values()))
+
+    def summary(self) -> dict[str, Any]:
+        return {"jobs": len(self.statuses), "counts": self.counts()}

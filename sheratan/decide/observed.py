@@ -58,6 +58,7 @@ def as_seen(view: WorkersView, observed: Observed) -> WorkersView:
         worker: state if worker not in recorded else with_health(state, recorded[worker])
         for worker, state in view.workers.items()
     }
+    seen.attempts, seen.held = view.attempts, view.held  # the worker_limit gate reads these
     return seen
 
 

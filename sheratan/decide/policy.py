@@ -103,6 +103,10 @@ class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     epsilon: float
     quarantine_evidence: QuarantineEvidence
     retry_backoff: RetryBackoff
+    #: The most open attempts one worker holds (the ``worker_limit`` gate): limits.json's
+    #: ``workers.max_attempts``, copied here so every decision records it with its gates.
+    #: None (no gate) in policies recorded before limits existed.
+    worker_max_attempts: int | None = None
 
     @property
     def known_kinds(self) -> tuple[str, ...]:

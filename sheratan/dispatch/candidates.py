@@ -44,10 +44,32 @@ def decision_constraints(base: dict[str, Any], job: JobState) -> dict[str, Any]:
     return constraints
 
 
-def dispatch_specs(workers: WorkersView, priors: PriorsView, job: JobState) -> list[CandidateSpec]:
+def worker_limit(
+    workers: WorkersView, worker: WorkerState, max_attempts: int | None
+) -> tuple[GateResult, ...]:
+    """The ``worker_limit`` gate of a candidate that leases ``worker``: it may hold at most
+    ``max_attempts`` open attempts (``workers.max_attempts`` of policies/limits.json). No
+    gate at all without a limit, so decisions made before limits existed replay unchanged."""
+    if max_attempts is None:
+        return ()
+    held = workers.held.get(worker.id, 0)
+    if held < max_attempts:
+        return (_WITHIN_LIMIT,)
+    reason = f"worker {worker.id} holds {held} attempts (workers.max_attempts is {max_attempts})"
+    return (GateResult("worker_limit", False, reason),)
+
+
+_WITHIN_LIMIT = GateResult("worker_limit", True)
+
+
+def dispatch_specs(
+    workers: WorkersView, priors: PriorsView, job: JobState, max_attempts: int | None = None
+) -> list[CandidateSpec]:
     """ROUTE to each capable worker; past MAX_CANDIDATES, the ones with the best priors."""
     specs = [
-        CandidateSpec("ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id})
+        CandidateSpec(
+            "ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id}, worker_limit(workers, w, max_attempts)
+        )
         for w in capable_workers(workers, job)
     ]
     if len(specs) > MAX_CANDIDATES:
@@ -57,7 +79,11 @@ def dispatch_specs(workers: WorkersView, priors: PriorsView, job: JobState) -> l
 
 
 def recovery_specs(
-    workers: WorkersView, job: JobState, failed: WorkerState, rule: QuarantineEvidence
+    workers: WorkersView,
+    job: JobState,
+    failed: WorkerState,
+    rule: QuarantineEvidence,
+    max_attempts: int | None = None,
 ) -> list[CandidateSpec]:
     """RETRY on the failed worker, FALLBACK to others, QUARANTINE it, or ABORT.
 
@@ -75,10 +101,22 @@ def recovery_specs(
         "last_worker", takeover, None if takeover else "no other worker could take over"
     )
     specs = [
-        CandidateSpec("RETRY", f"RETRY:{failed.id}", failed, {"worker": failed.id}, (retry_gate,))
+        CandidateSpec(
+            "RETRY",
+            f"RETRY:{failed.id}",
+            failed,
+            {"worker": failed.id},
+            (retry_gate, *worker_limit(workers, failed, max_attempts)),
+        )
     ]
     specs += [
-        CandidateSpec("FALLBACK", f"FALLBACK:{w.id}", w, {"worker": w.id}, (retry_gate,))
+        CandidateSpec(
+            "FALLBACK",
+            f"FALLBACK:{w.id}",
+            w,
+            {"worker": w.id},
+            (retry_gate, *worker_limit(workers, w, max_attempts)),
+        )
         for w in others[: MAX_CANDIDATES - 3]
     ]
     specs.append(

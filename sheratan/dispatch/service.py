@@ -38,6 +38,7 @@ from sheratan.dispatch.runner import ROUND_JOBS, Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
+from sheratan.limits import load_limits
 from sheratan.recording import Clock, Ids, LogSource, Recorder, VirtualClock, WallClock
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
@@ -84,9 +85,15 @@ class EngineConfig:
         seed: int = 0,
         scoring_path: Path | None = None,
         gates_path: Path | None = None,
+        limits_path: Path | None = None,
         workspace: Path | None = None,
     ) -> EngineConfig:
-        gates = load_gates(gates_path)
+        """``limits_path``: a limits.json merged over the shipped one; its
+        ``workers.max_attempts`` becomes the gate policy's ``worker_max_attempts``."""
+        gates = msgspec.structs.replace(
+            load_gates(gates_path),
+            worker_max_attempts=load_limits(limits_path).workers.max_attempts,
+        )
         selection = SelectionPolicy.parse(
             policy,
             c=gates.ucb_c if c is None else c,

@@ -221,7 +221,8 @@ class Settler:
         context = self.context
         views = context.views
         rule = context.engine.gate_policy.quarantine_evidence
-        specs = recovery_specs(views.workers, job, failed, rule)
+        limit = context.engine.gate_policy.worker_max_attempts
+        specs = recovery_specs(views.workers, job, failed, rule, limit)
         made = self._decide(
             RECOVER, job, specs, trace=parent.trace_id, parent=parent, depth=parent.depth + 1
         )

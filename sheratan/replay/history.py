@@ -225,14 +225,16 @@ class History:
         job = self.jobs.jobs.get(made.job_id) if made.job_id else None
         if job is None:
             raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
+        gates = self.policy(made).gates
         if made.intent == DISPATCH:
-            specs = dispatch_specs(workers, self.priors, job)
+            specs = dispatch_specs(workers, self.priors, job, gates.worker_max_attempts)
         elif made.intent == RECOVER:
             failed = workers.workers.get(job.worker or "")
             if failed is None:
                 raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
-            rule = self.policy(made).gates.quarantine_evidence
-            specs = recovery_specs(workers, job, failed, rule)
+            specs = recovery_specs(
+                workers, job, failed, gates.quarantine_evidence, gates.worker_max_attempts
+            )
         else:
             raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
         return job, specs
