@@ -535,10 +535,25 @@ def job_create(
 @reveal_option
 @reading
 def job_show(job_id: UUID, reveal: bool, home: str | None, as_json: bool) -> None:
-    """One job's state (secrets redacted unless --reveal)."""
+    """One job's state (secrets redacted unless --reveal), and its chain's jobs if it is in
+    one (``chain_jobs``: id, kind, status and depth of each, the first job first)."""
+    from sheratan.chains import chain_members
+    from sheratan.views import CHAINS
+
     opened = open_home(home)
     job = opened.app.get_job(job_id)
     state = shown(job, reveal=revealing(opened, reveal))
+    members = [opened.app.get_job(m) for m in chain_members(opened.views.current(CHAINS), job_id)]
+    if members:
+        state["chain_jobs"] = [
+            {
+                "id": m.id,
+                "kind": m.kind,
+                "status": m.status,
+                "depth": m.chain.depth if m.chain else 0,
+            }
+            for m in members
+        ]
     emit_json(state) if as_json else click.echo(fields(state))
 
 

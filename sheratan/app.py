@@ -231,7 +231,7 @@ class Sheratan(Application[UUID]):
         depends_on = tuple(dict.fromkeys(depends_on))
         if idempotency_key is not None:
             check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
-        digest = _check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
+        digest = check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
         job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
         if job_id in depends_on:
@@ -547,7 +547,7 @@ def _differences(existing: JobState, created: Event) -> list[str]:
     return out
 
 
-def _check_job_input(
+def check_job_input(
     kind: str,
     payload: dict[str, Any],
     priority: str,
@@ -555,6 +555,8 @@ def _check_job_input(
     depends_on: tuple[UUID, ...],
     max_retries: int,
 ) -> str:
+    """Every check of a job's own fields (InvalidInputError with the CLI's message); its
+    payload's hash."""
     check_kinds((kind,))
     if not isinstance(payload, dict):
         msg = "payload must be a JSON object"

@@ -3,7 +3,8 @@
     {"writes":  {"per_second": 20.0, "burst": 100},
      "queue":   {"max_waiting": 10000, "retry_after_s": 5.0},
      "sources": {"jobs_per_minute": 600, "max_in_flight": 2000},
-     "workers": {"max_attempts": 16}}
+     "workers": {"max_attempts": 16},
+     "chains":  {"max_depth": 5, "max_jobs": 50, "max_files": 50, "max_bytes": 200000}}
 
 - ``writes``: the HTTP API's per-client rate of writes (``sheratan.api.limits``); a client is
   the bearer token, so it is also the per-token rate of job creation.
@@ -16,6 +17,10 @@
   (``worker_limit``), so it travels with the gate policy every decision records
   (``EngineConfig.load`` copies it into ``GatePolicy.worker_max_attempts``) and replay
   re-runs it.
+
+- ``chains``: what the follow-ups a result asks for may add up to (``sheratan.chains``): a
+  chain at most ``max_depth`` follow-ups deep, ``max_jobs`` jobs in all, ``max_files``
+  follow-ups that write a file and ``max_bytes`` of follow-up payloads.
 
 The creation limits are checked against the log as it stands before the job is recorded;
 creates racing in several processes may pass a limit by as many as race.
@@ -76,11 +81,24 @@ class WorkerLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError(msg)
 
 
+class ChainLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_depth: int
+    max_jobs: int
+    max_files: int
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        if min(self.max_depth, self.max_jobs, self.max_files, self.max_bytes) < 0:
+            msg = "chains.max_depth, max_jobs, max_files and max_bytes must not be negative"
+            raise ValueError(msg)
+
+
 class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     writes: WriteRate
     queue: QueueLimit
     sources: SourceLimit
     workers: WorkerLimit
+    chains: ChainLimit
 
 
 def load_limits(path: Path | None = None) -> Limits:

@@ -22,6 +22,7 @@ from events import Event
 from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
 from projections.baselines import BaselinesView
+from projections.chains import ChainState, ChainsView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobState, JobsView
 from projections.missions import MissionState, MissionsView, TaskState
@@ -274,6 +275,21 @@ def _decisions_from_snapshot(data: bytes) -> OpenDecisionsView:
     return view
 
 
+class _ChainsSnapshot(msgspec.Struct):
+    chains: dict[UUID, ChainState]
+
+
+def _chains_to_snapshot(view: ChainsView) -> bytes:
+    return msgspec.msgpack.encode(_ChainsSnapshot(view.chains))
+
+
+def _chains_from_snapshot(data: bytes) -> ChainsView:
+    view = ChainsView()
+    view.chains = msgspec.msgpack.decode(data, type=_ChainsSnapshot).chains
+    view.chain_of = {job: chain_id for chain_id, state in view.chains.items() for job in state.jobs}
+    return view
+
+
 class _QueueSnapshot(msgspec.Struct):
     #: (job id as 16 bytes, status, sources) of every open job.
     open: list[tuple[bytes, str, tuple[str, ...]]]
@@ -302,6 +318,9 @@ def _queue_from_snapshot(data: bytes) -> QueueView:
 
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 QUEUE: ViewKind[QueueView] = ViewKind("queue", QueueView, _queue_to_snapshot, _queue_from_snapshot)
+CHAINS: ViewKind[ChainsView] = ViewKind(
+    "chains", ChainsView, _chains_to_snapshot, _chains_from_snapshot
+)
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
 )
@@ -316,7 +335,7 @@ DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
 )
 VIEW_KINDS: dict[str, ViewKind[Any]] = {
     kind.name: kind
-    for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, QUEUE, baselines_kind(200))
+    for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, QUEUE, CHAINS, baselines_kind(200))
 }
 
 
