@@ -44,22 +44,9 @@ def decision_constraints(base: dict[str, Any], job: JobState) -> dict[str, Any]:
     return constraints
 
 
-def worker_limit(
-    workers: WorkersView, worker: WorkerState, max_attempts: int | None
-) -> tuple[GateResult, ...]:
-    """The ``worker_limit`` gate of a candidate that leases ``worker``: it may hold at most
-    ``max_attempts`` open attempts (``workers.max_attempts`` of policies/limits.json). No
-    gate at all without a limit, so decisions made before limits existed replay unchanged."""
-    if max_attempts is None:
-        return ()
-    held = workers.held.get(worker.id, 0)
-    if held < max_attempts:
-        return (_WITHIN_LIMIT,)
-    reason = f"worker {worker.id} holds {held} attempts (workers.max_attempts is {max_attempts})"
-    return (GateResult("worker_limit", False, reason),)
-
-
-_WITHIN_LIMIT = GateResult("worker_limit", True)
+def _held(workers: WorkersView, worker: WorkerState, max_attempts: int | None) -> int | None:
+    """The attempts ``worker`` holds, read only under a limit (the engine's ``worker_limit``)."""
+    return None if max_attempts is None else workers.held.get(worker.id, 0)
 
 
 def dispatch_specs(
@@ -68,7 +55,7 @@ def dispatch_specs(
     """ROUTE to each capable worker; past MAX_CANDIDATES, the ones with the best priors."""
     specs = [
         CandidateSpec(
-            "ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id}, worker_limit(workers, w, max_attempts)
+            "ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id}, held=_held(workers, w, max_attempts)
         )
         for w in capable_workers(workers, job)
     ]
@@ -106,7 +93,8 @@ def recovery_specs(
             f"RETRY:{failed.id}",
             failed,
             {"worker": failed.id},
-            (retry_gate, *worker_limit(workers, failed, max_attempts)),
+            (retry_gate,),
+            held=_held(workers, failed, max_attempts),
         )
     ]
     specs += [
@@ -115,7 +103,8 @@ def recovery_specs(
             f"FALLBACK:{w.id}",
             w,
             {"worker": w.id},
-            (retry_gate, *worker_limit(workers, w, max_attempts)),
+            (retry_gate,),
+            held=_held(workers, w, max_attempts),
         )
         for w in others[: MAX_CANDIDATES - 3]
     ]

@@ -349,7 +349,7 @@ def health_differences(recorded: Observed, specs: list[CandidateSpec]) -> tuple[
     folded: dict[tuple[str, str], Any] = {}
     for spec in specs:
         if spec.worker is not None:
-            folded["health", spec.worker.id] = health_of(spec.worker)
+            folded["health", spec.worker.id] = health_of(spec.worker, spec.held)
         if spec.evidence is not None:
             folded["evidence", spec.evidence.worker] = spec.evidence
     out = []
