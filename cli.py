@@ -61,6 +61,7 @@ from sheratan.inputs import (
     decode_object,
 )
 from sheratan.lifecycle import IllegalTransitionError
+from sheratan.limits import BackpressureError
 from sheratan.policy_report import (
     effective_policies,
     effective_text,
@@ -105,6 +106,7 @@ BAD_INPUT = (
     IllegalTransitionError,
     PolicyError,
     PolicyParseError,
+    BackpressureError,
     ProfileError,
     ReadOnlyError,
     QueryError,
@@ -331,9 +333,9 @@ def serve(
     as_json: bool,
 ) -> None:
     """Serve the HTTP API until SIGTERM or Ctrl-C (every route but /health needs the token)."""
-    from sheratan.api.limits import load_limits
     from sheratan.api.server import serve as run_server
     from sheratan.decide.policy import load_gates
+    from sheratan.limits import load_limits
 
     opened = open_home(home)
     loaded = load_limits(limits)
@@ -493,6 +495,7 @@ def parse_json_object(
     "--timeout", "timeout_seconds", type=float, default=300.0, show_default=True, help="Seconds."
 )
 @click.option("--max-retries", type=int, default=3, show_default=True)
+@file_option("--limits", help="Creation limits merged over policies/limits.json (docs/limits.md).")
 @common
 def job_create(
     kind: str,
@@ -503,11 +506,17 @@ def job_create(
     idempotency_key: str | None,
     timeout_seconds: float,
     max_retries: int,
+    limits: Path | None,
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Create a job (queued at once) and print its id."""
-    job_id = open_home(home).app.create_job(
+    """Create a job (queued at once) and print its id; refused (exit 2, nothing recorded)
+    while the queue or the job's mission is over a creation limit."""
+    from sheratan.admission import CliAdmission
+    from sheratan.limits import load_limits
+
+    opened = open_home(home)
+    job_id = opened.app.create_job(
         kind,
         payload,
         task_id=task_id,
@@ -516,6 +525,7 @@ def job_create(
         depends_on=depends_on,
         idempotency_key=idempotency_key,
         max_retries=max_retries,
+        admit=CliAdmission(opened, load_limits(limits)),
     )
     emit_json({"id": job_id}) if as_json else click.echo(job_id)
 
@@ -525,10 +535,25 @@ def job_create(
 @reveal_option
 @reading
 def job_show(job_id: UUID, reveal: bool, home: str | None, as_json: bool) -> None:
-    """One job's state (secrets redacted unless --reveal)."""
+    """One job's state (secrets redacted unless --reveal), and its chain's jobs if it is in
+    one (``chain_jobs``: id, kind, status and depth of each, the first job first)."""
+    from sheratan.chains import chain_members
+    from sheratan.views import CHAINS
+
     opened = open_home(home)
     job = opened.app.get_job(job_id)
     state = shown(job, reveal=revealing(opened, reveal))
+    members = [opened.app.get_job(m) for m in chain_members(opened.views.current(CHAINS), job_id)]
+    if members:
+        state["chain_jobs"] = [
+            {
+                "id": m.id,
+                "kind": m.kind,
+                "status": m.status,
+                "depth": m.chain.depth if m.chain else 0,
+            }
+            for m in members
+        ]
     emit_json(state) if as_json else click.echo(fields(state))
 
 
@@ -902,6 +927,9 @@ def engine_options(command: F) -> F:
         "--policy", default="ucb", show_default=True, help="ucb, random or always:<worker>."
     )(command)
     command = file_option("--gates", help="A gates.json of your own.")(command)
+    command = file_option(
+        "--limits", help="A limits.json of your own (workers.max_attempts gates candidates)."
+    )(command)
     return file_option("--scoring", help="A scoring.json of your own.")(command)
 
 
@@ -933,6 +961,7 @@ def dispatch(
     workspace: Path | None,
     scoring: Path | None,
     gates: Path | None,
+    limits: Path | None,
     policy: str,
     epsilon: float | None,
     seed: int,
@@ -954,6 +983,7 @@ def dispatch(
         seed=seed,
         scoring_path=scoring,
         gates_path=gates,
+        limits_path=limits,
         workspace=workspace,
     )
     if follow:
@@ -1004,6 +1034,7 @@ def simulate(
     jobs: int,
     scoring: Path | None,
     gates: Path | None,
+    limits: Path | None,
     policy: str,
     epsilon: float | None,
     seed: int,
@@ -1017,7 +1048,12 @@ def simulate(
     """
     opened = open_home(home)
     config = EngineConfig.load(
-        policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
+        policy=policy,
+        epsilon=epsilon,
+        seed=seed,
+        scoring_path=scoring,
+        gates_path=gates,
+        limits_path=limits,
     )
     profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
     stop = stop_on_signals()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from events import Event, catalogue
 from events.audit import AUDIT_EVENTS
+from events.chains import CHAIN_EVENTS
 from events.decisions import DECISION_EVENTS
 from events.jobs import JOB_EVENTS
 from events.missions import MISSION_EVENTS, TASK_EVENTS
@@ -14,6 +15,7 @@ EVENT_TYPES: dict[str, type[Event]] = catalogue(
     *MISSION_EVENTS,
     *TASK_EVENTS,
     *JOB_EVENTS,
+    *CHAIN_EVENTS,
     *WORKER_EVENTS,
     *DECISION_EVENTS,
     *POLICY_EVENTS,

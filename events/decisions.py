@@ -112,12 +112,14 @@ class PathCheck(msgspec.Struct, frozen=True):
 
 class WorkerHealth(msgspec.Struct, frozen=True, kw_only=True):
     """What G0 read of a candidate worker: its status and when it was last heard from
-    (None for an in-process worker, which G0 never asks)."""
+    (None for an in-process worker, which G0 never asks); and, under a limit of attempts
+    per worker, how many it held (the ``worker_limit`` gate)."""
 
     worker: str
     status: Literal["active", "quarantined"]
     quarantined_until: datetime | None = None
     last_seen: datetime | None = None
+    held: int | None = None
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from events import Event
+from events.chains import ChainLink
 from events.decisions import ErrorInfo, Metrics
 
 Priority = Literal["critical", "high", "normal", "low"]
@@ -29,6 +30,8 @@ class JobCreated(Event, frozen=True, kw_only=True):
     #: Whose work this is: "" is real work; a simulation's jobs carry its own namespace, so
     #: ``dispatch`` never runs them and a simulation never runs a real job.
     namespace: str = ""
+    #: A follow-up job's place in its chain (None: a job someone created).
+    chain: ChainLink | None = None
 
 
 class JobQueued(Event, frozen=True, kw_only=True):

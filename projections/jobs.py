@@ -18,6 +18,7 @@ from uuid import UUID
 import msgspec
 
 from events import Event
+from events.chains import ChainLink
 from events.decisions import Metrics
 from events.jobs import (
     JOB_EVENTS,
@@ -105,6 +106,8 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     #: What the last ended attempt measured (Score v1's inputs) and the artifacts it made.
     metrics: Metrics | None = None
     artifacts: tuple[str, ...] = ()
+    #: A follow-up job's place in its chain (None: a job someone created).
+    chain: ChainLink | None = None
 
 
 def _created(event: JobCreated) -> JobState:
@@ -123,6 +126,7 @@ def _created(event: JobCreated) -> JobState:
         task_id=event.task_id,
         mission_id=event.mission_id,
         namespace=event.namespace,
+        chain=event.chain,
         created_at=event.timestamp,
         updated_at=event.timestamp,
     )

@@ -128,13 +128,35 @@ class WorkersView:
         self.by_stream: dict[Any, str] = {}
         #: job id -> the worker its open attempt was dispatched to.
         self.attempts: dict[UUID, str] = {}
+        #: worker id -> how many open attempts it holds (the ``worker_limit`` gate's count).
+        self.held: dict[str, int] = {}
+
+    def restore_attempts(self, attempts: dict[UUID, str]) -> None:
+        """Put back the open attempts of a saved snapshot, with the counts per worker."""
+        self.attempts = dict(attempts)
+        self.held = {}
+        for worker_id in attempts.values():
+            self.held[worker_id] = self.held.get(worker_id, 0) + 1
+
+    def _release(self, job_id: UUID) -> str | None:
+        worker_id = self.attempts.pop(job_id, None)
+        if worker_id is not None:
+            left = self.held[worker_id] - 1
+            if left:
+                self.held[worker_id] = left
+            else:
+                del self.held[worker_id]
+        return worker_id
 
     def apply(self, position: int, event: Event) -> None:
         kind = type(event)
         if kind is JobDispatched:
-            self.attempts[event.originator_id] = event.worker  # type: ignore[attr-defined]
+            holder: str = event.worker  # type: ignore[attr-defined]
+            self._release(event.originator_id)
+            self.attempts[event.originator_id] = holder
+            self.held[holder] = self.held.get(holder, 0) + 1
         elif kind in _ENDS:
-            worker_id = self.attempts.pop(event.originator_id, None)
+            worker_id = self._release(event.originator_id)
             ok = _ENDS[kind]
             if worker_id in self.workers and ok is not None:
                 self.workers[worker_id] = record_outcome(self.workers[worker_id], ok)

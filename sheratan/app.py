@@ -123,8 +123,8 @@ class GateRefusedError(Exception):
         self.reason = refusal.reason or ""
 
 
-#: Checks a job's kind and payload before it is recorded: the gate that refuses it, or None.
-Admission = Callable[[str, dict[str, Any]], GateResult | None]
+#: Checks a job right before it is recorded; raises to refuse it (``sheratan.admission``).
+Admission = Callable[[JobCreated], None]
 
 
 class Submitted(NamedTuple):
@@ -220,7 +220,8 @@ class Sheratan(Application[UUID]):
         Every input is checked before anything is recorded: a known kind, a payload that fits
         the kind's schema, limits. A dependency named twice is one. Reusing a key with any
         different field is refused, naming the field, rather than silently ignored.
-        ``admit`` (the API's job gates) may refuse the job with ``GateRefusedError``.
+        ``admit`` (``sheratan.admission``: the creation limits, and over HTTP the job-only
+        gates) may refuse the job by raising; nothing is recorded then.
 
         Every dependency must already exist, and a job cannot depend on itself (its id is
         known in advance with an idempotency key). So each dependency edge points to a job
@@ -230,10 +231,7 @@ class Sheratan(Application[UUID]):
         depends_on = tuple(dict.fromkeys(depends_on))
         if idempotency_key is not None:
             check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
-        digest = _check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
-        refusal = admit(kind, payload) if admit is not None else None
-        if refusal is not None:
-            raise GateRefusedError(refusal)
+        digest = check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
         job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
         if job_id in depends_on:
@@ -261,6 +259,9 @@ class Sheratan(Application[UUID]):
             max_retries=max_retries,
             namespace=namespace,
         )
+        if admit is not None:
+            assert isinstance(created, JobCreated)
+            admit(created)
         try:
             self.save(created, self._new(JobQueued, job_id, 2))
         except IntegrityError:
@@ -546,7 +547,7 @@ def _differences(existing: JobState, created: Event) -> list[str]:
     return out
 
 
-def _check_job_input(
+def check_job_input(
     kind: str,
     payload: dict[str, Any],
     priority: str,
@@ -554,6 +555,8 @@ def _check_job_input(
     depends_on: tuple[UUID, ...],
     max_retries: int,
 ) -> str:
+    """Every check of a job's own fields (InvalidInputError with the CLI's message); its
+    payload's hash."""
     check_kinds((kind,))
     if not isinstance(payload, dict):
         msg = "payload must be a JSON object"

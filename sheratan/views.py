@@ -13,7 +13,9 @@ from __future__ import annotations
 import gc
 import itertools
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, Union, get_args
 from uuid import UUID
@@ -24,10 +26,12 @@ from events import Event
 from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
 from projections.baselines import BaselinesView
+from projections.chains import ChainState, ChainsView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobState, JobStatusView, JobsView, Status
 from projections.missions import MissionState, MissionsView, TaskState
 from projections.priors import Prior, PriorsView
+from projections.queue import QueueView
 from projections.workers import WorkerState, WorkersView
 from sheratan.codec import EventCodec
 from sheratan.store.files import write_durably
@@ -219,7 +223,7 @@ def _workers_from_snapshot(data: bytes) -> WorkersView:
     for worker in snapshot.workers:
         view.workers[worker.id] = worker
         view.by_stream[worker.stream] = worker.id
-    view.attempts = dict(snapshot.attempts)
+    view.restore_attempts(snapshot.attempts)
     return view
 
 
@@ -306,7 +310,52 @@ def _decisions_from_snapshot(data: bytes) -> OpenDecisionsView:
     return view
 
 
+class _ChainsSnapshot(msgspec.Struct):
+    chains: dict[UUID, ChainState]
+
+
+def _chains_to_snapshot(view: ChainsView) -> bytes:
+    return msgspec.msgpack.encode(_ChainsSnapshot(view.chains))
+
+
+def _chains_from_snapshot(data: bytes) -> ChainsView:
+    view = ChainsView()
+    view.chains = msgspec.msgpack.decode(data, type=_ChainsSnapshot).chains
+    view.chain_of = {job: chain_id for chain_id, state in view.chains.items() for job in state.jobs}
+    return view
+
+
+class _QueueSnapshot(msgspec.Struct):
+    #: (job id as 16 bytes, status, sources) of every open job.
+    open: list[tuple[bytes, str, tuple[str, ...]]]
+    recent: dict[str, list[datetime]]
+
+
+def _queue_to_snapshot(view: QueueView) -> bytes:
+    snapshot = _QueueSnapshot(
+        [
+            (key.to_bytes(16, "big"), status, sources)
+            for key, (status, sources) in view.open.items()
+        ],
+        {source: list(times) for source, times in view.recent.items()},
+    )
+    return msgspec.msgpack.encode(snapshot)
+
+
+def _queue_from_snapshot(data: bytes) -> QueueView:
+    snapshot = msgspec.msgpack.decode(data, type=_QueueSnapshot)
+    view = QueueView()
+    for key, status, sources in snapshot.open:
+        view.restore(int.from_bytes(key, "big"), status, sources)  # type: ignore[arg-type]
+    view.recent = {source: deque(times) for source, times in snapshot.recent.items()}
+    return view
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
+QUEUE: ViewKind[QueueView] = ViewKind("queue", QueueView, _queue_to_snapshot, _queue_from_snapshot)
+CHAINS: ViewKind[ChainsView] = ViewKind(
+    "chains", ChainsView, _chains_to_snapshot, _chains_from_snapshot
+)
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
 )
@@ -332,6 +381,8 @@ VIEW_KINDS: dict[str, ViewKind[Any]] = {
         DECISIONS,
         baselines_kind(200),
         JOB_STATUSES,
+        QUEUE,
+        CHAINS,
     )
 }
 
@@ -382,6 +433,15 @@ class Views:
         if last > start:
             self._fold_kept([(kind, view)], last)
             self._save(kind, view)
+        return view
+
+    def advance(self, view: V) -> V:
+        """Fold a view the caller keeps in memory (a server's live one) to the end of the log;
+        not saved."""
+        position: int = view.position  # type: ignore[attr-defined]
+        last = self.ledger.last_position()
+        if last > position:
+            self._fold([view], position + 1, last)
         return view
 
     def rebuild(self, kind: ViewKind[V], progress: Callable[[int], None] | None = None) -> V:

@@ -16,8 +16,9 @@ from api_helpers import Server, serving
 from cli_helpers import as_json, invoke, log_digest, refused
 
 from sheratan.api.app import MAX_BODY_BYTES
-from sheratan.api.limits import WriteLimiter, WriteRate
+from sheratan.api.limits import WriteLimiter
 from sheratan.home import init_home
+from sheratan.limits import WriteRate
 
 #: Limits high enough that no test but the rate-limit one meets them.
 ROOMY = {"writes": {"per_second": 1000.0, "burst": 1000}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
+from uuid import UUID
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,9 +20,15 @@ COMMANDS = st.sampled_from(
 )
 
 
-def _run(home: Home, script: list[tuple[int, str]], jobs: int) -> list:
+def _run(
+    home: Home, script: list[tuple[int, str]], jobs: int, tasks: tuple[UUID | None, ...] = (None,)
+) -> list:
+    """Create ``jobs`` jobs (in ``tasks`` in turn) and run the script's commands on them."""
     app = home.app
-    ids = [app.create_job("noop", {"i": i}, max_retries=2) for i in range(jobs)]
+    ids = [
+        app.create_job("noop", {"i": i}, max_retries=2, task_id=tasks[i % len(tasks)])
+        for i in range(jobs)
+    ]
     steps = {
         "dispatch": lambda j: app.dispatch_job(j, "w"),
         "start": app.start_job,

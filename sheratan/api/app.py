@@ -43,9 +43,10 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 from litestar.typing import FieldDefinition
 
+from sheratan.admission import ApiAdmission
 from sheratan.api.analytics_cache import SharedAnalytics
 from sheratan.api.jobs import JOB_ROUTES
-from sheratan.api.limits import ApiLimits, WriteLimiter, load_limits, write_limit_guard
+from sheratan.api.limits import WriteLimiter, write_limit_guard
 from sheratan.api.missions import MISSION_ROUTES
 from sheratan.api.routing import PROBLEM_TITLES, PUBLIC
 from sheratan.api.tokens import matches, read_token, token_path
@@ -59,6 +60,7 @@ from sheratan.decide.policy import GatePolicy, load_gates
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import IllegalTransitionError
+from sheratan.limits import BackpressureError, Limits, load_limits
 
 VERSION = metadata.version("sheratan")
 #: Largest request body accepted (413 above it).
@@ -101,6 +103,17 @@ def gate_problem(error: GateRefusedError) -> ProblemDetailsException:
         title=PROBLEM_TITLES[403],
         detail=str(error),
         extra={"gate": error.gate, "reason": error.reason},
+    )
+
+
+def backpressure_problem(error: BackpressureError) -> ProblemDetailsException:
+    """A job refused by a creation limit (a full queue, a busy source): 429 with
+    ``Retry-After``; nothing was recorded."""
+    return ProblemDetailsException(
+        status_code=429,
+        title=PROBLEM_TITLES[429],
+        detail=str(error),
+        headers={"Retry-After": str(error.retry_after_s)},
     )
 
 
@@ -209,7 +222,7 @@ def create_app(
     home: Home,
     *,
     cors_origins: Sequence[str] = (),
-    limits: ApiLimits | None = None,
+    limits: Limits | None = None,
     gates: GatePolicy | None = None,
     workspace: Path | None = None,
 ) -> Litestar:
@@ -218,6 +231,7 @@ def create_app(
     is refused at creation."""
     services: dict[type[Exception], Any] = dict.fromkeys(SERVICE_ERRORS, service_problem)
     services[GateRefusedError] = gate_problem
+    services[BackpressureError] = backpressure_problem
     app = Litestar(
         route_handlers=ROUTES,
         guards=[bearer_guard, write_limit_guard],
@@ -247,9 +261,11 @@ def create_app(
     _ = home.app, home.views  # made once here, before the handler threads share them
     app.state.home = home
     app.state.tokens = TokenSource(home.path)
-    app.state.writes = WriteLimiter((limits or load_limits()).writes)
+    limits = limits or load_limits()
+    app.state.writes = WriteLimiter(limits.writes)
     app.state.worker_tokens = WorkerTokens(home.path)
-    app.state.job_gates = JobGates(gates or load_gates(), (workspace or Path.cwd()).resolve())
+    job_gates = JobGates(gates or load_gates(), (workspace or Path.cwd()).resolve())
+    app.state.admission = ApiAdmission(home, job_gates, limits)
     app.state.analytics = SharedAnalytics(home)
     app.on_startup.append(end_long_polls_on_exit)
     app.on_shutdown.append(app.state.analytics.close)

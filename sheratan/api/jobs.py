@@ -3,7 +3,9 @@
 A create answers 201 with the job, 200 with the same job for an idempotent repeat (the same
 key and fields), 409 for a key used before with other fields, 403 naming the gate and its
 reason when a gate that reads the job alone (G2 kind, G3 paths, G4 escalation markers)
-refuses it: such a job would be gated by every dispatch decision, so it is not recorded.
+refuses it: such a job would be gated by every dispatch decision, so it is not recorded;
+429 with ``Retry-After`` when the queue or the job's mission is over a creation limit
+(``sheratan.limits``).
 Jobs are shown redacted, as the CLI shows them without ``--reveal`` (the API has no reveal).
 """
 
@@ -87,7 +89,7 @@ def _submit(state: State, data: NewJob, task_id: UUID | None) -> Response[JobSta
         depends_on=tuple(data.depends_on),
         idempotency_key=data.idempotency_key,
         max_retries=data.max_retries,
-        admit=state.job_gates.admission,
+        admit=state.admission,
     )
     job = _shown(app.get_job(submitted.id))
     return Response(job, status_code=201 if submitted.created else 200)

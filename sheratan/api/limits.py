@@ -1,8 +1,9 @@
 """Rate limits on writes: a token bucket per client for every POST route (429, Retry-After).
 
 A client is the bearer token it presents (the home's, or a worker's own), so one busy client
-cannot starve the others. The numbers are ``policies/limits.json``, with ``serve --limits
-FILE`` merged over it like ``policies/gates.json`` (a partial file changes only what it names):
+cannot starve the others. The numbers are the ``writes`` of ``policies/limits.json``
+(``sheratan.limits``), with ``serve --limits FILE`` merged over it like
+``policies/gates.json`` (a partial file changes only what it names):
 
     {"writes": {"per_second": 20.0, "burst": 100}}
 
@@ -17,40 +18,19 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
-import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 
-from sheratan.decide.policy import load_merged
+from sheratan.limits import WriteRate
 
 #: The most clients whose buckets are kept; the one idle longest is forgotten past it (a
 #: forgotten client starts with a full bucket: never stricter than remembering it).
 MAX_CLIENTS = 10_000
 #: The methods that write, and so take a token.
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class WriteRate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    per_second: float
-    burst: int
-
-    def __post_init__(self) -> None:
-        if not self.per_second > 0 or self.burst < 1:
-            msg = "writes.per_second must be above 0 and writes.burst at least 1"
-            raise ValueError(msg)
-
-
-class ApiLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    writes: WriteRate
-
-
-def load_limits(path: Path | None = None) -> ApiLimits:
-    """The shipped limits with ``path`` merged over them."""
-    return load_merged("limits.json", path, ApiLimits).policy
 
 
 class WriteLimiter:

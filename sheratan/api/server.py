@@ -8,10 +8,10 @@ from pathlib import Path
 import uvicorn
 
 from sheratan.api.app import create_app
-from sheratan.api.limits import ApiLimits
 from sheratan.api.tokens import read_token
 from sheratan.decide.policy import GatePolicy
 from sheratan.home import Home
+from sheratan.limits import Limits
 
 
 def serve(
@@ -20,7 +20,7 @@ def serve(
     host: str,
     port: int,
     cors_origins: Sequence[str] = (),
-    limits: ApiLimits | None = None,
+    limits: Limits | None = None,
     gates: GatePolicy | None = None,
     workspace: Path | None = None,
 ) -> None:

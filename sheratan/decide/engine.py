@@ -60,6 +60,9 @@ class CandidateSpec:
     #: A worker's recent record, for an action that needs evidence against it (QUARANTINE):
     #: the engine gates the candidate on it (G5) and puts it in the candidate's params.
     evidence: Evidence | None = None
+    #: Under a limit of attempts per worker: how many ``worker`` holds (the ``worker_limit``
+    #: gate reads it through the decision's ``Reading``, so replay reads what was recorded).
+    held: int | None = None
 
 
 def digest(value: Any) -> str:
@@ -121,8 +124,8 @@ class DecisionEngine:
         for spec in specs:
             gates = list(job_gates) if spec.runs_job else []
             if spec.worker is not None:
-                worker = reading.worker(spec.worker)
-                gates += worker_gates(self.gate_policy, worker, job, constraints, now)
+                worker, held = reading.worker(spec.worker, spec.held)
+                gates += worker_gates(self.gate_policy, worker, job, constraints, now, held)
             gates += spec.extra_gates
             params = spec.params
             if spec.evidence is not None:

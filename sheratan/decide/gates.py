@@ -41,6 +41,7 @@ PASSED = {
         "G5_evidence",
         "readonly",
         "budget",
+        "worker_limit",
     )
 }
 #: In-process transports never go silent; others must send heartbeats.
@@ -161,9 +162,23 @@ def worker_gates(
     job: JobState,
     constraints: dict[str, Any],
     now: datetime,
+    held: int | None = None,
 ) -> list[GateResult]:
-    """The gates that depend on the worker: G0 barrier and the budget."""
-    return [_g0_barrier(policy, worker, job, now), _budget(worker, constraints)]
+    """The gates that depend on the worker: G0 barrier, the budget, and under a limit of
+    attempts per worker (``worker_max_attempts``) the ``worker_limit`` on what it ``held``.
+    Without a limit there is no such gate, so decisions made before limits replay as made."""
+    gates = [_g0_barrier(policy, worker, job, now), _budget(worker, constraints)]
+    limit = policy.worker_max_attempts
+    if limit is not None:
+        gates.append(_worker_limit(worker, held or 0, limit))
+    return gates
+
+
+def _worker_limit(worker: WorkerState, held: int, limit: int) -> GateResult:
+    if held < limit:
+        return PASSED["worker_limit"]
+    reason = f"worker {worker.id} holds {held} attempts (workers.max_attempts is {limit})"
+    return GateResult("worker_limit", False, reason)
 
 
 def _g0_barrier(

@@ -22,10 +22,11 @@ from sheratan.decide.gates import IN_PROCESS_TRANSPORTS
 Resolver = Callable[[str, str], bool]
 
 
-def health_of(worker: WorkerState) -> WorkerHealth:
+def health_of(worker: WorkerState, held: int | None = None) -> WorkerHealth:
     """What G0 reads of a worker (its registration aside: kinds, transport, zone and cost
     only change with a new registration). G0 never asks an in-process worker when it was
     last seen, so that is left out (and a simulation's record stays free of wall-clock time).
+    ``held``: the attempts it holds, read for the ``worker_limit`` gate (None without one).
     """
     in_process = worker.transport in IN_PROCESS_TRANSPORTS
     return WorkerHealth(
@@ -33,6 +34,7 @@ def health_of(worker: WorkerState) -> WorkerHealth:
         status=worker.status,
         quarantined_until=worker.quarantined_until,
         last_seen=None if in_process else worker.last_seen,
+        held=held,
     )
 
 
@@ -58,6 +60,7 @@ def as_seen(view: WorkersView, observed: Observed) -> WorkersView:
         worker: state if worker not in recorded else with_health(state, recorded[worker])
         for worker, state in view.workers.items()
     }
+    seen.attempts, seen.held = view.attempts, view.held  # the worker_limit gate reads these
     return seen
 
 
@@ -89,15 +92,18 @@ class Reading:
         self.paths.append(PathCheck(relative, inside))
         return inside
 
-    def worker(self, state: WorkerState) -> WorkerState:
-        """The worker as G0 sees it: with the recorded health, if there is one."""
+    def worker(self, state: WorkerState, held: int | None) -> tuple[WorkerState, int | None]:
+        """The worker as G0 sees it, and the attempts it holds as the ``worker_limit`` gate
+        sees them (``held`` read live): the recorded ones, if there are."""
         health = self._workers.get(state.id)
         if health is None:
-            health = health_of(state)
+            health = health_of(state, held)
         else:
             state = with_health(state, health)
+            if health.held is None and held is not None:  # recorded before limits existed
+                health = msgspec.structs.replace(health, held=held)
         self.workers.setdefault(state.id, health)
-        return state
+        return state, health.held
 
     def seen(self, evidence: Evidence) -> Evidence:
         """The recent record G5 judges: the recorded one, if there is one."""

@@ -108,6 +108,10 @@ class GatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: The lease of an attempt on a worker that heartbeats: this long from dispatch, then
     #: extended by its heartbeats, never past the attempt's deadline (its timeout).
     lease_term_s: float
+    #: The most open attempts one worker holds (the ``worker_limit`` gate): limits.json's
+    #: ``workers.max_attempts``, copied here so every decision records it with its gates.
+    #: None (no gate) in policies recorded before limits existed.
+    worker_max_attempts: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.lease_term_s <= MAX_LEASE_TERM_S:

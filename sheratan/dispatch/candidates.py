@@ -44,10 +44,19 @@ def decision_constraints(base: dict[str, Any], job: JobState) -> dict[str, Any]:
     return constraints
 
 
-def dispatch_specs(workers: WorkersView, priors: PriorsView, job: JobState) -> list[CandidateSpec]:
+def _held(workers: WorkersView, worker: WorkerState, max_attempts: int | None) -> int | None:
+    """The attempts ``worker`` holds, read only under a limit (the engine's ``worker_limit``)."""
+    return None if max_attempts is None else workers.held.get(worker.id, 0)
+
+
+def dispatch_specs(
+    workers: WorkersView, priors: PriorsView, job: JobState, max_attempts: int | None = None
+) -> list[CandidateSpec]:
     """ROUTE to each capable worker; past MAX_CANDIDATES, the ones with the best priors."""
     specs = [
-        CandidateSpec("ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id})
+        CandidateSpec(
+            "ROUTE", f"ROUTE:{w.id}", w, {"worker": w.id}, held=_held(workers, w, max_attempts)
+        )
         for w in capable_workers(workers, job)
     ]
     if len(specs) > MAX_CANDIDATES:
@@ -57,7 +66,11 @@ def dispatch_specs(workers: WorkersView, priors: PriorsView, job: JobState) -> l
 
 
 def recovery_specs(
-    workers: WorkersView, job: JobState, failed: WorkerState, rule: QuarantineEvidence
+    workers: WorkersView,
+    job: JobState,
+    failed: WorkerState,
+    rule: QuarantineEvidence,
+    max_attempts: int | None = None,
 ) -> list[CandidateSpec]:
     """RETRY on the failed worker, FALLBACK to others, QUARANTINE it, or ABORT.
 
@@ -75,10 +88,24 @@ def recovery_specs(
         "last_worker", takeover, None if takeover else "no other worker could take over"
     )
     specs = [
-        CandidateSpec("RETRY", f"RETRY:{failed.id}", failed, {"worker": failed.id}, (retry_gate,))
+        CandidateSpec(
+            "RETRY",
+            f"RETRY:{failed.id}",
+            failed,
+            {"worker": failed.id},
+            (retry_gate,),
+            held=_held(workers, failed, max_attempts),
+        )
     ]
     specs += [
-        CandidateSpec("FALLBACK", f"FALLBACK:{w.id}", w, {"worker": w.id}, (retry_gate,))
+        CandidateSpec(
+            "FALLBACK",
+            f"FALLBACK:{w.id}",
+            w,
+            {"worker": w.id},
+            (retry_gate,),
+            held=_held(workers, w, max_attempts),
+        )
         for w in others[: MAX_CANDIDATES - 3]
     ]
     specs.append(

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.baselines import BaselinesView
+from projections.chains import ChainsView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobsView
 from projections.priors import PriorsView
 from projections.workers import WorkersView
 from sheratan.decide.engine import DecisionEngine
 from sheratan.decide.policy import ScoringPolicy
+from sheratan.limits import ChainLimit
 from sheratan.recording import Clock, Ids, Recorder
 
 
@@ -26,9 +28,10 @@ class EngineViews:
     priors: PriorsView
     baselines: BaselinesView
     decisions: OpenDecisionsView
+    chains: ChainsView
 
     def all(self) -> list[Any]:
-        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions]
+        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions, self.chains]
 
 
 @dataclass
@@ -78,6 +81,8 @@ class DispatchContext:
     scoring: ScoringPolicy
     clock: Clock
     ids: Ids
+    #: What the follow-ups of a result may add to a chain (``sheratan.chains``).
+    chain_limits: ChainLimit
     stats: RunStats = field(default_factory=RunStats)
     #: The only jobs this dispatcher takes: "" real work, else one simulation's.
     namespace: str = ""

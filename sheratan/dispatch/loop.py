@@ -193,8 +193,11 @@ class Dispatcher:
         for job in self.views.jobs.queued():
             if job.namespace != self.namespace:
                 continue  # another namespace's work (real, or a simulation's)
-            if not capable_workers(self.views.workers, job):
+            capable = capable_workers(self.views.workers, job)
+            if not capable:
                 continue  # no worker runs this kind (yet): it waits
+            if self._all_at_limit(capable):
+                continue  # every worker that runs it holds its most attempts: it waits
             waiting = False
             for dependency in job.depends_on:
                 state = jobs[dependency]  # create refuses unknown dependencies
@@ -211,6 +214,15 @@ class Dispatcher:
                 return job, None, doomed
         return None, retry_at, doomed
 
+    def _all_at_limit(self, workers: list[WorkerState]) -> bool:
+        """Whether each of ``workers`` holds ``workers.max_attempts`` open attempts (then a
+        decision would gate them all and quarantine the job, which only has to wait)."""
+        limit = self.context.engine.gate_policy.worker_max_attempts
+        if limit is None:
+            return False
+        held = self.views.workers.held
+        return all(held.get(worker.id, 0) >= limit for worker in workers)
+
     # ------------------------------------------------------------- decisions
 
     def dispatch(self, job: JobState) -> None:
@@ -223,7 +235,8 @@ class Dispatcher:
             return
         self.stats.jobs += 1
         self.stats.job_ids.add(job.id)
-        specs = dispatch_specs(self.views.workers, self.views.priors, job)
+        limit = self.context.engine.gate_policy.worker_max_attempts
+        specs = dispatch_specs(self.views.workers, self.views.priors, job, limit)
         made = self._decide(DISPATCH, job, specs, trace=self.ids.new(), parent=None, depth=0)
         if made.chosen < 0:
             self._abort(job, made)

@@ -38,12 +38,13 @@ from sheratan.dispatch.runner import ROUND_JOBS, Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
+from sheratan.limits import ChainLimit, load_limits
 from sheratan.recording import Clock, Ids, LogSource, Recorder, VirtualClock, WallClock
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
 from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
-from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.views import CHAINS, DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
@@ -73,6 +74,8 @@ class EngineConfig:
     selection: SelectionPolicy
     seed: int
     workspace: Path
+    #: What a result's follow-ups may add to a chain (limits.json's ``chains``).
+    chains: ChainLimit
 
     @classmethod
     def load(
@@ -84,16 +87,27 @@ class EngineConfig:
         seed: int = 0,
         scoring_path: Path | None = None,
         gates_path: Path | None = None,
+        limits_path: Path | None = None,
         workspace: Path | None = None,
     ) -> EngineConfig:
-        gates = load_gates(gates_path)
+        """``limits_path``: a limits.json merged over the shipped one; its
+        ``workers.max_attempts`` becomes the gate policy's ``worker_max_attempts``."""
+        limits = load_limits(limits_path)
+        gates = msgspec.structs.replace(
+            load_gates(gates_path), worker_max_attempts=limits.workers.max_attempts
+        )
         selection = SelectionPolicy.parse(
             policy,
             c=gates.ucb_c if c is None else c,
             epsilon=gates.epsilon if epsilon is None else epsilon,
         )
         return cls(
-            load_scoring(scoring_path), gates, selection, seed, (workspace or Path.cwd()).resolve()
+            load_scoring(scoring_path),
+            gates,
+            selection,
+            seed,
+            (workspace or Path.cwd()).resolve(),
+            limits.chains,
         )
 
     @property
@@ -109,6 +123,7 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
         priors=views.current(PRIORS),
         baselines=views.current(baselines_kind(scoring.baselines.window)),
         decisions=views.current(DECISIONS),
+        chains=views.current(CHAINS),
     )
 
 
@@ -124,6 +139,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     home.views.save(PRIORS, views.priors)
     home.views.save(baselines_kind(scoring.baselines.window), views.baselines)
     home.views.save(DECISIONS, views.decisions)
+    home.views.save(CHAINS, views.chains)
 
 
 def build_dispatcher(
@@ -161,6 +177,7 @@ def build_dispatcher(
         scoring=config.scoring,
         clock=clock,
         ids=ids,
+        chain_limits=config.chains,
         stats=stats or RunStats(),
         namespace=namespace,
     )

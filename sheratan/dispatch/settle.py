@@ -30,6 +30,7 @@ from events.jobs import JobQueued, JobRetryScheduled
 from events.workers import WorkerQuarantined
 from projections.jobs import JobState
 from projections.workers import WorkerState
+from sheratan.chains import followup_events
 from sheratan.decide.scoring import baseline_for, score_outcome
 from sheratan.decide.trace import Violation, check, encode, trace_record
 from sheratan.dispatch.backoff import retry_backoff
@@ -109,11 +110,22 @@ class Settler:
         stats = self.context.stats
         if outcome.ok:
             stats.completed += 1
+            self._follow_up(job)
             return
         attempt_decision = next((d for d in decisions if d.originator_id == job.decision_id), None)
         failed = views.workers.workers.get(job.worker or "")
         if failed is not None:
             self._recover(job, failed, attempt_decision or decisions[-1])
+
+    def _follow_up(self, job: JobState) -> None:
+        """The follow-ups the completed attempt's result asks for: made, or refused."""
+        context = self.context
+        views = context.views
+        context.recorder.record(
+            *followup_events(
+                job, views.chains, views.jobs, context.chain_limits, context.clock.now()
+            )
+        )
 
     # --------------------------------------------------------------- scoring
 
@@ -221,7 +233,8 @@ class Settler:
         context = self.context
         views = context.views
         rule = context.engine.gate_policy.quarantine_evidence
-        specs = recovery_specs(views.workers, job, failed, rule)
+        limit = context.engine.gate_policy.worker_max_attempts
+        specs = recovery_specs(views.workers, job, failed, rule, limit)
         made = self._decide(
             RECOVER, job, specs, trace=parent.trace_id, parent=parent, depth=parent.depth + 1
         )

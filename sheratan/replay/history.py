@@ -225,14 +225,16 @@ class History:
         job = self.jobs.jobs.get(made.job_id) if made.job_id else None
         if job is None:
             raise ReplayError(f"decision {made.originator_id} is on unknown job {made.job_id}")
+        gates = self.policy(made).gates
         if made.intent == DISPATCH:
-            specs = dispatch_specs(workers, self.priors, job)
+            specs = dispatch_specs(workers, self.priors, job, gates.worker_max_attempts)
         elif made.intent == RECOVER:
             failed = workers.workers.get(job.worker or "")
             if failed is None:
                 raise ReplayError(f"decision {made.originator_id}: job has no failed worker")
-            rule = self.policy(made).gates.quarantine_evidence
-            specs = recovery_specs(workers, job, failed, rule)
+            specs = recovery_specs(
+                workers, job, failed, gates.quarantine_evidence, gates.worker_max_attempts
+            )
         else:
             raise ReplayError(f"decision {made.originator_id}: cannot replay intent {made.intent}")
         return job, specs
@@ -347,7 +349,7 @@ def health_differences(recorded: Observed, specs: list[CandidateSpec]) -> tuple[
     folded: dict[tuple[str, str], Any] = {}
     for spec in specs:
         if spec.worker is not None:
-            folded["health", spec.worker.id] = health_of(spec.worker)
+            folded["health", spec.worker.id] = health_of(spec.worker, spec.held)
         if spec.evidence is not None:
             folded["evidence", spec.evidence.worker] = spec.evidence
     out = []

@@ -1,0 +1,151 @@
+"""Creation limits and backpressure, and the worker_limit gate (issue 11, item 3).
+
+Limits come from policies/limits.json with a file of one's own merged over it; a refused
+create records nothing (CLI: exit 2 and one line; HTTP: 429 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from api_helpers import serving
+from cli_helpers import as_json, invoke, log_digest, refused_unrecorded
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_views import COMMANDS, _run
+
+from projections.queue import IN_FLIGHT, WAITING
+from sheratan.home import Home, init_home
+from sheratan.views import JOBS, QUEUE
+
+
+def limits_file(tmp_path: Path, **sections: dict[str, Any]) -> str:
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps(sections))
+    return str(path)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    script=st.lists(st.tuples(st.integers(0, 10), COMMANDS), max_size=40),
+    cut=st.floats(0, 1),
+)
+def test_the_queue_view_counts_what_the_jobs_view_holds(script: list, cut: float) -> None:
+    """Saved part-way and resumed, the queue view's counts equal those recomputed from the
+    full job fold: waiting jobs, and jobs in flight per mission."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "h"
+        init_home(path)
+        home = Home.open(path)
+        mission = home.app.create_mission("m")
+        tasks = (None, home.app.create_task(mission, "t"))
+        _run(home, script[: int(len(script) * cut)], jobs=4, tasks=tasks)
+        home.views.current(QUEUE)  # saved part-way
+        _run(home, script[int(len(script) * cut) :], jobs=3, tasks=tasks)
+        queue = home.views.current(QUEUE)
+        jobs = home.views.rebuild(JOBS).jobs.values()
+        assert queue.waiting_count() == sum(job.status in WAITING for job in jobs)
+        in_flight = Counter(
+            f"mission:{job.mission_id}"
+            for job in jobs
+            if job.status in IN_FLIGHT and job.mission_id is not None
+        )
+        assert queue.in_flight == dict(in_flight)
+        assert len(queue.open) == sum(job.status != "completed" for job in jobs)
+        home.close()
+
+
+def test_a_full_queue_refuses_a_create_and_records_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    invoke(home, "init")
+    limits = limits_file(tmp_path, queue={"max_waiting": 2})
+    for _ in range(2):
+        invoke(home, "job", "create", "noop", "--limits", limits)
+    line = refused_unrecorded(
+        home, "job", "create", "noop", "--limits", limits, needle="the queue is full"
+    )
+    assert line == (
+        "error: the queue is full: 2 jobs wait for a worker (queue.max_waiting is 2); "
+        "try again in 5 s"
+    )
+    invoke(home, "job", "cancel", as_json(home, "job", "list")[0]["id"])
+    invoke(home, "job", "create", "noop", "--limits", limits)  # room again
+
+
+def test_a_mission_over_its_rate_or_in_flight_limit_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    invoke(home, "init")
+    mission = as_json(home, "mission", "create", "busy")["id"]
+    task = as_json(home, "task", "create", mission, "step")["id"]
+    per_minute = limits_file(tmp_path, sources={"jobs_per_minute": 2})
+    for _ in range(2):
+        invoke(home, "job", "create", "noop", "--task", task, "--limits", per_minute)
+    line = refused_unrecorded(
+        home, "job", "create", "noop", "--task", task, "--limits", per_minute, needle="minute"
+    )
+    assert f"mission:{mission} created 2 jobs in the last minute" in line
+    invoke(home, "job", "create", "noop", "--limits", per_minute)  # outside the mission: fine
+
+    in_flight = limits_file(tmp_path, sources={"max_in_flight": 2})
+    line = refused_unrecorded(
+        home, "job", "create", "noop", "--task", task, "--limits", in_flight, needle="in flight"
+    )
+    assert f"mission:{mission} has 2 jobs in flight (sources.max_in_flight is 2)" in line
+
+
+def test_a_bad_limits_file_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    invoke(home, "init")
+    bad = limits_file(tmp_path, queue={"max_waiting": 0})
+    refused_unrecorded(home, "job", "create", "noop", "--limits", bad, needle="max_waiting")
+
+
+def test_over_http_a_full_queue_is_429_with_retry_after(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_home(home)
+    limits = limits_file(
+        tmp_path, queue={"max_waiting": 1, "retry_after_s": 7}, writes={"per_second": 1000}
+    )
+    with serving(home, "--limits", limits) as server, server.client() as api:
+        assert api.post("/api/jobs", json={"kind": "noop"}).status_code == 201
+        before = log_digest(home)
+        refused_job = api.post("/api/jobs", json={"kind": "noop"})
+        assert refused_job.status_code == 429
+        assert refused_job.headers["retry-after"] == "7"
+        assert refused_job.json()["detail"].startswith("the queue is full: 1 jobs wait")
+        assert log_digest(home) == before
+
+
+def test_a_worker_at_its_limit_is_gated_and_its_jobs_wait(tmp_path: Path) -> None:
+    """Process workers hold their attempts (no daemon runs them): with one attempt each, a
+    third job waits in the queue, is not quarantined, and the gate says why in the decision
+    that routed the second job; exact replay agrees."""
+    home = tmp_path / "home"
+    invoke(home, "init")
+    limits = limits_file(tmp_path, workers={"max_attempts": 1})
+    invoke(home, "worker", "register", "w1", "--kinds", "noop", "--transport", "process")
+    jobs = [as_json(home, "job", "create", "noop")["id"] for _ in range(3)]
+    invoke(home, "dispatch", "--until-idle", "--limits", limits)
+    statuses = [as_json(home, "job", "show", job)["status"] for job in jobs]
+    assert statuses == ["dispatched", "queued", "queued"]
+
+    invoke(home, "worker", "register", "w2", "--kinds", "noop", "--transport", "process")
+    invoke(home, "dispatch", "--until-idle", "--limits", limits)
+    statuses = [as_json(home, "job", "show", job)["status"] for job in jobs]
+    assert statuses == ["dispatched", "dispatched", "queued"]
+    latest = as_json(home, "why", "latest")
+    assert latest["chosen"]["action_key"] == "ROUTE:w2"
+    (other,) = latest["alternatives"]
+    limit = {gate["gate"]: gate for gate in other["gates"]}["worker_limit"]
+    assert other["action_key"] == "ROUTE:w1"
+    assert limit == {
+        "gate": "worker_limit",
+        "passed": False,
+        "reason": "worker w1 holds 1 attempts (workers.max_attempts is 1)",
+    }
+    replay = as_json(home, "replay", "--exact", "--all")
+    assert replay["ok"] and replay["drift"]["major"] == replay["drift"]["minor"] == 0
