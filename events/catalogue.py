@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from events import Event, catalogue
+from events.accounts import ACCOUNT_EVENTS
 from events.audit import AUDIT_EVENTS
 from events.decisions import DECISION_EVENTS
 from events.jobs import JOB_EVENTS
@@ -18,4 +19,5 @@ EVENT_TYPES: dict[str, type[Event]] = catalogue(
     *DECISION_EVENTS,
     *POLICY_EVENTS,
     *AUDIT_EVENTS,
+    *ACCOUNT_EVENTS,
 )

@@ -29,6 +29,10 @@ class JobCreated(Event, frozen=True, kw_only=True):
     #: Whose work this is: "" is real work; a simulation's jobs carry its own namespace, so
     #: ``dispatch`` never runs them and a simulation never runs a real job.
     namespace: str = ""
+    #: The account that pays for the job's attempts (None: nobody is charged), and the most
+    #: one attempt may be estimated at, in micro-units (None: no limit).
+    payer: str | None = None
+    budget_micros: int | None = None
 
 
 class JobQueued(Event, frozen=True, kw_only=True):

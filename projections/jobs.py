@@ -99,6 +99,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     #: What the last ended attempt measured (Score v1's inputs) and the artifacts it made.
     metrics: Metrics | None = None
     artifacts: tuple[str, ...] = ()
+    #: Who pays for its attempts and the most one may be estimated at (micro-units).
+    payer: str | None = None
+    budget_micros: int | None = None
 
 
 def _created(event: JobCreated) -> JobState:
@@ -117,6 +120,8 @@ def _created(event: JobCreated) -> JobState:
         task_id=event.task_id,
         mission_id=event.mission_id,
         namespace=event.namespace,
+        payer=event.payer,
+        budget_micros=event.budget_micros,
         created_at=event.timestamp,
         updated_at=event.timestamp,
     )

@@ -19,6 +19,7 @@ import msgspec
 from events import Event
 from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
+from projections.accounts import Account, AccountsView, Hold
 from projections.baselines import BaselinesView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobState, JobsView
@@ -271,6 +272,25 @@ def _decisions_from_snapshot(data: bytes) -> OpenDecisionsView:
     return view
 
 
+class _AccountsSnapshot(msgspec.Struct):
+    accounts: list[Account]
+    holds: list[Hold]
+
+
+def _accounts_to_snapshot(view: AccountsView) -> bytes:
+    return msgspec.msgpack.encode(
+        _AccountsSnapshot(list(view.accounts.values()), list(view.holds.values()))
+    )
+
+
+def _accounts_from_snapshot(data: bytes) -> AccountsView:
+    snapshot = msgspec.msgpack.decode(data, type=_AccountsSnapshot)
+    view = AccountsView()
+    view.accounts = {account.id: account for account in snapshot.accounts}
+    view.holds = {(hold.job_id, hold.attempt): hold for hold in snapshot.holds}
+    return view
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
@@ -284,8 +304,12 @@ PRIORS: ViewKind[PriorsView] = ViewKind(
 DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
     "decisions", OpenDecisionsView, _decisions_to_snapshot, _decisions_from_snapshot
 )
+ACCOUNTS: ViewKind[AccountsView] = ViewKind(
+    "accounts", AccountsView, _accounts_to_snapshot, _accounts_from_snapshot
+)
 VIEW_KINDS: dict[str, ViewKind[Any]] = {
-    kind.name: kind for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, baselines_kind(200))
+    kind.name: kind
+    for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, baselines_kind(200), ACCOUNTS)
 }
 
 

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from events.accounts import MICROS_PER_UNIT, to_micros
 from events.decisions import Evidence, GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
@@ -198,7 +199,37 @@ def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
         return GateResult(
             "budget", False, f"worker {worker.id} costs {worker.cost_hint}, budget is {budget}"
         )
+    funds = constraints.get("funds")
+    if funds is not None:
+        return _funds(worker, funds)
     return PASSED["budget"]
+
+
+def _funds(worker: WorkerState, funds: dict[str, Any]) -> GateResult:
+    """A paid job's candidate: its estimate (the worker's cost hint, what the lease holds)
+    within the job's budget and within what the payer has available (balance - held)."""
+    estimate = to_micros(worker.cost_hint)
+    budget = funds.get("budget_micros")
+    if budget is not None and estimate > budget:
+        return GateResult(
+            "budget",
+            False,
+            f"worker {worker.id} costs {_units(estimate)}, the job's budget is {_units(budget)}",
+        )
+    available = funds["available_micros"]
+    if estimate > available:
+        return GateResult(
+            "budget",
+            False,
+            f"insufficient funds: account {funds['payer']} has {_units(available)} available, "
+            f"worker {worker.id} needs {_units(estimate)} held",
+        )
+    return PASSED["budget"]
+
+
+def _units(micros: int) -> str:
+    """Micro-units as units, without trailing zeros (1500000 -> "1.5")."""
+    return f"{micros / MICROS_PER_UNIT:.6f}".rstrip("0").rstrip(".")
 
 
 def evidence(rule: QuarantineEvidence, worker: str, recent: tuple[bool, ...]) -> Evidence:

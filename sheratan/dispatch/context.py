@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections.accounts import AccountsView
 from projections.baselines import BaselinesView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobsView
@@ -26,9 +27,10 @@ class EngineViews:
     priors: PriorsView
     baselines: BaselinesView
     decisions: OpenDecisionsView
+    accounts: AccountsView
 
     def all(self) -> list[Any]:
-        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions]
+        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions, self.accounts]
 
 
 @dataclass

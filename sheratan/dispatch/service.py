@@ -43,7 +43,7 @@ from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
 from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
-from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.views import ACCOUNTS, DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
@@ -109,6 +109,7 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
         priors=views.current(PRIORS),
         baselines=views.current(baselines_kind(scoring.baselines.window)),
         decisions=views.current(DECISIONS),
+        accounts=views.current(ACCOUNTS),
     )
 
 
@@ -124,6 +125,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     home.views.save(PRIORS, views.priors)
     home.views.save(baselines_kind(scoring.baselines.window), views.baselines)
     home.views.save(DECISIONS, views.decisions)
+    home.views.save(ACCOUNTS, views.accounts)
 
 
 def build_dispatcher(
