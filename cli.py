@@ -879,6 +879,13 @@ def worker_register(
     default=None,
     help="With --api: the worker's token (worker register --issue-token).",
 )
+@click.option(
+    "--price",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Cost of one attempt in units: its cost hint, and what a paid job's payer is charged.",
+)
 @common
 def worker_run(
     worker_id: str,
@@ -889,6 +896,7 @@ def worker_run(
     grace_s: float,
     api: str | None,
     token_file: Path | None,
+    price: float,
     home: str | None,
     as_json: bool,
 ) -> None:
@@ -899,7 +907,7 @@ def worker_run(
     It stops on SIGTERM or Ctrl-C: no new claims, running attempts finish within --grace
     (or are handed back: their leases expire), then one line and exit 0."""
     config = DaemonConfig(
-        worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s
+        worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s, price
     )
     if api is not None or token_file is not None:
         stats = worker_over_api(config, api, token_file)

@@ -1,0 +1,139 @@
+"""Issue 11's exactly-once charging run: 2 ``dispatch --follow`` and 3 priced ``worker run``
+processes on one home, paid noop jobs from three accounts; one worker SIGKILLed while it
+holds attempts, then started again. Every account's balance equals its credits minus the
+settled cost of the completed attempts, recomputed here from the log's lines alone; no
+attempt is held, settled or released twice; every hold is closed; the log verifies and
+replays without drift."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from cli_helpers import as_json
+from process_helpers import events_of, start_cli, stop, wait_until
+from store_helpers import decoded_lines
+from worker_helpers import run_worker
+
+from events.accounts import to_micros
+from sheratan.home import Home, init_home
+
+JOBS = 300
+ACCOUNTS = {"acme": "1000", "globex": "250.5", "initech": "75.25"}
+PRICES = {"w1": "0.25", "w2": "0.5", "w3": "0.75"}
+#: Short leases, so the attempts of the killed worker time out and are retried within the run.
+TIMEOUT_S = 4.0
+
+
+def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    init_home(home)
+    for account, balance in ACCOUNTS.items():
+        as_json(home, "account", "open", account, "--balance", balance)
+    daemons = {
+        w: run_worker(home, workspace, w, "--concurrency", "2", "--price", price)
+        for w, price in PRICES.items()
+    }
+    followers = [
+        start_cli(home, "dispatch", "--follow", "--name", name, "--workspace", str(workspace))
+        for name in ("d1", "d2")
+    ]
+    jobs = create_paid_jobs(home)
+
+    # SIGKILL w1 while it has attempts started, then start it again: their leases expire,
+    # their holds are released and the jobs retried.
+    wait_until(lambda: started_by(home, "w1") >= 10, "w1 to start attempts", *followers)
+    daemons["w1"].send_signal(signal.SIGKILL)
+    daemons["w1"].communicate()
+    daemons["w1"] = run_worker(home, workspace, "w1", "--concurrency", "2", "--price", "0.25")
+    processes = [*daemons.values(), *followers]
+    wait_until(lambda: all_settled(home, jobs), "every job to complete and settle", *processes)
+    for code, out, err in [stop(process) for process in processes]:
+        assert code == 0, (out, err)
+        assert "Traceback" not in out + err
+
+    lines = decoded_lines(home)
+    expected = recomputed_balances(lines)
+    for account in ACCOUNTS:
+        shown = as_json(home, "account", "show", account)
+        assert shown["balance_micros"] == expected[account], account
+        assert shown["held_micros"] == 0 and shown["open_holds"] == 0, shown
+    held = Counter(charge_of(line) for line in lines if line["topic"] == "account.held")
+    closed = Counter(
+        charge_of(line)
+        for line in lines
+        if line["topic"] in ("account.settled", "account.released")
+    )
+    assert set(held.values()) == {1} and set(closed.values()) == {1}
+    assert held.keys() == closed.keys()
+    dispatched = {
+        (line["stream"], line["data"]["attempt"])
+        for line in lines
+        if line["topic"] == "job.dispatched"
+    }
+    assert held.keys() == dispatched  # every attempt of a paid job held once, none unleased
+    released = [line for line in lines if line["topic"] == "account.released"]
+    assert any(line["data"]["why"] == "timed_out" for line in released)  # the killed worker's
+    assert as_json(home, "audit", "verify")["ok"] is True
+    # Every decision re-runs to the same input and output (the funds its budget gate read
+    # included); minor findings are only heartbeats that overtook a dispatcher's save.
+    replayed = as_json(home, "replay", "--exact")
+    assert replayed["drift"]["major"] == 0, replayed["drift"]
+    decisions = replayed["decisions"]
+    assert replayed["input_hash_matches"] == replayed["output_hash_matches"] == decisions
+    assert replayed["scores_drifted"] == 0
+
+
+def create_paid_jobs(home: Path) -> list[str]:
+    """JOBS noop jobs through the real create path, their payers taking turns."""
+    opened = Home.open(home)
+    payers = list(ACCOUNTS)
+    try:
+        return [
+            str(
+                opened.app.create_job(
+                    "noop",
+                    {},
+                    payer=payers[i % len(payers)],
+                    timeout_seconds=TIMEOUT_S,
+                    max_retries=6,
+                )
+            )
+            for i in range(JOBS)
+        ]
+    finally:
+        opened.close()
+
+
+def started_by(home: Path, worker: str) -> int:
+    return sum(1 for e in events_of(home, "job.started") if e["data"]["worker"] == worker)
+
+
+def all_settled(home: Path, jobs: list[str]) -> bool:
+    """Every job completed, and as many attempts settled as completed."""
+    completed = {e["stream"] for e in events_of(home, "job.completed")}
+    return completed >= set(jobs) and len(events_of(home, "account.settled")) == len(completed)
+
+
+def charge_of(line: dict[str, Any]) -> tuple[str, int]:
+    return line["data"]["job_id"], line["data"]["attempt"]
+
+
+def recomputed_balances(lines: list[dict[str, Any]]) -> dict[str, int]:
+    """Credits minus the reported cost of every completed attempt, per payer, from the lines
+    (no fold, no view: the job's payer from job.created, the cost from job.completed)."""
+    balances: dict[str, int] = defaultdict(int)
+    payer: dict[str, str] = {}
+    for line in lines:
+        data = line["data"]
+        if line["topic"] == "account.credited":
+            balances[data["account_id"]] += data["amount_micros"]
+        elif line["topic"] == "job.created":
+            payer[line["stream"]] = data["payer"]
+        elif line["topic"] == "job.completed":
+            balances[payer[line["stream"]]] -= to_micros(data["metrics"]["cost"])
+    return balances
