@@ -13,6 +13,7 @@ settle or release of one attempt is a second version 2, which the store refuses
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 from uuid import UUID
 
@@ -25,6 +26,12 @@ MICROS_PER_UNIT = 1_000_000
 def to_micros(amount: float) -> int:
     """A cost or amount in units, as whole micro-units (rounded half to even)."""
     return round(amount * MICROS_PER_UNIT)
+
+
+def units(micros: int) -> str:
+    """Micro-units as exact decimal text in units, no trailing zeros ("12.5", "0.000001")."""
+    text = f"{Decimal(micros).scaleb(-6):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class AccountOpened(Event, frozen=True, kw_only=True):

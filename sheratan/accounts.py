@@ -11,7 +11,7 @@ from collections import deque
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from events.accounts import ACCOUNT_EVENTS, MICROS_PER_UNIT
+from events.accounts import ACCOUNT_EVENTS, MICROS_PER_UNIT, units
 from projections.accounts import Account, AccountsView
 from sheratan.app import NotFoundError
 from sheratan.home import Home
@@ -37,12 +37,6 @@ def parse_amount(text: str, what: str) -> int:
     if micros != micros.to_integral_value():
         raise InvalidInputError(f"{what} has more than {PLACES} decimal places: {text!r}")
     return int(micros)
-
-
-def units(micros: int) -> str:
-    """Micro-units as exact decimal text in units ("12.5", "0.000001", "3")."""
-    text = str(Decimal(micros).scaleb(-PLACES).quantize(Decimal(1).scaleb(-PLACES)))
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def plain(account: Account, holds: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from events.accounts import MICROS_PER_UNIT, to_micros
+from events.accounts import to_micros, units
 from events.decisions import Evidence, GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
@@ -214,22 +214,17 @@ def _funds(worker: WorkerState, funds: dict[str, Any]) -> GateResult:
         return GateResult(
             "budget",
             False,
-            f"worker {worker.id} costs {_units(estimate)}, the job's budget is {_units(budget)}",
+            f"worker {worker.id} costs {units(estimate)}, the job's budget is {units(budget)}",
         )
     available = funds["available_micros"]
     if estimate > available:
         return GateResult(
             "budget",
             False,
-            f"insufficient funds: account {funds['payer']} has {_units(available)} available, "
-            f"worker {worker.id} needs {_units(estimate)} held",
+            f"insufficient funds: account {funds['payer']} has {units(available)} available, "
+            f"worker {worker.id} needs {units(estimate)} held",
         )
     return PASSED["budget"]
-
-
-def _units(micros: int) -> str:
-    """Micro-units as units, without trailing zeros (1500000 -> "1.5")."""
-    return f"{micros / MICROS_PER_UNIT:.6f}".rstrip("0").rstrip(".")
 
 
 def evidence(rule: QuarantineEvidence, worker: str, recent: tuple[bool, ...]) -> Evidence:
