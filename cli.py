@@ -487,10 +487,8 @@ def parse_amount(_ctx: Any, param: click.Parameter, value: str | None) -> int | 
     """Click callback: an amount in units ("12.5") as micro-units (None when not given)."""
     if value is None:
         return None
-    try:
-        return accounts_service.parse_amount(value, f"--{param.name}")
-    except InvalidInputError as error:
-        raise click.BadParameter(str(error), param=param) from None
+    what = param.opts[0] if isinstance(param, click.Option) else "amount"
+    return accounts_service.parse_amount(value, what)
 
 
 @job.command("create")
