@@ -1880,6 +1880,28 @@ def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> No
     click.echo(bench_table({"figures": report["info"]}))
 
 
+@bench.command("accounts")
+@click.option(
+    "--events",
+    type=click.IntRange(min=10_000, max=20_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Events in the generated log.",
+)
+@common
+def bench_accounts(events: int, home: str | None, as_json: bool) -> None:
+    """The balance of one account from the accounts view against a scan of the log."""
+    from sheratan.bench.accounts import run_accounts_bench
+
+    report = run_accounts_bench(events=events, progress=bench_say())
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"{report['events']:,} events")
+    click.echo(bench_table(report))
+    click.echo(bench_table({"figures": report["info"]}))
+
+
 @bench.command("runtime")
 @click.option(
     "--samples",

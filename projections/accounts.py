@@ -103,3 +103,6 @@ class AccountsView:
             else:
                 account.released += 1
         self.position = position
+
+    def summary(self) -> dict[str, int]:
+        return {"accounts": len(self.accounts), "open_holds": len(self.holds)}

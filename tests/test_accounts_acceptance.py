@@ -8,6 +8,7 @@ replays without drift."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -34,27 +35,37 @@ def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path
     init_home(home)
     for account, balance in ACCOUNTS.items():
         as_json(home, "account", "open", account, "--balance", balance)
-    daemons = {
-        w: run_worker(home, workspace, w, "--concurrency", "2", "--price", price)
-        for w, price in PRICES.items()
-    }
-    followers = [
-        start_cli(home, "dispatch", "--follow", "--name", name, "--workspace", str(workspace))
-        for name in ("d1", "d2")
-    ]
-    jobs = create_paid_jobs(home)
+    started: list[subprocess.Popen[str]] = []
+    try:
+        daemons = {
+            w: run_worker(home, workspace, w, "--concurrency", "2", "--price", price)
+            for w, price in PRICES.items()
+        }
+        started += daemons.values()
+        followers = [
+            start_cli(home, "dispatch", "--follow", "--name", name, "--workspace", str(workspace))
+            for name in ("d1", "d2")
+        ]
+        started += followers
+        jobs = create_paid_jobs(home)
 
-    # SIGKILL w1 while it has attempts started, then start it again: their leases expire,
-    # their holds are released and the jobs retried.
-    wait_until(lambda: started_by(home, "w1") >= 10, "w1 to start attempts", *followers)
-    daemons["w1"].send_signal(signal.SIGKILL)
-    daemons["w1"].communicate()
-    daemons["w1"] = run_worker(home, workspace, "w1", "--concurrency", "2", "--price", "0.25")
-    processes = [*daemons.values(), *followers]
-    wait_until(lambda: all_settled(home, jobs), "every job to complete and settle", *processes)
-    for code, out, err in [stop(process) for process in processes]:
-        assert code == 0, (out, err)
-        assert "Traceback" not in out + err
+        # SIGKILL w1 while it has attempts started, then start it again: their leases
+        # expire, their holds are released and the jobs retried.
+        wait_until(lambda: started_by(home, "w1") >= 10, "w1 to start attempts", *followers)
+        daemons["w1"].send_signal(signal.SIGKILL)
+        daemons["w1"].communicate()
+        daemons["w1"] = run_worker(home, workspace, "w1", "--concurrency", "2", "--price", "0.25")
+        started.append(daemons["w1"])
+        processes = [*daemons.values(), *followers]
+        wait_until(lambda: all_settled(home, jobs), "every job to complete and settle", *processes)
+        for code, out, err in [stop(process) for process in processes]:
+            assert code == 0, (out, err)
+            assert "Traceback" not in out + err
+    finally:
+        for process in started:  # a failed wait leaves none of them running
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
     lines = decoded_lines(home)
     expected = recomputed_balances(lines)
