@@ -8,6 +8,7 @@ Issue 11's run with dispatcher and worker processes is tests/test_accounts_accep
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from eventsourcing.persistence import IntegrityError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from events import utc_now
 from events.accounts import (
     AccountCredited,
     AccountHeld,
@@ -26,9 +28,12 @@ from events.accounts import (
     AccountReleased,
     AccountSettled,
 )
+from events.jobs import JobResultLate
 from projections.accounts import AccountsView
 from sheratan.home import Home, init_home
 from sheratan.views import ACCOUNTS
+from sheratan.workers.outcome import Outcome
+from sheratan.workers.report import outcome_event
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -216,6 +221,34 @@ def test_a_cancelled_attempt_releases_its_hold_and_a_second_settle_is_refused(
         assert opened.views.current(ACCOUNTS).accounts["acme"].released == 1
     finally:
         opened.close()
+
+
+def test_a_late_result_settles_nothing(home: Path, tmp_path: Path) -> None:
+    invoke(home, "account", "open", "acme", "--balance", "10")
+    opened = Home.open(home)
+    try:
+        opened.app.register_worker("pw", ("noop",), "process", cost_hint=1.0)
+    finally:
+        opened.close()
+    late = job(home, "noop", "--payer", "acme", "--timeout", "0.2", "--max-retries", "0")
+    as_json(home, "dispatch", "--until-idle", "--workspace", str(tmp_path))
+    time.sleep(0.3)  # the lease expires; no sweep has seen it yet
+    opened = Home.open(home)
+    try:
+        leased = opened.app.get_job(UUID(late))
+        result = outcome_event(leased, "pw", 1, Outcome(True, 5.0, cost=1.0, result={}), utc_now())
+        assert isinstance(result, JobResultLate)
+        opened.app.save(result)
+    finally:
+        opened.close()
+    as_json(home, "dispatch", "--until-idle", "--workspace", str(tmp_path))
+    history = as_json(home, "account", "history", "acme")
+    assert [(h["topic"], h.get("why")) for h in history[2:]] == [
+        ("account.held", None),
+        ("account.released", "timed_out"),
+    ]
+    shown = as_json(home, "account", "show", "acme")
+    assert (shown["balance"], shown["held"], shown["attempts_settled"]) == ("10", "0", 0)
 
 
 def job(home: Path, kind: str, *args: str) -> str:
