@@ -89,6 +89,15 @@ def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path
     assert held.keys() == dispatched  # every attempt of a paid job held once, none unleased
     released = [line for line in lines if line["topic"] == "account.released"]
     assert any(line["data"]["why"] == "timed_out" for line in released)  # the killed worker's
+    by_status = as_json(
+        home,
+        "sql",
+        "SELECT status, count(*) AS n, max(closings) AS most FROM charges GROUP BY 1 ORDER BY 1",
+    )
+    assert by_status == [
+        {"status": "released", "n": len(released), "most": 1},
+        {"status": "settled", "n": len(jobs), "most": 1},
+    ]
     assert as_json(home, "audit", "verify")["ok"] is True
     # Every decision re-runs to the same input and output (the funds its budget gate read
     # included); minor findings are only heartbeats that overtook a dispatcher's save.
