@@ -22,6 +22,7 @@ import msgspec
 from events.jobs import PRIORITIES
 from events.workers import TRANSPORTS
 from projections.jobs import JobsView, Status
+from sheratan import accounts as accounts_service
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
 from sheratan.analytics.redact import redact_rows
@@ -80,7 +81,7 @@ from sheratan.replay.service import (
 )
 from sheratan.reveal import os_user, record_reveal, redacted_line, shown
 from sheratan.store.ledger import CorruptLogError
-from sheratan.views import JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
+from sheratan.views import ACCOUNTS, JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
 from sheratan.workers.daemon import (
     DEFAULT_GRACE_S,
     DEFAULT_HEARTBEAT_S,
@@ -484,6 +485,14 @@ def parse_json_object(
     return None if value is None else decode_object(value, f"--{param.name}")
 
 
+def parse_amount(_ctx: Any, param: click.Parameter, value: str | None) -> int | None:
+    """Click callback: an amount in units ("12.5") as micro-units (None when not given)."""
+    if value is None:
+        return None
+    what = param.opts[0] if isinstance(param, click.Option) else "amount"
+    return accounts_service.parse_amount(value, what)
+
+
 @job.command("create")
 @click.argument("kind")
 @click.option("--task", "task_id", callback=parse_uuid, help="The task this job belongs to.")
@@ -496,6 +505,15 @@ def parse_json_object(
 )
 @click.option("--max-retries", type=int, default=3, show_default=True)
 @file_option("--limits", help="Creation limits merged over policies/limits.json (docs/limits.md).")
+@click.option("--payer", default=None, metavar="ACCOUNT", help="The account charged for it.")
+@click.option(
+    "--budget",
+    "budget_micros",
+    default=None,
+    callback=parse_amount,
+    metavar="N",
+    help="Most one attempt may be estimated at (units, e.g. 2.5).",
+)
 @common
 def job_create(
     kind: str,
@@ -507,6 +525,8 @@ def job_create(
     timeout_seconds: float,
     max_retries: int,
     limits: Path | None,
+    payer: str | None,
+    budget_micros: int | None,
     home: str | None,
     as_json: bool,
 ) -> None:
@@ -526,6 +546,8 @@ def job_create(
         idempotency_key=idempotency_key,
         max_retries=max_retries,
         admit=CliAdmission(opened, load_limits(limits)),
+        payer=payer,
+        budget_micros=budget_micros,
     )
     emit_json({"id": job_id}) if as_json else click.echo(job_id)
 
@@ -641,6 +663,82 @@ def job_retry_dependents(job_id: UUID, home: str | None, as_json: bool) -> None:
 
 
 # -------------------------------------------------------------------- events
+
+
+@cli.group()
+def account() -> None:
+    """Accounts: who pays for jobs; balances, holds and charges (amounts in units)."""
+
+
+@account.command("open")
+@click.argument("account_id")
+@click.option("--owner", default="", help="Who the account belongs to.")
+@click.option("--balance", "balance_micros", default="0", callback=parse_amount, metavar="N")
+@common
+def account_open(
+    account_id: str, owner: str, balance_micros: int, home: str | None, as_json: bool
+) -> None:
+    """Open an account, with an opening balance (its first credit) if given."""
+    opened = open_home(home)
+    opened.app.open_account(account_id, owner, balance_micros)
+    shown_account = accounts_service.show(opened.views.current(ACCOUNTS), account_id)
+    emit_json(shown_account) if as_json else click.echo(
+        f"opened {account_id}: balance {shown_account['balance']}"
+    )
+
+
+@account.command("credit")
+@click.argument("account_id")
+@click.argument("amount_micros", metavar="AMOUNT", callback=parse_amount)
+@click.option("--reason", default="", help="Why (recorded).")
+@common
+def account_credit(
+    account_id: str, amount_micros: int, reason: str, home: str | None, as_json: bool
+) -> None:
+    """Credit an account AMOUNT units."""
+    opened = open_home(home)
+    opened.app.credit_account(account_id, amount_micros, reason)
+    shown_account = accounts_service.show(opened.views.current(ACCOUNTS), account_id)
+    emit_json(shown_account) if as_json else click.echo(
+        f"credited {account_id}: balance {shown_account['balance']}"
+    )
+
+
+@account.command("show")
+@click.argument("account_id")
+@reading
+def account_show(account_id: str, home: str | None, as_json: bool) -> None:
+    """One account: balance, held, available (from the accounts view)."""
+    shown_account = accounts_service.show(open_home(home).views.current(ACCOUNTS), account_id)
+    emit_json(shown_account) if as_json else click.echo(fields(shown_account))
+
+
+@account.command("list")
+@reading
+def account_list(home: str | None, as_json: bool) -> None:
+    """Every account."""
+    rows = accounts_service.listing(open_home(home).views.current(ACCOUNTS))
+    if as_json:
+        emit_json(rows)
+        return
+    columns = ("id", "owner", "balance", "held", "available", "open_holds")
+    click.echo(table([[row[c] for c in columns] for row in rows], columns))
+
+
+@account.command("history")
+@click.argument("account_id")
+@reading
+def account_history(account_id: str, home: str | None, as_json: bool) -> None:
+    """An account's events in log order: credits, holds, settlements, releases."""
+    opened = open_home(home)
+    rows = accounts_service.history(opened, opened.views.current(ACCOUNTS), account_id)
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(table([accounts_service.history_row(row) for row in rows], HISTORY_COLUMNS))
+
+
+HISTORY_COLUMNS = ("position", "topic", "amount", "job", "attempt", "note")
 
 
 @cli.group()
@@ -804,6 +902,13 @@ def worker_register(
     default=None,
     help="With --api: the worker's token (worker register --issue-token).",
 )
+@click.option(
+    "--price",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Cost of one attempt in units: its cost hint, and what a paid job's payer is charged.",
+)
 @common
 def worker_run(
     worker_id: str,
@@ -814,6 +919,7 @@ def worker_run(
     grace_s: float,
     api: str | None,
     token_file: Path | None,
+    price: float,
     home: str | None,
     as_json: bool,
 ) -> None:
@@ -824,7 +930,7 @@ def worker_run(
     It stops on SIGTERM or Ctrl-C: no new claims, running attempts finish within --grace
     (or are handed back: their leases expire), then one line and exit 0."""
     config = DaemonConfig(
-        worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s
+        worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s, price
     )
     if api is not None or token_file is not None:
         stats = worker_over_api(config, api, token_file)
@@ -1806,6 +1912,28 @@ def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> No
         emit_json(report)
         return
     click.echo(f"{report['events']:,} events, {report['log_bytes'] / 1e6:,.1f} MB")
+    click.echo(bench_table(report))
+    click.echo(bench_table({"figures": report["info"]}))
+
+
+@bench.command("accounts")
+@click.option(
+    "--events",
+    type=click.IntRange(min=10_000, max=20_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Events in the generated log.",
+)
+@common
+def bench_accounts(events: int, home: str | None, as_json: bool) -> None:
+    """The balance of one account from the accounts view against a scan of the log."""
+    from sheratan.bench.accounts import run_accounts_bench
+
+    report = run_accounts_bench(events=events, progress=bench_say())
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"{report['events']:,} events")
     click.echo(bench_table(report))
     click.echo(bench_table({"figures": report["info"]}))
 

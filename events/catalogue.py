@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from events import Event, catalogue
+from events.accounts import ACCOUNT_EVENTS
 from events.audit import AUDIT_EVENTS
 from events.chains import CHAIN_EVENTS
 from events.decisions import DECISION_EVENTS
@@ -20,4 +21,5 @@ EVENT_TYPES: dict[str, type[Event]] = catalogue(
     *DECISION_EVENTS,
     *POLICY_EVENTS,
     *AUDIT_EVENTS,
+    *ACCOUNT_EVENTS,
 )

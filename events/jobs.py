@@ -32,6 +32,10 @@ class JobCreated(Event, frozen=True, kw_only=True):
     namespace: str = ""
     #: A follow-up job's place in its chain (None: a job someone created).
     chain: ChainLink | None = None
+    #: The account that pays for the job's attempts (None: nobody is charged), and the most
+    #: one attempt may be estimated at, in micro-units (None: no limit).
+    payer: str | None = None
+    budget_micros: int | None = None
 
 
 class JobQueued(Event, frozen=True, kw_only=True):

@@ -108,6 +108,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     artifacts: tuple[str, ...] = ()
     #: A follow-up job's place in its chain (None: a job someone created).
     chain: ChainLink | None = None
+    #: Who pays for its attempts and the most one may be estimated at (micro-units).
+    payer: str | None = None
+    budget_micros: int | None = None
 
 
 def _created(event: JobCreated) -> JobState:
@@ -127,6 +130,8 @@ def _created(event: JobCreated) -> JobState:
         mission_id=event.mission_id,
         namespace=event.namespace,
         chain=event.chain,
+        payer=event.payer,
+        budget_micros=event.budget_micros,
         created_at=event.timestamp,
         updated_at=event.timestamp,
     )

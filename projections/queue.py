@@ -25,8 +25,13 @@ RECENT = timedelta(minutes=1)
 
 
 def sources_of(created: JobCreated) -> tuple[str, ...]:
-    """The sources a job counts against: its mission (a job outside a mission has none)."""
-    return (f"mission:{created.mission_id}",) if created.mission_id is not None else ()
+    """The sources a job counts against: its mission and its payer (each if it has one)."""
+    sources = ()
+    if created.mission_id is not None:
+        sources += (f"mission:{created.mission_id}",)
+    if created.payer is not None:
+        sources += (f"payer:{created.payer}",)
+    return sources
 
 
 class QueueView:

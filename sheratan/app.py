@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from events import Event, utc_now
+from events.accounts import AccountCredited, AccountOpened
 from events.audit import ApiTokenRotated, Revealed
 from events.decisions import GateResult, PriorsSeeded
 from events.jobs import (
@@ -71,7 +72,7 @@ from sheratan.inputs import (
     check_text,
 )
 from sheratan.lifecycle import cascade_cancellations, job_event, resumptions
-from sheratan.streams import policy_stream, priors_stream, worker_stream
+from sheratan.streams import account_stream, policy_stream, priors_stream, worker_stream
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
@@ -212,6 +213,8 @@ class Sheratan(Application[UUID]):
         max_retries: int = 3,
         namespace: str = "",
         admit: Admission | None = None,
+        payer: str | None = None,
+        budget_micros: int | None = None,
     ) -> Submitted:
         """Create a job and queue it. With an idempotency key, the same key gives the same job
         (``created`` False: a repeat, however many callers race with it).
@@ -222,6 +225,8 @@ class Sheratan(Application[UUID]):
         different field is refused, naming the field, rather than silently ignored.
         ``admit`` (``sheratan.admission``: the creation limits, and over HTTP the job-only
         gates) may refuse the job by raising; nothing is recorded then.
+        ``payer`` names the account charged for its attempts (it must exist), ``budget_micros``
+        the most one attempt may be estimated at.
 
         Every dependency must already exist, and a job cannot depend on itself (its id is
         known in advance with an idempotency key). So each dependency edge points to a job
@@ -232,6 +237,7 @@ class Sheratan(Application[UUID]):
         if idempotency_key is not None:
             check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
         digest = check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
+        self._check_payer(payer, budget_micros)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
         job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
         if job_id in depends_on:
@@ -258,6 +264,8 @@ class Sheratan(Application[UUID]):
             idempotency_key=idempotency_key,
             max_retries=max_retries,
             namespace=namespace,
+            payer=payer,
+            budget_micros=budget_micros,
         )
         if admit is not None:
             assert isinstance(created, JobCreated)
@@ -425,6 +433,71 @@ class Sheratan(Application[UUID]):
         worker = self.get_worker(worker_id)
         self.save(self._new(WorkerHeartbeat, worker.stream, worker.version + 1))
 
+    # ------------------------------------------------------------------ accounts
+
+    def open_account(self, account_id: str, owner: str = "", balance_micros: int = 0) -> UUID:
+        """Open an account (its opening balance, if any, is its first credit)."""
+        check_text("account id", account_id, MAX_NAME_CHARS)
+        check_text("owner", owner, MAX_NAME_CHARS, required=False)
+        check_amount(balance_micros, "balance", zero=True)
+        stream = account_stream(account_id)
+        events = [self._new(AccountOpened, stream, 1, account_id=account_id, owner=owner)]
+        if balance_micros:
+            events.append(
+                self._new(
+                    AccountCredited,
+                    stream,
+                    2,
+                    account_id=account_id,
+                    amount_micros=balance_micros,
+                    reason="opening balance",
+                )
+            )
+        try:
+            self.save(*events)
+        except IntegrityError:
+            msg = f"account {account_id!r} already exists"
+            raise InvalidInputError(msg) from None
+        return stream
+
+    @rereads
+    def credit_account(self, account_id: str, amount_micros: int, reason: str = "") -> int:
+        """Credit an account; returns the version of its stream after."""
+        check_amount(amount_micros, "amount")
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS, required=False)
+        version = self._account_version(account_id) + 1
+        self.save(
+            self._new(
+                AccountCredited,
+                account_stream(account_id),
+                version,
+                account_id=account_id,
+                amount_micros=amount_micros,
+                reason=reason,
+            )
+        )
+        return version
+
+    def _account_version(self, account_id: str) -> int:
+        """The last version of the account's stream; NotFoundError if it was never opened."""
+        check_text("account id", account_id, MAX_NAME_CHARS)
+        last = self.recorder.select_events(account_stream(account_id), desc=True, limit=1)
+        if not last:
+            raise NotFoundError(f"no account {account_id!r}")
+        return last[0].originator_version
+
+    def _check_payer(self, payer: str | None, budget_micros: int | None) -> None:
+        """A job's payer must be an open account and its budget a positive amount."""
+        if budget_micros is not None:
+            check_amount(budget_micros, "budget")
+        if payer is None:
+            return
+        try:
+            self._account_version(payer)
+        except NotFoundError:
+            msg = f"no account {payer!r} to pay for the job (open it with `account open`)"
+            raise InvalidInputError(msg) from None
+
     # -------------------------------------------------------------------- priors
 
     def seed_priors(self, seeds: dict[str, dict[str, PriorSeed]]) -> int:
@@ -532,6 +605,8 @@ _KEYED_FIELDS = (
     ("priority", "priority"),
     ("timeout", "timeout_seconds"),
     ("max retries", "max_retries"),
+    ("payer", "payer"),
+    ("budget", "budget_micros"),
 )
 
 
@@ -545,6 +620,23 @@ def _differences(existing: JobState, created: Event) -> list[str]:
         if before != after:
             out.append(name)
     return out
+
+
+#: The largest amount one credit, opening balance or budget may hold (a trillion units).
+MAX_AMOUNT_MICROS = 10**18
+
+
+def check_amount(amount_micros: int, what: str, *, zero: bool = False) -> None:
+    """An amount in micro-units: a whole number above 0 (or 0 when ``zero``), at most
+    MAX_AMOUNT_MICROS."""
+    low = 0 if zero else 1
+    if isinstance(amount_micros, bool) or not isinstance(amount_micros, int):
+        msg = f"{what} must be a whole number of micro-units"
+        raise InvalidInputError(msg)
+    if not low <= amount_micros <= MAX_AMOUNT_MICROS:
+        bound = "at least 0" if zero else "above 0"
+        msg = f"{what} must be {bound} and at most {MAX_AMOUNT_MICROS // 10**6:,} units"
+        raise InvalidInputError(msg)
 
 
 def check_job_input(

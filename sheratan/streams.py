@@ -30,3 +30,14 @@ def baseline_stream(intent: str) -> UUID:
 @lru_cache(maxsize=64)
 def policy_stream(policy_id: str) -> UUID:
     return uuid5(NAMESPACE, f"policy:{policy_id}")
+
+
+@lru_cache(maxsize=4096)
+def account_stream(account_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"account:{account_id}")
+
+
+def charge_stream(account_id: str, job_id: UUID, attempt: int) -> UUID:
+    """The stream of one attempt's charge: its hold (version 1), then its settlement or
+    release (version 2, which the store grants once)."""
+    return uuid5(NAMESPACE, f"charge:{account_id}:{job_id}:{attempt}")

@@ -25,6 +25,7 @@ import msgspec
 from events import Event
 from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
+from projections.accounts import Account, AccountsView, Hold
 from projections.baselines import BaselinesView
 from projections.chains import ChainState, ChainsView
 from projections.decisions import OpenDecisionsView
@@ -351,6 +352,25 @@ def _queue_from_snapshot(data: bytes) -> QueueView:
     return view
 
 
+class _AccountsSnapshot(msgspec.Struct):
+    accounts: list[Account]
+    holds: list[Hold]
+
+
+def _accounts_to_snapshot(view: AccountsView) -> bytes:
+    return msgspec.msgpack.encode(
+        _AccountsSnapshot(list(view.accounts.values()), list(view.holds.values()))
+    )
+
+
+def _accounts_from_snapshot(data: bytes) -> AccountsView:
+    snapshot = msgspec.msgpack.decode(data, type=_AccountsSnapshot)
+    view = AccountsView()
+    view.accounts = {account.id: account for account in snapshot.accounts}
+    view.holds = {(hold.job_id, hold.attempt): hold for hold in snapshot.holds}
+    return view
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 QUEUE: ViewKind[QueueView] = ViewKind("queue", QueueView, _queue_to_snapshot, _queue_from_snapshot)
 CHAINS: ViewKind[ChainsView] = ViewKind(
@@ -368,6 +388,9 @@ PRIORS: ViewKind[PriorsView] = ViewKind(
 DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
     "decisions", OpenDecisionsView, _decisions_to_snapshot, _decisions_from_snapshot
 )
+ACCOUNTS: ViewKind[AccountsView] = ViewKind(
+    "accounts", AccountsView, _accounts_to_snapshot, _accounts_from_snapshot
+)
 JOB_STATUSES: ViewKind[JobStatusView] = ViewKind(
     "job-statuses", JobStatusView, _statuses_to_snapshot, _statuses_from_snapshot, history=True
 )
@@ -383,6 +406,7 @@ VIEW_KINDS: dict[str, ViewKind[Any]] = {
         JOB_STATUSES,
         QUEUE,
         CHAINS,
+        ACCOUNTS,
     )
 }
 

@@ -141,6 +141,7 @@ def test_idempotent_repeat_and_a_reused_key(server: Server, api: httpx.Client) -
         ({"kind": "noop", "max_retries": 101}, ["noop", "--max-retries", "101"]),
         ({"kind": "file_read", "payload": {}}, ["file_read"]),
         ({"kind": "noop", "idempotency_key": " "}, ["noop", "--idempotency-key", " "]),
+        ({"kind": "noop", "payer": "nobody"}, ["noop", "--payer", "nobody"]),
     ],
 )
 def test_bad_jobs_are_refused_with_the_clis_message(

@@ -316,7 +316,7 @@ class Analytics(Closing):
             if kind not in READ_STATEMENTS:
                 msg = (
                     f"{kind} statements are refused: `sql` is read-only "
-                    "(SELECT over events, decisions, jobs, priors_history, scores)"
+                    "(SELECT over events, decisions, jobs, priors_history, scores, charges)"
                 )
                 raise ReadOnlyError(msg)
         timer = threading.Timer(timeout_s, self.con.interrupt)

@@ -191,6 +191,31 @@ VIEWS: dict[str, str] = {
             GROUP BY stream
         )
     """,
+    "charges": """
+        SELECT stream AS charge_id,
+               any_value(data->>'account_id') AS account_id,
+               any_value(data->>'job_id') AS job_id,
+               any_value((data->>'attempt')::BIGINT) AS attempt,
+               any_value(data->>'decision_id') FILTER (topic = 'account.held') AS decision_id,
+               any_value(data->>'worker') FILTER (topic = 'account.held') AS worker,
+               CASE arg_max(topic, pos) WHEN 'account.held' THEN 'held'
+                    WHEN 'account.settled' THEN 'settled' ELSE 'released' END AS status,
+               any_value((data->>'amount_micros')::BIGINT) FILTER (topic = 'account.held')
+                   AS held_micros,
+               coalesce(any_value((data->>'cost_micros')::BIGINT)
+                        FILTER (topic = 'account.settled'), 0) AS cost_micros,
+               coalesce(any_value((data->>'released_micros')::BIGINT)
+                        FILTER (topic = 'account.settled'),
+                        any_value((data->>'amount_micros')::BIGINT)
+                        FILTER (topic = 'account.released')) AS released_micros,
+               any_value(data->>'why') FILTER (topic = 'account.released') AS why,
+               min(pos) AS held_pos,
+               max(pos) FILTER (topic <> 'account.held') AS closed_pos,
+               count(*) FILTER (topic <> 'account.held') AS closings
+        FROM base_events
+        WHERE topic IN ('account.held', 'account.settled', 'account.released')
+        GROUP BY stream
+    """,
     "priors_history": """
         WITH rows AS (
             SELECT pos, ts, topic, data->>'intent' AS intent, data->>'action_key' AS action_key,

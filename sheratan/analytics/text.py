@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from events.accounts import units
 from sheratan.render import table
 
 
@@ -16,6 +17,20 @@ def _num(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def charge_text(charge: dict[str, Any]) -> str:
+    """The charge of the attempt a decision leased: held, then settled or released."""
+    held = f"held {units(charge['held_micros'])} of account {charge['account_id']}"
+    held += f" for attempt {charge['attempt']}"
+    if charge["status"] == "settled":
+        return (
+            f"charge: {held}; settled {units(charge['cost_micros'])}, "
+            f"released {units(charge['released_micros'])}"
+        )
+    if charge["status"] == "released":
+        return f"charge: {held}; released ({charge['why']})"
+    return f"charge: {held}; still held"
 
 
 def node_text(node: dict[str, Any]) -> str:
@@ -31,6 +46,9 @@ def node_text(node: dict[str, Any]) -> str:
         f"{_num(result['latency_ms'], 1)} ms, cost {_num(result['cost'])}"
         + (f", error {result['error']['code']}" if result["error"] else ""),
     ]
+    charge = node.get("charge")
+    if charge:
+        lines.append("  " + charge_text(charge))
     rows = []
     for c in [chosen, *node["alternatives"]]:
         if "action_key" not in c:

@@ -156,7 +156,7 @@ class Why:
             )
         if not rows:
             raise WhyNotFoundError(f"no trace or decision node {trace_id}")
-        nodes = [node_answer(r) for r in rows]
+        nodes = self._charged([node_answer(r) for r in rows])
         root = nodes[0]
         return self._clean(
             {
@@ -169,6 +169,26 @@ class Why:
                 "nodes": nodes,
             }
         )
+
+    def _charged(self, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The nodes, each that leased a paid attempt with its ``charge``: the account, the
+        amount held and how the hold ended (settled with its cost, released with why, or
+        still held); amounts in micro-units (SQL view ``charges``)."""
+        ids = [node["node_id"] for node in nodes]
+        rows = self.an.rows(
+            "SELECT decision_id, account_id, attempt, worker, status, held_micros, cost_micros,"
+            " released_micros, why, held_pos, closed_pos FROM charges"
+            " WHERE decision_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY held_pos",
+            [ids],
+        )
+        by_node: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            by_node[row.pop("decision_id")] = row
+        for node in nodes:
+            charge = by_node.get(str(node["node_id"]))
+            if charge is not None:
+                node["charge"] = charge
+        return nodes
 
     def traces(
         self,
@@ -235,7 +255,7 @@ class Why:
                 "job_id": job_id,
                 "job": job,
                 "traces": sorted({r["trace_id"] for r in rows}),
-                "decisions": [node_answer(r) for r in rows],
+                "decisions": self._charged([node_answer(r) for r in rows]),
             }
         )
 

@@ -21,6 +21,7 @@ from litestar.openapi import ResponseSpec
 
 from events.jobs import Priority
 from projections.jobs import JobState, Status
+from sheratan.accounts import parse_amount
 from sheratan.api.paging import Cursor, Limit, page
 from sheratan.api.routing import Rule, home_of, problems
 from sheratan.app import OPERATOR_CANCEL_REASON
@@ -35,6 +36,10 @@ from sheratan.reveal import shown
 from sheratan.views import JOBS
 
 TAGS = ["jobs"]
+
+
+#: A budget: units with up to six decimal places.
+BUDGET_PATTERN = r"^[0-9]{1,13}(\.[0-9]{1,6})?$"
 
 
 class NewJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +59,10 @@ class NewJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ) = None
     timeout_seconds: Annotated[float, Rule(gt=0, le=MAX_TIMEOUT_SECONDS)] = 300.0
     max_retries: Annotated[int, Rule(ge=0, le=MAX_RETRIES)] = 3
+    #: The account charged for its attempts (it must exist: 400 otherwise), and the most
+    #: one attempt may be estimated at, in units as decimal text ("2.5").
+    payer: Annotated[str, Rule(min_length=1, max_length=MAX_NAME_CHARS)] | None = None
+    budget: Annotated[str, Rule(max_length=32, pattern=BUDGET_PATTERN)] | None = None
 
 
 class Cancellation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -90,6 +99,8 @@ def _submit(state: State, data: NewJob, task_id: UUID | None) -> Response[JobSta
         idempotency_key=data.idempotency_key,
         max_retries=data.max_retries,
         admit=state.admission,
+        payer=data.payer,
+        budget_micros=None if data.budget is None else parse_amount(data.budget, "budget"),
     )
     job = _shown(app.get_job(submitted.id))
     return Response(job, status_code=201 if submitted.created else 200)

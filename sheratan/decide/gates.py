@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from events.accounts import to_micros, units
 from events.decisions import Evidence, GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
@@ -212,6 +213,31 @@ def _budget(worker: WorkerState, constraints: dict[str, Any]) -> GateResult:
     if budget is not None and worker.cost_hint > float(budget):
         return GateResult(
             "budget", False, f"worker {worker.id} costs {worker.cost_hint}, budget is {budget}"
+        )
+    funds = constraints.get("funds")
+    if funds is not None:
+        return _funds(worker, funds)
+    return PASSED["budget"]
+
+
+def _funds(worker: WorkerState, funds: dict[str, Any]) -> GateResult:
+    """A paid job's candidate: its estimate (the worker's cost hint, what the lease holds)
+    within the job's budget and within what the payer has available (balance - held)."""
+    estimate = to_micros(worker.cost_hint)
+    budget = funds.get("budget_micros")
+    if budget is not None and estimate > budget:
+        return GateResult(
+            "budget",
+            False,
+            f"worker {worker.id} costs {units(estimate)}, the job's budget is {units(budget)}",
+        )
+    available = funds["available_micros"]
+    if estimate > available:
+        return GateResult(
+            "budget",
+            False,
+            f"insufficient funds: account {funds['payer']} has {units(available)} available, "
+            f"worker {worker.id} needs {units(estimate)} held",
         )
     return PASSED["budget"]
 

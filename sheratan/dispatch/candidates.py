@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.decisions import GateResult
+from projections.accounts import AccountsView
 from projections.jobs import JobState
 from projections.priors import PriorsView
 from projections.workers import WorkerState, WorkersView
@@ -35,12 +36,23 @@ def capable_workers(workers: WorkersView, job: JobState) -> list[WorkerState]:
     )
 
 
-def decision_constraints(base: dict[str, Any], job: JobState) -> dict[str, Any]:
-    """The run's constraints, overridden by the job payload's ``constraints`` object."""
+def decision_constraints(
+    base: dict[str, Any], job: JobState, accounts: AccountsView
+) -> dict[str, Any]:
+    """The run's constraints, overridden by the job payload's ``constraints`` object; for a
+    paid job also its ``funds``: the payer, its available amount and the job's budget (what
+    the budget gate holds each candidate's estimate against, recorded with the decision)."""
     constraints = dict(base)
     job_constraints = job.payload.get("constraints")
     if isinstance(job_constraints, dict):
         constraints.update(job_constraints)
+    if job.payer is not None:
+        account = accounts.accounts.get(job.payer)
+        constraints["funds"] = {
+            "payer": job.payer,
+            "available_micros": account.available_micros if account is not None else 0,
+            "budget_micros": job.budget_micros,
+        }
     return constraints
 
 

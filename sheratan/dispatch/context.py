@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections.accounts import AccountsView
 from projections.baselines import BaselinesView
 from projections.chains import ChainsView
 from projections.decisions import OpenDecisionsView
@@ -29,9 +30,18 @@ class EngineViews:
     baselines: BaselinesView
     decisions: OpenDecisionsView
     chains: ChainsView
+    accounts: AccountsView
 
     def all(self) -> list[Any]:
-        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions, self.chains]
+        return [
+            self.jobs,
+            self.workers,
+            self.priors,
+            self.baselines,
+            self.decisions,
+            self.chains,
+            self.accounts,
+        ]
 
 
 @dataclass

@@ -37,6 +37,7 @@ from sheratan.dispatch.candidates import (
     decision_constraints,
     dispatch_specs,
 )
+from sheratan.dispatch.charges import hold
 from sheratan.dispatch.context import DispatchContext
 from sheratan.dispatch.settle import Settler
 from sheratan.lifecycle import job_event
@@ -253,7 +254,7 @@ class Dispatcher:
         worker = self.views.workers.workers.get(job.retry_worker)
         if decision is None or worker is None:
             return None
-        constraints = decision_constraints(self.constraints, job)
+        constraints = decision_constraints(self.constraints, job, self.views.accounts)
         gates = worker_gates(self.engine.gate_policy, worker, job, constraints, self.clock.now())
         if not all(g.passed for g in gates):
             return None
@@ -278,7 +279,7 @@ class Dispatcher:
             job=job,
             specs=specs,
             priors=self.views.priors,
-            constraints=decision_constraints(self.constraints, job),
+            constraints=decision_constraints(self.constraints, job, self.views.accounts),
             now=self.clock.now(),
         )
         self.recorder.record(made)
@@ -313,6 +314,7 @@ class Dispatcher:
                 lease_term_s=lease.term_s,
             )
         )
+        hold(self.context, job, worker, decision.originator_id)
         transport = self.transports.get(worker.transport)
         if transport is not None:
             self._run_here(job.id, worker, transport)

@@ -44,7 +44,7 @@ from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
 from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
-from sheratan.views import CHAINS, DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.views import ACCOUNTS, CHAINS, DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
@@ -124,6 +124,7 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
         baselines=views.current(baselines_kind(scoring.baselines.window)),
         decisions=views.current(DECISIONS),
         chains=views.current(CHAINS),
+        accounts=views.current(ACCOUNTS),
     )
 
 
@@ -140,6 +141,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     home.views.save(baselines_kind(scoring.baselines.window), views.baselines)
     home.views.save(DECISIONS, views.decisions)
     home.views.save(CHAINS, views.chains)
+    home.views.save(ACCOUNTS, views.accounts)
 
 
 def build_dispatcher(

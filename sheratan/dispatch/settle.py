@@ -35,6 +35,7 @@ from sheratan.decide.scoring import baseline_for, score_outcome
 from sheratan.decide.trace import Violation, check, encode, trace_record
 from sheratan.dispatch.backoff import retry_backoff
 from sheratan.dispatch.candidates import DISPATCH, RECOVER, recovery_specs
+from sheratan.dispatch.charges import settle_charge
 from sheratan.dispatch.context import DispatchContext
 from sheratan.lifecycle import cascade_cancellations, job_event
 from sheratan.streams import baseline_stream, priors_stream
@@ -94,9 +95,11 @@ class Settler:
         self.given_up: set[Any] = set()
 
     def settle(self, job_id: Any) -> None:
-        """Score every open decision of the job, then recover a failed or timed-out attempt."""
+        """Settle the charge of the job's ended attempt, score every open decision of the
+        job, then recover a failed or timed-out attempt."""
         views = self.context.views
         job = views.jobs.jobs[job_id]
+        settle_charge(self.context, job)
         decisions = views.decisions.of_job(job_id)
         if not decisions:
             return

@@ -39,6 +39,7 @@ from events.decisions import (
     Rng,
 )
 from events.policy import PolicyRecorded
+from projections.accounts import AccountsView
 from projections.baselines import BaselinesView
 from projections.jobs import JobState, JobsView
 from projections.priors import PriorsView
@@ -124,6 +125,7 @@ class History:
         self.reader = reader or EventReader()
         self.jobs = JobsView()
         self.workers = WorkersView()
+        self.accounts = AccountsView()
         self.priors = PriorsView()
         self.baselines: dict[int, BaselinesView] = {}
         self.policies: dict[str, PolicySnapshot] = {}
@@ -132,7 +134,7 @@ class History:
         self._pending: dict[Any, DecisionMade] = {}
         self._rescored: dict[Any, float] = {}
         self._routes: dict[type[Event], list[Any]] = {}
-        for view in (self.jobs, self.workers):
+        for view in (self.jobs, self.workers, self.accounts):
             for event_type in view.FOLDS:
                 self._routes.setdefault(event_type, []).append(view)
 
@@ -211,7 +213,7 @@ class History:
             job=job,
             specs=specs,
             priors=self.priors,
-            constraints=decision_constraints({}, job),
+            constraints=decision_constraints({}, job, self.accounts),
             now=made.timestamp,
             observed=made.observed,
         )

@@ -26,6 +26,7 @@ needs nothing: the leases expire, within a term, since nothing extends them.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -62,6 +63,8 @@ from sheratan.workers.wire import MAX_RUNNING
 #: The kinds a daemon runs itself (with the local transport, inside its workspace).
 DAEMON_KINDS = frozenset({"noop", "file_read", "file_write", "patch_apply"})
 MAX_CONCURRENCY = MAX_RUNNING
+#: The highest price per attempt a daemon may ask (units of account).
+MAX_PRICE = 1e9
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_GRACE_S = 30.0
 #: Saves in a row that may lose a version race before a step waits for the next loop.
@@ -76,6 +79,9 @@ class DaemonConfig:
     workspace: Path = field(default_factory=Path.cwd)
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     grace_s: float = DEFAULT_GRACE_S
+    #: What one attempt costs (its cost hint, and the cost it reports): what a paid job's
+    #: payer is held and charged; 0 for a worker that charges nothing.
+    price: float = 0.0
 
 
 @dataclass
@@ -118,6 +124,9 @@ def check_config(config: DaemonConfig) -> DaemonConfig:
     if not 0 <= config.grace_s <= 3600:
         msg = f"grace must be 0 to 3600 seconds, not {config.grace_s:g}"
         raise InvalidInputError(msg)
+    if not 0 <= config.price <= MAX_PRICE:
+        msg = f"price must be 0 to {MAX_PRICE:g}, not {config.price:g}"
+        raise InvalidInputError(msg)
     workspace = config.workspace.expanduser().resolve()
     if not workspace.is_dir():
         msg = f"workspace {workspace} is not a directory"
@@ -129,6 +138,7 @@ def check_config(config: DaemonConfig) -> DaemonConfig:
         workspace,
         config.heartbeat_s,
         config.grace_s,
+        config.price,
     )
 
 
@@ -192,7 +202,8 @@ class WorkerDaemon:
     # ------------------------------------------------------------ the steps
 
     def _register(self) -> WorkerState:
-        return register_process_worker(self.home, self.config.worker_id, self.config.kinds)
+        config = self.config
+        return register_process_worker(self.home, config.worker_id, config.kinds, config.price)
 
     def _load(self) -> None:
         """The jobs view from the log, and a recorder over it (again after a lost race)."""
@@ -229,6 +240,8 @@ class WorkerDaemon:
     def _execute(self, job: JobState, worker: WorkerState) -> None:
         """In a thread of its own: run the attempt and hand the outcome to the main thread."""
         outcome = run_attempt(self.transport, job, worker)
+        if self.config.price:
+            outcome = dataclasses.replace(outcome, cost=self.config.price)
         self.finished.put((job.id, job.attempt, outcome))
         self.waker.wake()
 
@@ -297,7 +310,9 @@ class WorkerDaemon:
             self._load()  # a sweep or an operator came first: the next beat looks again
 
 
-def register_process_worker(home: Home, worker_id: str, kinds: tuple[str, ...]) -> WorkerState:
+def register_process_worker(
+    home: Home, worker_id: str, kinds: tuple[str, ...], price: float = 0.0
+) -> WorkerState:
     """Register ``worker_id`` with transport ``process`` (again, if it exists), unless it is a
     worker of a simulation's namespace; its state after."""
     app = home.app
@@ -308,7 +323,7 @@ def register_process_worker(home: Home, worker_id: str, kinds: tuple[str, ...]) 
     if existing is not None and existing.namespace:
         msg = f"worker {worker_id!r} belongs to the {existing.namespace} namespace"
         raise InvalidInputError(msg)
-    app.register_worker(worker_id, kinds, "process", again=True)
+    app.register_worker(worker_id, kinds, "process", cost_hint=price, again=True)
     return app.get_worker(worker_id)
 
 
