@@ -26,7 +26,7 @@ RECENT = timedelta(minutes=1)
 
 def sources_of(created: JobCreated) -> tuple[str, ...]:
     """The sources a job counts against: its mission and its payer (each if it has one)."""
-    sources = ()
+    sources: tuple[str, ...] = ()
     if created.mission_id is not None:
         sources += (f"mission:{created.mission_id}",)
     if created.payer is not None:

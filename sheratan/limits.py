@@ -11,8 +11,9 @@
 - ``queue``: backpressure. While ``max_waiting`` jobs wait for a worker (created, queued or
   scheduled for a retry), job creation is refused, and nothing is recorded: exit 2 on the
   CLI, 429 with ``Retry-After: retry_after_s`` over HTTP.
-- ``sources``: per source of work (each mission and each payer), at most ``jobs_per_minute`` jobs created in
-  the last 60 s and ``max_in_flight`` jobs not yet ended; refused the same way.
+- ``sources``: per source of work (each mission and each payer), at most
+  ``jobs_per_minute`` jobs created in the last 60 s and ``max_in_flight`` jobs not yet
+  ended; refused the same way.
 - ``workers``: the most attempts one worker holds at once. A gate at each dispatch decision
   (``worker_limit``), so it travels with the gate policy every decision records
   (``EngineConfig.load`` copies it into ``GatePolicy.worker_max_attempts``) and replay
