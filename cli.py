@@ -22,6 +22,7 @@ import msgspec
 from events.jobs import PRIORITIES
 from events.workers import TRANSPORTS
 from projections.jobs import JobsView, Status
+from sheratan import system_report as system_service
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
 from sheratan.analytics.redact import redact_rows
@@ -47,7 +48,12 @@ from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
 from sheratan.dispatch.runner import Stop
 from sheratan.dispatch.service import DEFAULT_NAME as DEFAULT_DISPATCHER
-from sheratan.dispatch.service import EngineConfig, SimulationInterruptedError, resumes_after
+from sheratan.dispatch.service import (
+    SIMULATION,
+    EngineConfig,
+    SimulationInterruptedError,
+    resumes_after,
+)
 from sheratan.dispatch.service import dispatch as run_dispatch
 from sheratan.dispatch.service import follow as run_follow
 from sheratan.dispatch.service import simulate as run_simulation
@@ -1037,6 +1043,78 @@ def simulate(
     )
     rows = [(w, s["chosen"], f"{s['mean_score']:.3f}") for w, s in report["per_worker"].items()]
     click.echo(table(rows, ("worker", "chosen", "mean score")))
+
+
+# -------------------------------------------------------------------- system
+
+
+@cli.group()
+def system() -> None:
+    """The system state (OPERATIONAL, DEGRADED, REFLECTIVE, RECOVERY, PAUSED) and its alarms."""
+
+
+def simulation_option(command: F) -> F:
+    return click.option(
+        "--simulation", is_flag=True, help="The simulations' own system state, not real work's."
+    )(command)
+
+
+@system.command("state")
+@simulation_option
+@reading
+def system_state(simulation: bool, home: str | None, as_json: bool) -> None:
+    """The state, since when and why, its open alarms, and what dispatch does in it."""
+    report = system_service.system_report(open_home(home), SIMULATION if simulation else "")
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"{report['state']} since {report['since'] or 'the start'}"
+        + (f" ({report['cause']}: {report['reason']})" if report["cause"] else "")
+    )
+    click.echo(f"dispatch: {report['dispatch']}; {report['queued']} job(s) queued")
+    for alarm in report["alarms"]:
+        click.echo(f"alarm {alarm['rule']} ({alarm['severity']}): {alarm['detail']}")
+
+
+@system.command("transition")
+@click.argument("target", metavar="STATE")
+@click.option("--reason", required=True, help="Why (recorded with the transition).")
+@simulation_option
+@common
+def system_transition(
+    target: str, reason: str, simulation: bool, home: str | None, as_json: bool
+) -> None:
+    """Move the system to STATE; an illegal transition is refused and nothing is recorded."""
+    namespace = SIMULATION if simulation else ""
+    state = system_service.transition(open_home(home), target, reason, namespace)
+    emit_json(state) if as_json else click.echo(f"system {state['state']}: {reason}")
+
+
+@system.command("history")
+@simulation_option
+@reading
+def system_history(simulation: bool, home: str | None, as_json: bool) -> None:
+    """Every transition and alarm, oldest first."""
+    rows = system_service.history(open_home(home), SIMULATION if simulation else "")
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(
+        table(
+            [
+                (
+                    r["at"],
+                    r["topic"],
+                    f"{r['from_state']} -> {r['to_state']}" if "to_state" in r else r["rule"],
+                    r.get("cause") or r.get("detail"),
+                    r.get("reason", ""),
+                )
+                for r in rows
+            ],
+            ("at", "event", "what", "cause", "reason"),
+        )
+    )
 
 
 # -------------------------------------------------------------------- policy

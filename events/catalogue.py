@@ -8,6 +8,7 @@ from events.decisions import DECISION_EVENTS
 from events.jobs import JOB_EVENTS
 from events.missions import MISSION_EVENTS, TASK_EVENTS
 from events.policy import POLICY_EVENTS
+from events.system import SYSTEM_EVENTS
 from events.workers import WORKER_EVENTS
 
 EVENT_TYPES: dict[str, type[Event]] = catalogue(
@@ -18,4 +19,5 @@ EVENT_TYPES: dict[str, type[Event]] = catalogue(
     *DECISION_EVENTS,
     *POLICY_EVENTS,
     *AUDIT_EVENTS,
+    *SYSTEM_EVENTS,
 )

@@ -30,3 +30,9 @@ def baseline_stream(intent: str) -> UUID:
 @lru_cache(maxsize=64)
 def policy_stream(policy_id: str) -> UUID:
     return uuid5(NAMESPACE, f"policy:{policy_id}")
+
+
+@lru_cache(maxsize=64)
+def system_stream(namespace: str = "") -> UUID:
+    """The system's state and alarms, one stream per namespace ("" is real work)."""
+    return uuid5(NAMESPACE, f"system:{namespace}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, Union
 from uuid import UUID
@@ -19,11 +20,13 @@ import msgspec
 from events import Event
 from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
+from events.system import SystemStateChanged
 from projections.baselines import BaselinesView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobState, JobsView
 from projections.missions import MissionState, MissionsView, TaskState
 from projections.priors import Prior, PriorsView
+from projections.system import Alarm, Outcome, SystemView
 from projections.workers import WorkerState, WorkersView
 from sheratan.codec import EventCodec
 from sheratan.store.files import write_durably
@@ -271,6 +274,60 @@ def _decisions_from_snapshot(data: bytes) -> OpenDecisionsView:
     return view
 
 
+class _NamespaceRow(msgspec.Struct):
+    namespace: str
+    state: str
+    since: datetime | None
+    reason: str
+    cause: str
+    version: int
+    ended: int
+    alarms: list[Alarm]
+    recent: list[SystemStateChanged]
+    outcomes: list[Outcome]
+
+
+class _SystemSnapshot(msgspec.Struct):
+    namespaces: list[_NamespaceRow]
+    worker_namespace: dict[str, str]
+    in_flight: dict[UUID, str]
+
+
+def _system_to_snapshot(view: SystemView) -> bytes:
+    rows = [
+        _NamespaceRow(
+            s.namespace,
+            s.state,
+            s.since,
+            s.reason,
+            s.cause,
+            s.version,
+            s.ended,
+            list(s.alarms.values()),
+            list(s.recent),
+            list(s.outcomes),
+        )
+        for s in view.namespaces.values()
+    ]
+    return msgspec.msgpack.encode(_SystemSnapshot(rows, view.worker_namespace, view.in_flight))
+
+
+def _system_from_snapshot(data: bytes) -> SystemView:
+    snapshot = msgspec.msgpack.decode(data, type=_SystemSnapshot)
+    view = SystemView()
+    for row in snapshot.namespaces:
+        state = view.of(row.namespace)
+        state.state = row.state  # type: ignore[assignment]
+        state.since, state.reason, state.cause = row.since, row.reason, row.cause
+        state.version, state.ended = row.version, row.ended
+        state.alarms = {alarm.rule: alarm for alarm in row.alarms}
+        state.recent.extend(row.recent)
+        state.outcomes.extend(row.outcomes)
+    view.worker_namespace = snapshot.worker_namespace
+    view.in_flight = snapshot.in_flight
+    return view
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 MISSIONS: ViewKind[MissionsView] = ViewKind(
     "missions", MissionsView, _missions_to_snapshot, _missions_from_snapshot
@@ -284,8 +341,12 @@ PRIORS: ViewKind[PriorsView] = ViewKind(
 DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
     "decisions", OpenDecisionsView, _decisions_to_snapshot, _decisions_from_snapshot
 )
+SYSTEM: ViewKind[SystemView] = ViewKind(
+    "system", SystemView, _system_to_snapshot, _system_from_snapshot
+)
 VIEW_KINDS: dict[str, ViewKind[Any]] = {
-    kind.name: kind for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, baselines_kind(200))
+    kind.name: kind
+    for kind in (JOBS, MISSIONS, WORKERS, PRIORS, DECISIONS, baselines_kind(200), SYSTEM)
 }
 
 

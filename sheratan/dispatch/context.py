@@ -10,6 +10,7 @@ from projections.baselines import BaselinesView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobsView
 from projections.priors import PriorsView
+from projections.system import SystemView
 from projections.workers import WorkersView
 from sheratan.decide.engine import DecisionEngine
 from sheratan.decide.policy import ScoringPolicy
@@ -26,9 +27,11 @@ class EngineViews:
     priors: PriorsView
     baselines: BaselinesView
     decisions: OpenDecisionsView
+    #: The system state per namespace and what the anomaly rules read (sheratan.dispatch.watch).
+    system: SystemView = field(default_factory=SystemView)
 
     def all(self) -> list[Any]:
-        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions]
+        return [self.jobs, self.workers, self.priors, self.baselines, self.decisions, self.system]
 
 
 @dataclass

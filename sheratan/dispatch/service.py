@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sheratan.decide.policy import (
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
+from sheratan.dispatch.gating import SystemPolicy, load_system_policy
 from sheratan.dispatch.loop import Dispatcher
 from sheratan.dispatch.runner import ROUND_JOBS, Runner, Stop
 from sheratan.home import Home
@@ -43,7 +44,7 @@ from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
 from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
-from sheratan.views import DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.views import DECISIONS, JOBS, PRIORS, SYSTEM, WORKERS, baselines_kind
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
@@ -73,6 +74,8 @@ class EngineConfig:
     selection: SelectionPolicy
     seed: int
     workspace: Path
+    #: What each system state lets a round do, and the anomaly rules' thresholds.
+    system: SystemPolicy = field(default_factory=load_system_policy)
 
     @classmethod
     def load(
@@ -85,6 +88,7 @@ class EngineConfig:
         scoring_path: Path | None = None,
         gates_path: Path | None = None,
         workspace: Path | None = None,
+        system_path: Path | None = None,
     ) -> EngineConfig:
         gates = load_gates(gates_path)
         selection = SelectionPolicy.parse(
@@ -93,7 +97,12 @@ class EngineConfig:
             epsilon=gates.epsilon if epsilon is None else epsilon,
         )
         return cls(
-            load_scoring(scoring_path), gates, selection, seed, (workspace or Path.cwd()).resolve()
+            load_scoring(scoring_path),
+            gates,
+            selection,
+            seed,
+            (workspace or Path.cwd()).resolve(),
+            load_system_policy(system_path),
         )
 
     @property
@@ -109,6 +118,7 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
         priors=views.current(PRIORS),
         baselines=views.current(baselines_kind(scoring.baselines.window)),
         decisions=views.current(DECISIONS),
+        system=views.current(SYSTEM),
     )
 
 
@@ -124,6 +134,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     home.views.save(PRIORS, views.priors)
     home.views.save(baselines_kind(scoring.baselines.window), views.baselines)
     home.views.save(DECISIONS, views.decisions)
+    home.views.save(SYSTEM, views.system)
 
 
 def build_dispatcher(
@@ -169,6 +180,7 @@ def build_dispatcher(
         transports=transports,
         handoffs={"webrelay": WebRelay(views.workers, home.app)},
         claim_first=frozenset({"local"}),
+        system=config.system,
         on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
     )
 
