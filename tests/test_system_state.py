@@ -100,9 +100,7 @@ def test_an_illegal_transition_is_refused_with_one_line_and_records_nothing(home
     refused_unrecorded(
         home, "system", "transition", "ASLEEP", "--reason", "x", needle="no system state 'ASLEEP'"
     )
-    refused_unrecorded(
-        home, "system", "transition", "OPERATIONAL", "--reason", "", needle="reason"
-    )
+    refused_unrecorded(home, "system", "transition", "OPERATIONAL", "--reason", "", needle="reason")
     assert len(as_json(home, "system", "history")) == 1
 
 
