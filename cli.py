@@ -908,6 +908,9 @@ def engine_options(command: F) -> F:
         "--policy", default="ucb", show_default=True, help="ucb, random or always:<worker>."
     )(command)
     command = file_option("--gates", help="A gates.json of your own.")(command)
+    command = file_option(
+        "--system", "system_policy", help="A system.json of your own (states, anomaly rules)."
+    )(command)
     return file_option("--scoring", help="A scoring.json of your own.")(command)
 
 
@@ -938,6 +941,7 @@ def dispatch(
     name: str,
     workspace: Path | None,
     scoring: Path | None,
+    system_policy: Path | None,
     gates: Path | None,
     policy: str,
     epsilon: float | None,
@@ -961,6 +965,7 @@ def dispatch(
         scoring_path=scoring,
         gates_path=gates,
         workspace=workspace,
+        system_path=system_policy,
     )
     if follow:
         stats = follow_until_stopped(opened, config, name)
@@ -1009,6 +1014,7 @@ def simulate(
     workers_file: Path | None,
     jobs: int,
     scoring: Path | None,
+    system_policy: Path | None,
     gates: Path | None,
     policy: str,
     epsilon: float | None,
@@ -1023,7 +1029,12 @@ def simulate(
     """
     opened = open_home(home)
     config = EngineConfig.load(
-        policy=policy, epsilon=epsilon, seed=seed, scoring_path=scoring, gates_path=gates
+        policy=policy,
+        epsilon=epsilon,
+        seed=seed,
+        scoring_path=scoring,
+        gates_path=gates,
+        system_path=system_policy,
     )
     profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
     stop = stop_on_signals()
@@ -1435,7 +1446,7 @@ def sql(
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores.
+    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores, self_heals.
 
     The views hold payloads redacted at the source, so no SQL function shows a secret;
     --reveal reads the raw log instead (recorded first). No file outside the views is read,

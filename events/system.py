@@ -9,6 +9,7 @@ version and the loser re-reads: the state machine is always checked on the curre
 from __future__ import annotations
 
 from typing import ClassVar, Literal, get_args
+from uuid import UUID
 
 from events import Event
 
@@ -57,4 +58,48 @@ class AlarmCleared(Event, frozen=True, kw_only=True):
     detail: str
 
 
-SYSTEM_EVENTS = (SystemStateChanged, AlarmRaised, AlarmCleared)
+#: How an automatic recovery ended: its next attempt completed (``healed``) or failed, the
+#: job ended before it ran (``not_attempted``), or an operator moved the state instead.
+HealOutcome = Literal["healed", "failed", "not_attempted", "overridden"]
+
+
+class SelfHealTaken(Event, frozen=True, kw_only=True):
+    """An automatic recovery: what triggered it, what was done, with what confidence.
+
+    ``heal_id`` joins it to its ``self_heal.resolved``. A recovery decision's heal (a retry, a
+    fallback, a quarantine on evidence) is its own stream and names the decision and the job;
+    a system state's heal (OPERATIONAL to DEGRADED or RECOVERY by an alarm) is on the system
+    stream and names neither. ``confidence`` is the probability the decision gave the chosen
+    action (1.0 for a rule's move)."""
+
+    TOPIC: ClassVar[str] = "self_heal.taken"
+
+    namespace: str = ""
+    heal_id: UUID
+    trigger: str
+    action: str
+    confidence: float
+    detail: str
+    decision_id: UUID | None = None
+    job_id: UUID | None = None
+
+
+class SelfHealResolved(Event, frozen=True, kw_only=True):
+    """How an automatic recovery ended, once known."""
+
+    TOPIC: ClassVar[str] = "self_heal.resolved"
+
+    namespace: str = ""
+    heal_id: UUID
+    outcome: HealOutcome
+    detail: str
+    decision_id: UUID | None = None
+
+
+SYSTEM_EVENTS = (
+    SystemStateChanged,
+    AlarmRaised,
+    AlarmCleared,
+    SelfHealTaken,
+    SelfHealResolved,
+)

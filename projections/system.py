@@ -17,7 +17,14 @@ from uuid import UUID
 
 from events import Event
 from events.jobs import JobCancelled, JobCompleted, JobDispatched, JobFailed, JobTimedOut
-from events.system import AlarmCleared, AlarmRaised, SystemStateChanged, SystemStateName
+from events.system import (
+    AlarmCleared,
+    AlarmRaised,
+    SelfHealResolved,
+    SelfHealTaken,
+    SystemStateChanged,
+    SystemStateName,
+)
 from events.workers import WorkerRegistered
 
 #: Attempt outcomes kept per namespace: the most any failure-rate rule may look back over.
@@ -71,6 +78,8 @@ class SystemState:
     outcomes: deque[Outcome] = field(default_factory=lambda: deque(maxlen=OUTCOME_WINDOW))
     #: Attempt outcomes ever folded (the rules' cursor: which outcomes are new since a round).
     ended: int = 0
+    #: The open heal of a rule's move away from OPERATIONAL (resolved once back).
+    healing: UUID | None = None
 
 
 def apply_system(state: SystemState, event: Event) -> SystemState:
@@ -88,7 +97,19 @@ def apply_system(state: SystemState, event: Event) -> SystemState:
         )
     elif isinstance(event, AlarmCleared):
         state.alarms.pop(event.rule, None)
+    elif isinstance(event, SelfHealTaken):
+        state.healing = event.heal_id
+    elif isinstance(event, SelfHealResolved):
+        state.healing = None
     return state
+
+
+def on_system_stream(event: Event) -> bool:
+    """Whether an event of the system's kinds is on a system stream (a recovery decision's
+    heal has a stream of its own, and names its decision)."""
+    if isinstance(event, SelfHealTaken | SelfHealResolved):
+        return event.decision_id is None
+    return True
 
 
 def project_system(state: SystemState | None, events: Any) -> SystemState | None:
@@ -99,11 +120,16 @@ def project_system(state: SystemState | None, events: Any) -> SystemState | None
     return state
 
 
+_SYSTEM: frozenset[type[Event]] = frozenset(
+    {SystemStateChanged, AlarmRaised, AlarmCleared, SelfHealTaken, SelfHealResolved}
+)
+
+
 class SystemView:
     """Every namespace's system state, and the attempts in flight (to know their namespace)."""
 
     FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(
-        {SystemStateChanged, AlarmRaised, AlarmCleared, WorkerRegistered, JobDispatched, *_ENDS}
+        {*_SYSTEM, WorkerRegistered, JobDispatched, *_ENDS}
     )
 
     def __init__(self) -> None:
@@ -134,6 +160,6 @@ class SystemView:
                 state.ended += 1
         elif kind is WorkerRegistered:
             self.worker_namespace[event.worker_id] = event.namespace  # type: ignore[attr-defined]
-        elif kind in (SystemStateChanged, AlarmRaised, AlarmCleared):
+        elif kind in _SYSTEM and on_system_stream(event):
             apply_system(self.of(event.namespace), event)  # type: ignore[attr-defined]
         self.position = position

@@ -36,3 +36,8 @@ def policy_stream(policy_id: str) -> UUID:
 def system_stream(namespace: str = "") -> UUID:
     """The system's state and alarms, one stream per namespace ("" is real work)."""
     return uuid5(NAMESPACE, f"system:{namespace}")
+
+
+def self_heal_stream(decision_id: UUID) -> UUID:
+    """The automatic recovery a recovery decision took (its ``self_heal.*`` events)."""
+    return uuid5(NAMESPACE, f"self_heal:{decision_id}")

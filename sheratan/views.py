@@ -282,6 +282,7 @@ class _NamespaceRow(msgspec.Struct):
     cause: str
     version: int
     ended: int
+    healing: UUID | None
     alarms: list[Alarm]
     recent: list[SystemStateChanged]
     outcomes: list[Outcome]
@@ -303,6 +304,7 @@ def _system_to_snapshot(view: SystemView) -> bytes:
             s.cause,
             s.version,
             s.ended,
+            s.healing,
             list(s.alarms.values()),
             list(s.recent),
             list(s.outcomes),
@@ -319,7 +321,7 @@ def _system_from_snapshot(data: bytes) -> SystemView:
         state = view.of(row.namespace)
         state.state = row.state  # type: ignore[assignment]
         state.since, state.reason, state.cause = row.since, row.reason, row.cause
-        state.version, state.ended = row.version, row.ended
+        state.version, state.ended, state.healing = row.version, row.ended, row.healing
         state.alarms = {alarm.rule: alarm for alarm in row.alarms}
         state.recent.extend(row.recent)
         state.outcomes.extend(row.outcomes)

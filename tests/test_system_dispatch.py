@@ -9,6 +9,7 @@ OPERATIONAL; exact replay of that log finds no drift.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,9 +184,12 @@ def test_a_burst_of_failures_degrades_the_system_and_recovery_restores_it(burst:
     assert [r["topic"] for r in history] == [
         "system.alarm_raised",
         "system.state_changed",
+        "self_heal.taken",
         "system.alarm_cleared",
         "system.state_changed",
+        "self_heal.resolved",
     ]
+    assert (history[2]["trigger"], history[5]["outcome"]) == ("alarm:failure_rate", "healed")
     assert as_json(burst, "system", "state")["state"] == "OPERATIONAL"  # real work untouched
 
 
@@ -209,3 +213,24 @@ def test_a_state_an_operator_chose_is_not_moved_by_the_rules(tmp_path: Path) -> 
         needle="is REFLECTIVE",
     )  # fmt: skip
     assert "may move to DEGRADED, OPERATIONAL, PAUSED, not RECOVERY" in line
+
+
+def test_every_automatic_recovery_is_a_self_heal_with_its_outcome(burst: Path) -> None:
+    heals = as_json(burst, "sql", "SELECT * FROM self_heals ORDER BY pos")
+    by_kind = Counter((h["trigger"], h["action"], h["outcome"]) for h in heals)
+    recoveries = as_json(
+        burst,
+        "sql",
+        "SELECT node_id, action_type FROM decisions WHERE intent = 'recover_failure' "
+        "AND action_type <> 'ABORT'",
+    )
+    assert sorted(h["decision_id"] for h in heals if h["decision_id"]) == sorted(
+        r["node_id"] for r in recoveries
+    )
+    assert by_kind[("failure", "RETRY", "failed")] > 0  # flaky again
+    assert by_kind[("failure", "FALLBACK", "healed")] > 0  # steady took over
+    assert by_kind[("alarm:failure_rate", "system DEGRADED", "healed")] == 1
+    assert all(h["outcome"] != "pending" and 0 < h["confidence"] <= 1 for h in heals)
+    counted = as_json(burst, "why", "stats")["self_heal"]
+    assert {(c["trigger"], c["action"], c["outcome"]): c["count"] for c in counted} == by_kind
+    assert "self-heal (trigger, action: outcome):" in invoke(burst, "why", "stats").stdout

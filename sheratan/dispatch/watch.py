@@ -35,6 +35,7 @@ from sheratan.decide.scoring import baseline_for
 from sheratan.dispatch.candidates import DISPATCH
 from sheratan.dispatch.context import DispatchContext
 from sheratan.dispatch.gating import RateRule, SystemPolicy
+from sheratan.dispatch.heal import system_heal_resolved, system_heal_taken
 from sheratan.streams import system_stream
 from sheratan.system_state import transition_event
 
@@ -84,6 +85,9 @@ class Watch:
                 self._record_alarm(AlarmCleared, now, name, reading, clear_below)
                 cleared = name
         self._move(now, raised, cleared)
+        resolved = system_heal_resolved(self.state, now)
+        if resolved is not None:
+            self.context.recorder.record(resolved)
 
     def _readings(self, now: datetime) -> Iterator[tuple[str, str, Reading | None, float, float]]:
         rules = self.policy.rules
@@ -207,10 +211,13 @@ class Watch:
 
     def _to(self, target: Any, now: datetime, reason: str, rule: str) -> None:
         alarm = rule if rule in self.state.alarms else None
+        before = self.state.state
         event = transition_event(
             self.state, target, now, reason=reason, cause=f"{RULE}{rule}", alarm=alarm
         )
         self.context.recorder.record(event)
+        if before == "OPERATIONAL":
+            self.context.recorder.record(system_heal_taken(self.state, event, rule))
 
     def _recovery_left(self) -> bool:
         """Whether an attempt of the namespace is open or a job tried before waits."""
