@@ -10,6 +10,7 @@ from typing import Any
 from events import Event
 from projections.system import SystemState
 from sheratan.dispatch.gating import held_back
+from sheratan.dispatch.service import dispatch_lock
 from sheratan.home import Home
 from sheratan.views import JOBS, SYSTEM
 
@@ -38,8 +39,17 @@ def system_report(home: Home, namespace: str = "") -> dict[str, Any]:
 
 
 def transition(home: Home, target: str, reason: str, namespace: str = "") -> dict[str, Any]:
-    """An operator's transition; refused with IllegalSystemTransitionError, recording nothing."""
-    return _state(home.app.transition_system(target, reason, namespace=namespace))
+    """An operator's transition; refused with IllegalSystemTransitionError, recording nothing.
+
+    Saved under the home's dispatch lock, between two dispatcher rounds: a round decides
+    either wholly before the transition or wholly after it, never on a state that changed
+    under it, so the log's order is the order the dispatcher saw (what replay checks)."""
+    lock = dispatch_lock(home)
+    try:
+        with lock.held():
+            return _state(home.app.transition_system(target, reason, namespace=namespace))
+    finally:
+        lock.close()
 
 
 def history(home: Home, namespace: str = "") -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ OPERATIONAL; exact replay of that log finds no drift.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +25,10 @@ from projections.jobs import JobState
 from sheratan.decide.policy import PolicyError, load_gates
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.gating import admits, leases_allowed, load_system_policy, selection_in
-from sheratan.dispatch.service import EngineConfig
+from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher
 from sheratan.home import Home
-from tests.decision_helpers import events
+from sheratan.recording import Ids, VirtualClock
+from tests.decision_helpers import events, simulated_home
 
 PROFILE = {"latency_ms": {"p50": 100, "p95": 300}, "cost": 1.0, "quality": 0.8}
 FLAKY = {"id": "flaky", "kinds": ["llm_call"], "success": 0.0, **PROFILE}
@@ -234,3 +236,31 @@ def test_every_automatic_recovery_is_a_self_heal_with_its_outcome(burst: Path) -
     counted = as_json(burst, "why", "stats")["self_heal"]
     assert {(c["trigger"], c["action"], c["outcome"]): c["count"] for c in counted} == by_kind
     assert "self-heal (trigger, action: outcome):" in invoke(burst, "why", "stats").stdout
+
+
+def test_a_dispatch_the_logged_state_forbade_is_major_drift(tmp_path: Path) -> None:
+    """A dispatcher that decides on a state the log had already left (the race the dispatch
+    lock around ``system transition`` prevents) is caught by exact replay."""
+    home, _ = simulated_home(tmp_path / "home", 5, seed=1)
+    for i in range(3):
+        home.app.create_job("llm_call", {"prompt": f"late {i}"}, namespace=SIMULATION)
+    dispatcher = build_dispatcher(
+        home,
+        EngineConfig.load(seed=2),
+        clock=VirtualClock(datetime.now(UTC)),
+        ids=Ids(seed="stale"),
+        outcomes_rng=random.Random(2),
+        namespace=SIMULATION,
+    )
+    home.app.transition_system("PAUSED", "behind the dispatcher's back", namespace=SIMULATION)
+    dispatcher.round(10)  # on views loaded before the pause, without catching up
+    dispatcher.recorder.flush()
+    home.close()
+    report = json.loads(invoke(tmp_path / "home", "replay", "--exact", "--json", code=1).stdout)
+    assert report["ok"] is False
+    assert report["drift"]["major"] == 3
+    assert all(
+        "dispatched while the system was PAUSED" in f["differences"]
+        for f in report["findings"]
+        if f["drift"] == "major"
+    )

@@ -42,6 +42,7 @@ from events.policy import PolicyRecorded
 from projections.baselines import BaselinesView
 from projections.jobs import JobState, JobsView
 from projections.priors import PriorsView
+from projections.system import SystemView
 from projections.workers import WorkersView
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.observed import as_seen, health_of
@@ -61,6 +62,7 @@ from sheratan.dispatch.candidates import (
     dispatch_specs,
     recovery_specs,
 )
+from sheratan.dispatch.gating import admits
 from sheratan.store.ledger import Ledger
 from sheratan.views import EventReader
 
@@ -90,6 +92,8 @@ class DecisionStep:
     recorded: DecisionMade
     rerun: DecisionMade
     health: tuple[str, ...] = ()
+    #: Why the system state as of its position should have held the job back, if it should.
+    gated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class History:
         self.jobs = JobsView()
         self.workers = WorkersView()
         self.priors = PriorsView()
+        self.system = SystemView()
         self.baselines: dict[int, BaselinesView] = {}
         self.policies: dict[str, PolicySnapshot] = {}
         self.unrecorded_policy = 0
@@ -132,7 +137,7 @@ class History:
         self._pending: dict[Any, DecisionMade] = {}
         self._rescored: dict[Any, float] = {}
         self._routes: dict[type[Event], list[Any]] = {}
-        for view in (self.jobs, self.workers):
+        for view in (self.jobs, self.workers, self.system):
             for event_type in view.FOLDS:
                 self._routes.setdefault(event_type, []).append(view)
 
@@ -215,7 +220,17 @@ class History:
             now=made.timestamp,
             observed=made.observed,
         )
-        return DecisionStep(position, made, rerun, health)
+        return DecisionStep(position, made, rerun, health, self._held_back(made, job))
+
+    def _held_back(self, made: DecisionMade, job: JobState) -> tuple[str, ...]:
+        """A dispatch decision the system state as of its position forbade (PAUSED: none;
+        RECOVERY: none for a job never tried); gating must be a function of the log."""
+        if made.intent != DISPATCH:
+            return ()
+        state = self.system.of(job.namespace).state
+        if state == "PAUSED" or not admits(state, job):
+            return (f"dispatched while the system was {state}",)
+        return ()
 
     def _candidates(
         self, made: DecisionMade, workers: WorkersView
