@@ -163,3 +163,10 @@ class SystemView:
         elif kind in _SYSTEM and on_system_stream(event):
             apply_system(self.of(event.namespace), event)  # type: ignore[attr-defined]
         self.position = position
+
+    def summary(self) -> dict[str, Any]:
+        """Each namespace's state and how many alarms it has open (``rebuild`` prints it)."""
+        return {
+            "states": {ns or "real": s.state for ns, s in sorted(self.namespaces.items())},
+            "alarms": sum(len(s.alarms) for s in self.namespaces.values()),
+        }

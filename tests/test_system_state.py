@@ -108,3 +108,5 @@ def test_the_simulations_have_a_state_of_their_own(home: Path) -> None:
     invoke(home, "system", "transition", "PAUSED", "--reason", "sims wait", "--simulation")
     assert as_json(home, "system", "state", "--simulation")["state"] == "PAUSED"
     assert as_json(home, "system", "state")["state"] == "OPERATIONAL"
+    rebuilt = as_json(home, "rebuild", "--view", "system")["views"]["system"]
+    assert (rebuilt["states"], rebuilt["alarms"]) == ({"simulation": "PAUSED"}, 0)
