@@ -264,3 +264,26 @@ def test_a_dispatch_the_logged_state_forbade_is_major_drift(tmp_path: Path) -> N
         for f in report["findings"]
         if f["drift"] == "major"
     )
+
+
+def test_a_full_queue_degrades_until_it_drains(tmp_path: Path) -> None:
+    """The queue_depth rule, with thresholds from a system file of one's own (--system)."""
+    home = tmp_path / "home"
+    invoke(home, "init")
+    mine = tmp_path / "system.json"
+    mine.write_text(json.dumps({"rules": {"queue_depth": {"raise_above": 3, "clear_below": 0}}}))
+    steady = workers_file(tmp_path / "steady.json", STEADY)
+    report = as_json(
+        home, "simulate", "--workers", str(steady), "--jobs", "6", "--system", str(mine)
+    )
+    assert report["completed"] == 6
+    history = as_json(home, "system", "history", "--simulation")
+    assert [(r["topic"], r.get("rule") or r.get("to_state")) for r in history] == [
+        ("system.alarm_raised", "queue_depth"),
+        ("system.state_changed", "DEGRADED"),
+        ("self_heal.taken", None),
+        ("system.alarm_cleared", "queue_depth"),
+        ("system.state_changed", "OPERATIONAL"),
+        ("self_heal.resolved", None),
+    ]
+    assert history[0]["detail"] == "6 job(s) queued" and history[0]["threshold"] == 3
