@@ -1111,21 +1111,23 @@ def system_history(simulation: bool, home: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    click.echo(
-        table(
-            [
-                (
-                    r["at"],
-                    r["topic"],
-                    f"{r['from_state']} -> {r['to_state']}" if "to_state" in r else r["rule"],
-                    r.get("cause") or r.get("detail"),
-                    r.get("reason", ""),
-                )
-                for r in rows
-            ],
-            ("at", "event", "what", "cause", "reason"),
+    click.echo(table([_history_cells(r) for r in rows], ("at", "event", "what", "detail")))
+
+
+def _history_cells(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A system history row as (at, event, what, detail), whichever kind of event it is."""
+    if "to_state" in row:
+        what, detail = (
+            f"{row['from_state']} -> {row['to_state']}",
+            f"{row['cause']}: {row['reason']}",
         )
-    )
+    elif "rule" in row:
+        what, detail = row["rule"], row["detail"]
+    elif "trigger" in row:
+        what, detail = row["action"], f"{row['trigger']}: {row['detail']}"
+    else:
+        what, detail = row["outcome"], row["detail"]
+    return row["at"], row["topic"], what, detail
 
 
 # -------------------------------------------------------------------- policy

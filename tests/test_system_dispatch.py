@@ -287,3 +287,27 @@ def test_a_full_queue_degrades_until_it_drains(tmp_path: Path) -> None:
         ("self_heal.resolved", None),
     ]
     assert history[0]["detail"] == "6 job(s) queued" and history[0]["threshold"] == 3
+
+
+def test_a_latency_shift_raises_a_drift_alarm_that_clears_once_it_settles(tmp_path: Path) -> None:
+    """Page-Hinkley (the detector of ``why drift``) on the attempts' latency: the work moves
+    from a fast worker to a ten times slower one."""
+    home = tmp_path / "home"
+    invoke(home, "init")
+    fast = {**STEADY, "id": "fast", "latency_ms": {"p50": 100, "p95": 200}}
+    slow = {**STEADY, "id": "slow", "latency_ms": {"p50": 1000, "p95": 2000}}
+    simulate(home, workers_file(tmp_path / "fast.json", fast), 300)
+    assert as_json(home, "system", "history", "--simulation") == []
+    invoke(home, "worker", "quarantine", "fast", "--reason", "retired")
+    simulate(home, workers_file(tmp_path / "slow.json", slow), 400)
+    history = as_json(home, "system", "history", "--simulation")
+    assert [(r["topic"], r.get("rule") or r.get("to_state")) for r in history] == [
+        ("system.alarm_raised", "drift"),
+        ("system.state_changed", "DEGRADED"),
+        ("self_heal.taken", None),
+        ("system.alarm_cleared", "drift"),
+        ("system.state_changed", "OPERATIONAL"),
+        ("self_heal.resolved", None),
+    ]
+    assert history[0]["detail"].startswith("latency shifted up from p50 1")
+    assert as_json(home, "replay", "--exact")["drift"]["major"] == 0

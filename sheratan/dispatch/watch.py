@@ -41,6 +41,8 @@ from sheratan.system_state import transition_event
 
 #: The prefix of the cause of every transition a rule makes.
 RULE = "rule:"
+#: How many values at the reference's p50 a (re)started drift detector counts as seen.
+WARM_COUNT = 30
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Watch:
         #: Outcomes seen since the detector's last alarm (the drift alarm clears after enough).
         self.quiet = 0
         self.drifted: Reading | None = None
+        #: The latency p50 and p95 the detector's values are normalized against.
+        self.reference: tuple[float, float] | None = None
 
     @property
     def state(self) -> SystemState:
@@ -140,27 +144,41 @@ class Watch:
 
     def _drift(self) -> Reading | None:
         """Feed the detector the latencies ended since it last looked; 1.0 while drifting,
-        0.0 once ``clear_after`` outcomes passed without a new alarm."""
+        0.0 once ``clear_after`` outcomes passed without a new alarm.
+
+        Latencies are normalized against a reference, the dispatch baseline's p50 and p95
+        when the detector (re)starts (once the baseline holds observations, not the policy's
+        defaults): the live baseline follows the latencies within a round,
+        so it would absorb the very shift to be detected. The detector starts as if it had
+        seen ``WARM_COUNT`` values at the reference's p50, so the first values after a shift
+        already stand out. After an alarm the rest of that batch is skipped (it is the shift)
+        and the next look takes the shifted baseline as the new reference."""
         state, rule = self.state, self.policy.rules.drift
         if self.drifted is None and "drift" in state.alarms:  # raised before this process
             self.drifted = Reading(1.0, state.alarms["drift"].detail)
         new = state.ended - (state.ended if self.fed is None else self.fed)
         self.fed = state.ended
-        if new:
-            baseline = baseline_for(self.context.scoring, self.context.views.baselines, DISPATCH)
-            p50, p95 = baseline.latency_ms.p50, baseline.latency_ms.p95
-            for outcome in islice(state.outcomes, max(0, len(state.outcomes) - new), None):
-                if outcome.latency_ms is None:
-                    continue
-                self.quiet += 1
-                value = normalized(outcome.latency_ms, p50, p95)
-                direction = self.detector.add(value)
-                if direction is not None:
-                    self.quiet = 0
-                    self.drifted = Reading(
-                        1.0,
-                        f"latency shifted {direction} (Page-Hinkley, lambda {rule.threshold:g})",
-                    )
+        if self.reference is None:
+            used = baseline_for(self.context.scoring, self.context.views.baselines, DISPATCH)
+            if used.source == "default":  # nothing observed yet: no reference to drift from
+                return self.drifted
+            self.reference = (used.latency_ms.p50, used.latency_ms.p95)
+            self.detector = PageHinkley(rule.delta, rule.threshold, count=WARM_COUNT)
+            new = 0  # what ended before the reference is in it
+        p50, p95 = self.reference
+        for outcome in islice(state.outcomes, max(0, len(state.outcomes) - new), None):
+            if outcome.latency_ms is None:
+                continue
+            self.quiet += 1
+            direction = self.detector.add(normalized(outcome.latency_ms, p50, p95))
+            if direction is not None:
+                self.quiet, self.reference = 0, None
+                self.drifted = Reading(
+                    1.0,
+                    f"latency shifted {direction} from p50 {p50:g} ms "
+                    f"(Page-Hinkley, lambda {rule.threshold:g})",
+                )
+                break
         if self.drifted is None:
             return None
         if self.quiet >= rule.clear_after:
