@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -311,3 +312,32 @@ def test_a_latency_shift_raises_a_drift_alarm_that_clears_once_it_settles(tmp_pa
     ]
     assert history[0]["detail"].startswith("latency shifted up from p50 1")
     assert as_json(home, "replay", "--exact")["drift"]["major"] == 0
+
+
+def test_a_silent_worker_daemon_moves_the_system_to_recovery_until_its_lease_is_swept(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    invoke(home, "init")
+    mine = tmp_path / "system.json"
+    mine.write_text(json.dumps({"rules": {"silent_workers": {"silent_after_s": 0.5}}}))
+    invoke(home, "worker", "register", "w1", "--kinds", "noop", "--transport", "process")
+    as_json(home, "job", "create", "noop", "--timeout", "2", "--max-retries", "0")
+    invoke(home, "dispatch", "--system", str(mine))  # leased to w1, whose daemon never runs
+    time.sleep(1.0)  # w1 not heard of for longer than silent_after_s
+    invoke(home, "dispatch", "--system", str(mine))
+    state = as_json(home, "system", "state")
+    assert (state["state"], state["cause"]) == ("RECOVERY", "rule:silent_workers")
+    assert [a["detail"] for a in state["alarms"]] == ["silent for over 0.5s: w1"]
+    deadline = time.monotonic() + 60
+    while as_json(home, "system", "state")["state"] != "OPERATIONAL":
+        assert time.monotonic() < deadline, "the lease was never swept"
+        time.sleep(0.2)
+        invoke(home, "dispatch", "--system", str(mine))  # sweeps the expired lease
+    history = as_json(home, "system", "history")
+    assert [r["topic"] for r in history][-3:] == [
+        "system.alarm_cleared",
+        "system.state_changed",
+        "self_heal.resolved",
+    ]
+    assert history[-2]["reason"] == "every alarm cleared"
