@@ -1405,7 +1405,7 @@ def warn(message: str) -> None:
 def audit_report_cmd(
     since: int, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
 ) -> None:
-    """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs.
+    """Events, decisions, blocked gates, breaches, quarantines, self-heals, anomalies, replay runs.
 
     Exits 1 when the chain does not verify (the report is printed all the same)."""
     opened = open_home(home)

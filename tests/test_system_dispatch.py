@@ -237,6 +237,9 @@ def test_every_automatic_recovery_is_a_self_heal_with_its_outcome(burst: Path) -
     counted = as_json(burst, "why", "stats")["self_heal"]
     assert {(c["trigger"], c["action"], c["outcome"]): c["count"] for c in counted} == by_kind
     assert "self-heal (trigger, action: outcome):" in invoke(burst, "why", "stats").stdout
+    audited = as_json(burst, "audit", "report")["self_heals"]
+    assert {(c["trigger"], c["action"], c["outcome"]): c["count"] for c in audited} == by_kind
+    assert "## Self-heals" in invoke(burst, "audit", "report").stdout
 
 
 def test_a_dispatch_the_logged_state_forbade_is_major_drift(tmp_path: Path) -> None:
