@@ -147,12 +147,13 @@ class Watch:
         0.0 once ``clear_after`` outcomes passed without a new alarm.
 
         Latencies are normalized against a reference, the dispatch baseline's p50 and p95
-        when the detector (re)starts (once the baseline holds observations, not the policy's
-        defaults): the live baseline follows the latencies within a round,
-        so it would absorb the very shift to be detected. The detector starts as if it had
-        seen ``WARM_COUNT`` values at the reference's p50, so the first values after a shift
-        already stand out. After an alarm the rest of that batch is skipped (it is the shift)
-        and the next look takes the shifted baseline as the new reference."""
+        when the detector (re)starts (only an observed baseline: the policy's default or
+        fixed numbers say nothing about this system's latency). Not the live baseline: it
+        follows the latencies within a round, so it would absorb the very shift to detect.
+        The detector starts as if it had seen ``WARM_COUNT`` values at the reference's p50,
+        so the first values after a shift already stand out. After an alarm the rest of that
+        batch is skipped (it is the shift) and the next look takes the shifted baseline as
+        the new reference."""
         state, rule = self.state, self.policy.rules.drift
         if self.drifted is None and "drift" in state.alarms:  # raised before this process
             self.drifted = Reading(1.0, state.alarms["drift"].detail)
@@ -160,7 +161,7 @@ class Watch:
         self.fed = state.ended
         if self.reference is None:
             used = baseline_for(self.context.scoring, self.context.views.baselines, DISPATCH)
-            if used.source == "default":  # nothing observed yet: no reference to drift from
+            if used.source != "observed":  # policy numbers (defaults, fixed), not latencies
                 return self.drifted
             self.reference = (used.latency_ms.p50, used.latency_ms.p95)
             self.detector = PageHinkley(rule.delta, rule.threshold, count=WARM_COUNT)
