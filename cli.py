@@ -23,6 +23,7 @@ from events.jobs import PRIORITIES
 from events.workers import TRANSPORTS
 from projections.jobs import JobsView, Status
 from sheratan import accounts as accounts_service
+from sheratan import system_report as system_service
 from sheratan.analytics.audit_report import home_report, render_markdown
 from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
 from sheratan.analytics.redact import redact_rows
@@ -48,7 +49,12 @@ from sheratan.decide.policy import PolicyError
 from sheratan.decide.selection import PolicyParseError
 from sheratan.dispatch.runner import Stop
 from sheratan.dispatch.service import DEFAULT_NAME as DEFAULT_DISPATCHER
-from sheratan.dispatch.service import EngineConfig, SimulationInterruptedError, resumes_after
+from sheratan.dispatch.service import (
+    SIMULATION,
+    EngineConfig,
+    SimulationInterruptedError,
+    resumes_after,
+)
 from sheratan.dispatch.service import dispatch as run_dispatch
 from sheratan.dispatch.service import follow as run_follow
 from sheratan.dispatch.service import simulate as run_simulation
@@ -1036,6 +1042,9 @@ def engine_options(command: F) -> F:
     command = file_option(
         "--limits", help="A limits.json of your own (workers.max_attempts gates candidates)."
     )(command)
+    command = file_option(
+        "--system", "system_policy", help="A system.json of your own (states, anomaly rules)."
+    )(command)
     return file_option("--scoring", help="A scoring.json of your own.")(command)
 
 
@@ -1066,6 +1075,7 @@ def dispatch(
     name: str,
     workspace: Path | None,
     scoring: Path | None,
+    system_policy: Path | None,
     gates: Path | None,
     limits: Path | None,
     policy: str,
@@ -1091,6 +1101,7 @@ def dispatch(
         gates_path=gates,
         limits_path=limits,
         workspace=workspace,
+        system_path=system_policy,
     )
     if follow:
         stats = follow_until_stopped(opened, config, name)
@@ -1139,6 +1150,7 @@ def simulate(
     workers_file: Path | None,
     jobs: int,
     scoring: Path | None,
+    system_policy: Path | None,
     gates: Path | None,
     limits: Path | None,
     policy: str,
@@ -1160,6 +1172,7 @@ def simulate(
         scoring_path=scoring,
         gates_path=gates,
         limits_path=limits,
+        system_path=system_policy,
     )
     profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
     stop = stop_on_signals()
@@ -1179,6 +1192,80 @@ def simulate(
     )
     rows = [(w, s["chosen"], f"{s['mean_score']:.3f}") for w, s in report["per_worker"].items()]
     click.echo(table(rows, ("worker", "chosen", "mean score")))
+
+
+# -------------------------------------------------------------------- system
+
+
+@cli.group()
+def system() -> None:
+    """The system state (OPERATIONAL, DEGRADED, REFLECTIVE, RECOVERY, PAUSED) and its alarms."""
+
+
+def simulation_option(command: F) -> F:
+    return click.option(
+        "--simulation", is_flag=True, help="The simulations' own system state, not real work's."
+    )(command)
+
+
+@system.command("state")
+@simulation_option
+@reading
+def system_state(simulation: bool, home: str | None, as_json: bool) -> None:
+    """The state, since when and why, its open alarms, and what dispatch does in it."""
+    report = system_service.system_report(open_home(home), SIMULATION if simulation else "")
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"{report['state']} since {report['since'] or 'the start'}"
+        + (f" ({report['cause']}: {report['reason']})" if report["cause"] else "")
+    )
+    click.echo(f"dispatch: {report['dispatch']}; {report['queued']} job(s) queued")
+    for alarm in report["alarms"]:
+        click.echo(f"alarm {alarm['rule']} ({alarm['severity']}): {alarm['detail']}")
+
+
+@system.command("transition")
+@click.argument("target", metavar="STATE")
+@click.option("--reason", required=True, help="Why (recorded with the transition).")
+@simulation_option
+@common
+def system_transition(
+    target: str, reason: str, simulation: bool, home: str | None, as_json: bool
+) -> None:
+    """Move the system to STATE; an illegal transition is refused and nothing is recorded."""
+    namespace = SIMULATION if simulation else ""
+    state = system_service.transition(open_home(home), target, reason, namespace)
+    emit_json(state) if as_json else click.echo(f"system {state['state']}: {reason}")
+
+
+@system.command("history")
+@simulation_option
+@reading
+def system_history(simulation: bool, home: str | None, as_json: bool) -> None:
+    """Every transition and alarm, oldest first."""
+    rows = system_service.history(open_home(home), SIMULATION if simulation else "")
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(table([_history_cells(r) for r in rows], ("at", "event", "what", "detail")))
+
+
+def _history_cells(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A system history row as (at, event, what, detail), whichever kind of event it is."""
+    if "to_state" in row:
+        what, detail = (
+            f"{row['from_state']} -> {row['to_state']}",
+            f"{row['cause']}: {row['reason']}",
+        )
+    elif "rule" in row:
+        what, detail = row["rule"], row["detail"]
+    elif "trigger" in row:
+        what, detail = row["action"], f"{row['trigger']}: {row['detail']}"
+    else:
+        what, detail = row["outcome"], row["detail"]
+    return row["at"], row["topic"], what, detail
 
 
 # -------------------------------------------------------------------- policy
@@ -1456,7 +1543,7 @@ def warn(message: str) -> None:
 def audit_report_cmd(
     since: int, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
 ) -> None:
-    """Events, decisions, blocked gates, breaches, quarantines, anomalies, replay runs.
+    """Events, decisions, blocked gates, breaches, quarantines, self-heals, anomalies, replay runs.
 
     Exits 1 when the chain does not verify (the report is printed all the same)."""
     opened = open_home(home)
@@ -1499,7 +1586,7 @@ def sql(
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores.
+    """Read-only SQL over the views: events, decisions, jobs, priors_history, scores, self_heals.
 
     The views hold payloads redacted at the source, so no SQL function shows a secret;
     --reveal reads the raw log instead (recorded first). No file outside the views is read,

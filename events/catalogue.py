@@ -10,6 +10,7 @@ from events.decisions import DECISION_EVENTS
 from events.jobs import JOB_EVENTS
 from events.missions import MISSION_EVENTS, TASK_EVENTS
 from events.policy import POLICY_EVENTS
+from events.system import SYSTEM_EVENTS
 from events.workers import WORKER_EVENTS
 
 EVENT_TYPES: dict[str, type[Event]] = catalogue(
@@ -22,4 +23,5 @@ EVENT_TYPES: dict[str, type[Event]] = catalogue(
     *POLICY_EVENTS,
     *AUDIT_EVENTS,
     *ACCOUNT_EVENTS,
+    *SYSTEM_EVENTS,
 )

@@ -316,6 +316,10 @@ class JobsView:
         """Queued jobs in dispatch order: by priority, then first queued first."""
         return [self.jobs[job_id] for level in self._queued for job_id in level]
 
+    def queue_depth(self) -> int:
+        """How many jobs are queued, of every namespace (O(1))."""
+        return sum(len(level) for level in self._queued)
+
     def queued(self) -> Iterator[JobState]:
         """The queue, lazily: stop early without building the whole list.
 

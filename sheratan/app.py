@@ -12,7 +12,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
 import msgspec
@@ -56,6 +56,7 @@ from events.workers import (
 )
 from projections.jobs import JobState, JobsView, apply_job, project_job
 from projections.missions import MissionState, TaskState, project_mission, project_task
+from projections.system import SystemState, project_system
 from projections.workers import WorkerState, project_worker
 from sheratan.decide.policy import PriorSeed
 from sheratan.inputs import (
@@ -72,7 +73,14 @@ from sheratan.inputs import (
     check_text,
 )
 from sheratan.lifecycle import cascade_cancellations, job_event, resumptions
-from sheratan.streams import account_stream, policy_stream, priors_stream, worker_stream
+from sheratan.streams import (
+    account_stream,
+    policy_stream,
+    priors_stream,
+    system_stream,
+    worker_stream,
+)
+from sheratan.system_state import OPERATOR, check_state_name, transition_event
 
 #: Namespace of job ids derived from idempotency keys (so a key maps to one job, race-free).
 IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
@@ -497,6 +505,32 @@ class Sheratan(Application[UUID]):
         except NotFoundError:
             msg = f"no account {payer!r} to pay for the job (open it with `account open`)"
             raise InvalidInputError(msg) from None
+
+    # -------------------------------------------------------------------- system
+
+    def get_system(self, namespace: str = "") -> SystemState:
+        """The system state of a namespace, folded from its stream (OPERATIONAL when empty)."""
+        try:
+            return self._get(system_stream(namespace), project_system, "system")
+        except NotFoundError:
+            return SystemState(namespace)
+
+    def system_history(self, namespace: str = "") -> list[Event]:
+        """Every transition and alarm of a namespace's system stream, oldest first."""
+        return [cast(Event, event) for event in self.events.get(system_stream(namespace))]
+
+    @rereads
+    def transition_system(
+        self, target: str, reason: str, *, namespace: str = "", cause: str = OPERATOR
+    ) -> SystemState:
+        """Move the system to ``target`` (an operator's command: rules never move it from a
+        state an operator chose); refused, recording nothing, when the machine forbids it."""
+        check_text("reason", reason, MAX_DESCRIPTION_CHARS)
+        state = self.get_system(namespace)
+        self.save(
+            transition_event(state, check_state_name(target), utc_now(), reason=reason, cause=cause)
+        )
+        return self.get_system(namespace)
 
     # -------------------------------------------------------------------- priors
 

@@ -41,3 +41,14 @@ def charge_stream(account_id: str, job_id: UUID, attempt: int) -> UUID:
     """The stream of one attempt's charge: its hold (version 1), then its settlement or
     release (version 2, which the store grants once)."""
     return uuid5(NAMESPACE, f"charge:{account_id}:{job_id}:{attempt}")
+
+
+@lru_cache(maxsize=64)
+def system_stream(namespace: str = "") -> UUID:
+    """The system's state and alarms, one stream per namespace ("" is real work)."""
+    return uuid5(NAMESPACE, f"system:{namespace}")
+
+
+def self_heal_stream(decision_id: UUID) -> UUID:
+    """The automatic recovery a recovery decision took (its ``self_heal.*`` events)."""
+    return uuid5(NAMESPACE, f"self_heal:{decision_id}")

@@ -25,6 +25,7 @@ import msgspec
 from events import Event
 from events.catalogue import EVENT_TYPES
 from events.decisions import DecisionMade
+from events.system import SystemStateChanged
 from projections.accounts import Account, AccountsView, Hold
 from projections.baselines import BaselinesView
 from projections.chains import ChainState, ChainsView
@@ -33,6 +34,7 @@ from projections.jobs import JobState, JobStatusView, JobsView, Status
 from projections.missions import MissionState, MissionsView, TaskState
 from projections.priors import Prior, PriorsView
 from projections.queue import QueueView
+from projections.system import Alarm, Outcome, SystemView
 from projections.workers import WorkerState, WorkersView
 from sheratan.codec import EventCodec
 from sheratan.store.files import write_durably
@@ -371,6 +373,62 @@ def _accounts_from_snapshot(data: bytes) -> AccountsView:
     return view
 
 
+class _NamespaceRow(msgspec.Struct):
+    namespace: str
+    state: str
+    since: datetime | None
+    reason: str
+    cause: str
+    version: int
+    ended: int
+    healing: UUID | None
+    alarms: list[Alarm]
+    recent: list[SystemStateChanged]
+    outcomes: list[Outcome]
+
+
+class _SystemSnapshot(msgspec.Struct):
+    namespaces: list[_NamespaceRow]
+    worker_namespace: dict[str, str]
+    in_flight: dict[UUID, str]
+
+
+def _system_to_snapshot(view: SystemView) -> bytes:
+    rows = [
+        _NamespaceRow(
+            s.namespace,
+            s.state,
+            s.since,
+            s.reason,
+            s.cause,
+            s.version,
+            s.ended,
+            s.healing,
+            list(s.alarms.values()),
+            list(s.recent),
+            list(s.outcomes),
+        )
+        for s in view.namespaces.values()
+    ]
+    return msgspec.msgpack.encode(_SystemSnapshot(rows, view.worker_namespace, view.in_flight))
+
+
+def _system_from_snapshot(data: bytes) -> SystemView:
+    snapshot = msgspec.msgpack.decode(data, type=_SystemSnapshot)
+    view = SystemView()
+    for row in snapshot.namespaces:
+        state = view.of(row.namespace)
+        state.state = row.state  # type: ignore[assignment]
+        state.since, state.reason, state.cause = row.since, row.reason, row.cause
+        state.version, state.ended, state.healing = row.version, row.ended, row.healing
+        state.alarms = {alarm.rule: alarm for alarm in row.alarms}
+        state.recent.extend(row.recent)
+        state.outcomes.extend(row.outcomes)
+    view.worker_namespace = snapshot.worker_namespace
+    view.in_flight = snapshot.in_flight
+    return view
+
+
 JOBS: ViewKind[JobsView] = ViewKind("jobs", JobsView, _jobs_to_snapshot, _jobs_from_snapshot)
 QUEUE: ViewKind[QueueView] = ViewKind("queue", QueueView, _queue_to_snapshot, _queue_from_snapshot)
 CHAINS: ViewKind[ChainsView] = ViewKind(
@@ -387,6 +445,9 @@ PRIORS: ViewKind[PriorsView] = ViewKind(
 )
 DECISIONS: ViewKind[OpenDecisionsView] = ViewKind(
     "decisions", OpenDecisionsView, _decisions_to_snapshot, _decisions_from_snapshot
+)
+SYSTEM: ViewKind[SystemView] = ViewKind(
+    "system", SystemView, _system_to_snapshot, _system_from_snapshot
 )
 ACCOUNTS: ViewKind[AccountsView] = ViewKind(
     "accounts", AccountsView, _accounts_to_snapshot, _accounts_from_snapshot
@@ -407,6 +468,7 @@ VIEW_KINDS: dict[str, ViewKind[Any]] = {
         QUEUE,
         CHAINS,
         ACCOUNTS,
+        SYSTEM,
     )
 }
 

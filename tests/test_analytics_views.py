@@ -143,7 +143,15 @@ def test_sql_cli_formats_and_schema(home) -> None:  # type: ignore[no-untyped-de
     assert as_table[0].split() == ["topic", "n"]
     assert len(as_table) == len(as_json) + 1
     schema = json.loads(runner.invoke(cli, [*base, "--schema", "--json"]).output)
-    assert set(schema) == {"events", "decisions", "jobs", "priors_history", "scores", "charges"}
+    assert set(schema) == {
+        "events",
+        "decisions",
+        "jobs",
+        "priors_history",
+        "scores",
+        "charges",
+        "self_heals",
+    }
     assert {"pos", "ts", "stream", "ver", "topic", "data"} <= {c["name"] for c in schema["events"]}
     bad = runner.invoke(cli, [*base, "SELECT nope FROM events"])
     assert bad.exit_code == 2

@@ -27,6 +27,7 @@ SECTIONS = {
     "gates_blocked",
     "breaches",
     "quarantines",
+    "self_heals",
     "anomalies",
     "replay_runs",
 }
@@ -37,6 +38,7 @@ HEADINGS = (
     "## Gates that blocked",
     "## Breaches",
     "## Quarantines",
+    "## Self-heals",
     "## Anomalies",
     "## Replay runs",
 )

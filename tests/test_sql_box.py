@@ -102,7 +102,7 @@ def test_memory_is_limited_and_never_spilled_and_the_limits_are_locked(home: Pat
     result = invoke(home, "sql", "SET memory_limit = '100GB'", code=2)
     assert result.stderr.splitlines() == [
         "error: SET statements are refused: `sql` is read-only "
-        "(SELECT over events, decisions, jobs, priors_history, scores, charges)"
+        "(SELECT over events, decisions, jobs, priors_history, scores, charges, self_heals)"
     ]
 
 

@@ -176,6 +176,15 @@ def test_sigkill_leaves_the_held_attempt_to_time_out_and_recover_elsewhere(
     shown = as_json(home, "job", "show", job)
     assert shown["worker"] == "w2" and shown["attempt"] == completed[0]["data"]["attempt"]
     assert "1 completed" in line
+    # the recovery is a visible self_heal, resolved by the attempt it scheduled once a
+    # dispatcher settles that attempt, and counted
+    dispatch(home, workspace, "--gates", str(gates))
+    heals = as_json(home, "sql", f"SELECT * FROM self_heals WHERE job_id = '{job}'")
+    assert [(h["trigger"], h["outcome"]) for h in heals] == [("timeout", "healed")]
+    assert heals[0]["decision_id"] == recoveries[0]["stream"]
+    counted = as_json(home, "why", "stats")["self_heal"]
+    healed = {"trigger": "timeout", "action": heals[0]["action"], "outcome": "healed", "count": 1}
+    assert healed in counted
 
 
 def test_a_result_after_the_lease_is_recorded_late_and_completes_nothing_twice(

@@ -2,7 +2,8 @@
 
 Sections: the chain's verification; events by topic; decisions by reason (intent and
 outcome of the choice); gates that blocked candidates and why; breaches (decision records
-refused by the schema); quarantines of workers and jobs; anomalies (checks that must come
+refused by the schema); quarantines of workers and jobs; automatic recoveries (self-heals)
+by trigger, action and outcome; anomalies (checks that must come
 out zero on a healthy log); replay runs. Every text passes through ``redact``.
 """
 
@@ -88,6 +89,11 @@ def audit_report(
                 [since],
             )
         ],
+        "self_heals": an.rows(
+            """SELECT trigger, action, outcome, count(*) AS count FROM self_heals
+               WHERE pos >= ? GROUP BY ALL ORDER BY count DESC, trigger, action, outcome""",
+            [since],
+        ),
         "anomalies": {name: an.rows(sql)[0]["count_star()"] for name, sql in ANOMALIES.items()},
         "replay_runs": [
             {
@@ -150,6 +156,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _section(
         "Quarantines", report["quarantines"], ("pos", "ts", "topic", "stream", "reason")
     )
+    lines += _section("Self-heals", report["self_heals"], ("trigger", "action", "outcome", "count"))
     lines += ["", "## Anomalies"]
     lines += [f"- {name}: {count}" for name, count in report["anomalies"].items()]
     runs = [

@@ -89,7 +89,8 @@ class Result:
 
 
 class Analytics(Closing):
-    """DuckDB with ``events``, ``decisions``, ``jobs``, ``priors_history`` and ``scores``."""
+    """DuckDB with ``events``, ``decisions``, ``jobs``, ``priors_history``, ``scores`` and
+    ``self_heals``."""
 
     def __init__(
         self,
@@ -316,7 +317,8 @@ class Analytics(Closing):
             if kind not in READ_STATEMENTS:
                 msg = (
                     f"{kind} statements are refused: `sql` is read-only "
-                    "(SELECT over events, decisions, jobs, priors_history, scores, charges)"
+                    "(SELECT over events, decisions, jobs, priors_history, scores, charges,"
+                    " self_heals)"
                 )
                 raise ReadOnlyError(msg)
         timer = threading.Timer(timeout_s, self.con.interrupt)

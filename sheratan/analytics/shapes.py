@@ -216,6 +216,20 @@ VIEWS: dict[str, str] = {
         WHERE topic IN ('account.held', 'account.settled', 'account.released')
         GROUP BY stream
     """,
+    "self_heals": """
+        WITH taken AS (
+            SELECT pos, ts, data FROM base_events WHERE topic = 'self_heal.taken'
+        ), resolved AS (
+            SELECT pos, ts, data FROM base_events WHERE topic = 'self_heal.resolved'
+        )
+        SELECT t.data->>'heal_id' AS heal_id, t.pos, t.ts, t.data->>'namespace' AS namespace,
+               t.data->>'trigger' AS trigger, t.data->>'action' AS action,
+               (t.data->>'confidence')::DOUBLE AS confidence,
+               t.data->>'decision_id' AS decision_id, t.data->>'job_id' AS job_id,
+               t.data->>'detail' AS detail, coalesce(r.data->>'outcome', 'pending') AS outcome,
+               r.data->>'detail' AS outcome_detail, r.pos AS resolved_pos
+        FROM taken t LEFT JOIN resolved r ON r.data->>'heal_id' = t.data->>'heal_id'
+    """,
     "priors_history": """
         WITH rows AS (
             SELECT pos, ts, topic, data->>'intent' AS intent, data->>'action_key' AS action_key,

@@ -115,6 +115,15 @@ def stats_text(stats: dict[str, Any]) -> str:
             "failure codes: "
             + ", ".join(f"{f['code']} {f['count']}" for f in stats["failure_codes"]),
         ]
+    if stats["self_heal"]:
+        lines += [
+            "",
+            "self-heal (trigger, action: outcome): "
+            + ", ".join(
+                f"{h['trigger']}, {h['action']}: {h['outcome']} {h['count']}"
+                for h in stats["self_heal"]
+            ),
+        ]
     return "\n".join(lines)
 
 

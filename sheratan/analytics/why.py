@@ -295,6 +295,12 @@ class Why:
             "WHERE error_code IS NOT NULL GROUP BY ALL ORDER BY count DESC, code"
         )
         self.an.con.execute("DROP TABLE stats_rows")
+        heals = self.an.rows(
+            "SELECT trigger, action, outcome, count(*) AS count FROM self_heals "
+            + ("WHERE ts >= ? " if since is not None else "")
+            + "GROUP BY ALL ORDER BY count DESC, trigger, action, outcome",
+            [since] if since is not None else [],
+        )
         return self._clean(
             {
                 "ok": True,
@@ -308,6 +314,7 @@ class Why:
                 ],
                 "failure_codes": failures,
                 "per_action": per_action,
+                "self_heal": heals,
             }
         )
 

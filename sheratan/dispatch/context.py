@@ -12,6 +12,7 @@ from projections.chains import ChainsView
 from projections.decisions import OpenDecisionsView
 from projections.jobs import JobsView
 from projections.priors import PriorsView
+from projections.system import SystemView
 from projections.workers import WorkersView
 from sheratan.decide.engine import DecisionEngine
 from sheratan.decide.policy import ScoringPolicy
@@ -31,6 +32,8 @@ class EngineViews:
     decisions: OpenDecisionsView
     chains: ChainsView
     accounts: AccountsView
+    #: The system state per namespace and what the anomaly rules read (sheratan.dispatch.watch).
+    system: SystemView = field(default_factory=SystemView)
 
     def all(self) -> list[Any]:
         return [
@@ -41,6 +44,7 @@ class EngineViews:
             self.decisions,
             self.chains,
             self.accounts,
+            self.system,
         ]
 
 

@@ -39,7 +39,15 @@ from sheratan.dispatch.candidates import (
 )
 from sheratan.dispatch.charges import hold
 from sheratan.dispatch.context import DispatchContext
+from sheratan.dispatch.gating import (
+    CAUTIOUS,
+    SystemPolicy,
+    admits,
+    leases_allowed,
+    selection_in,
+)
 from sheratan.dispatch.settle import Settler
+from sheratan.dispatch.watch import Watch
 from sheratan.lifecycle import job_event
 from sheratan.workers.outcome import Handoff, Transport, run_attempt
 from sheratan.workers.report import claim_event, lease_at_dispatch, outcome_event
@@ -66,6 +74,7 @@ class Dispatcher:
         handoffs: dict[str, Handoff] | None = None,
         claim_first: frozenset[str] = frozenset(),
         constraints: dict[str, Any] | None = None,
+        system: SystemPolicy,
         on_breach: Callable[[dict[str, Any], Violation], object] | None = None,
     ) -> None:
         self.context = context
@@ -86,18 +95,28 @@ class Dispatcher:
         self.claim_first = claim_first
         self.constraints = constraints or {}
         self.settler = Settler(context, self._decide, on_breach)
+        self.system = system
+        self.watch = Watch(context, system)
+        #: The selection policy of OPERATIONAL; a cautious state scales it per round.
+        self.selection = context.engine.selection
 
     # ---------------------------------------------------------------- the loop
 
     def round(self, max_dispatches: int) -> Round:
         """One round over the views as they are: collect handed-off outcomes, settle what
-        ended, sweep expired leases, then lease up to ``max_dispatches`` ready jobs. Records
+        ended, sweep expired leases, run the anomaly rules, then lease up to ``max_dispatches``
+        ready jobs, as few as the system state allows (``sheratan.dispatch.gating``). Records
         only; the caller saves (in one save, so a round is atomic)."""
         settled = self.collect() + self.settle_ended() + self.sweep()
+        self.watch.look()
+        state = self.watch.state.state
+        self.engine.selection = selection_in(self.system, state, self.selection)
+        in_flight = self._in_flight() if state in CAUTIOUS else 0
+        allowed = leases_allowed(self.system, state, max_dispatches, in_flight)
         dispatched = 0
         retry_at = None
-        while dispatched < max_dispatches:
-            job, retry_at = self.next_ready_job()
+        while dispatched < allowed:
+            job, retry_at = self.next_ready_job(state)
             if job is None:
                 break
             self.dispatch(job)
@@ -171,21 +190,27 @@ class Dispatcher:
             for job_id in self.views.jobs.leased
         )
 
-    def next_ready_job(self) -> tuple[JobState | None, datetime | None]:
-        """The first queued job of this namespace that may run now, and (when there is none)
-        the earliest time a retry waiting for its backoff may; cancels jobs that can never run.
+    def _in_flight(self) -> int:
+        """Open attempts of this namespace."""
+        jobs = self.views.jobs.jobs
+        return sum(jobs[job_id].namespace == self.namespace for job_id in self.views.jobs.leased)
+
+    def next_ready_job(self, state: str) -> tuple[JobState | None, datetime | None]:
+        """The first queued job of this namespace that may run now in the system ``state``,
+        and (when there is none) the earliest time a retry waiting for its backoff may;
+        cancels jobs that can never run.
 
         Dependents are cancelled when their dependency ends (``cascade``); this catches the
         rest: a job created after its dependency had already ended.
         """
-        ready, retry_at, doomed = self._scan_queue()
+        ready, retry_at, doomed = self._scan_queue(state)
         for job, dependency in doomed:
             if self.views.jobs.jobs[job.id].status == "queued":  # an earlier cascade took it
                 self.settler.cascade(dependency)
         return ready, retry_at
 
     def _scan_queue(
-        self,
+        self, system_state: str
     ) -> tuple[JobState | None, datetime | None, list[tuple[JobState, JobState]]]:
         jobs = self.views.jobs.jobs
         now = self.clock.now()
@@ -199,6 +224,8 @@ class Dispatcher:
                 continue  # no worker runs this kind (yet): it waits
             if self._all_at_limit(capable):
                 continue  # every worker that runs it holds its most attempts: it waits
+            if not admits(system_state, job):
+                continue  # RECOVERY: a job never tried waits for the recovery to end
             waiting = False
             for dependency in job.depends_on:
                 state = jobs[dependency]  # create refuses unknown dependencies

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sheratan.decide.policy import (
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
+from sheratan.dispatch.gating import SystemPolicy, load_system_policy
 from sheratan.dispatch.loop import Dispatcher
 from sheratan.dispatch.runner import ROUND_JOBS, Runner, Stop
 from sheratan.home import Home
@@ -44,7 +45,16 @@ from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
 from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
-from sheratan.views import ACCOUNTS, CHAINS, DECISIONS, JOBS, PRIORS, WORKERS, baselines_kind
+from sheratan.views import (
+    ACCOUNTS,
+    CHAINS,
+    DECISIONS,
+    JOBS,
+    PRIORS,
+    SYSTEM,
+    WORKERS,
+    baselines_kind,
+)
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Transport
 from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
@@ -76,6 +86,8 @@ class EngineConfig:
     workspace: Path
     #: What a result's follow-ups may add to a chain (limits.json's ``chains``).
     chains: ChainLimit
+    #: What each system state lets a round do, and the anomaly rules' thresholds.
+    system: SystemPolicy = field(default_factory=load_system_policy)
 
     @classmethod
     def load(
@@ -89,6 +101,7 @@ class EngineConfig:
         gates_path: Path | None = None,
         limits_path: Path | None = None,
         workspace: Path | None = None,
+        system_path: Path | None = None,
     ) -> EngineConfig:
         """``limits_path``: a limits.json merged over the shipped one; its
         ``workers.max_attempts`` becomes the gate policy's ``worker_max_attempts``."""
@@ -108,6 +121,7 @@ class EngineConfig:
             seed,
             (workspace or Path.cwd()).resolve(),
             limits.chains,
+            load_system_policy(system_path),
         )
 
     @property
@@ -125,6 +139,7 @@ def load_views(home: Home, scoring: ScoringPolicy) -> EngineViews:
         decisions=views.current(DECISIONS),
         chains=views.current(CHAINS),
         accounts=views.current(ACCOUNTS),
+        system=views.current(SYSTEM),
     )
 
 
@@ -142,6 +157,7 @@ def save_views(home: Home, dispatcher: Dispatcher, scoring: ScoringPolicy) -> No
     home.views.save(DECISIONS, views.decisions)
     home.views.save(CHAINS, views.chains)
     home.views.save(ACCOUNTS, views.accounts)
+    home.views.save(SYSTEM, views.system)
 
 
 def build_dispatcher(
@@ -188,6 +204,7 @@ def build_dispatcher(
         transports=transports,
         handoffs={"webrelay": WebRelay(views.workers, home.app)},
         claim_first=frozenset({"local"}),
+        system=config.system,
         on_breach=BreachLog(open_ledger(home.path, "breaches")).record,
     )
 

@@ -37,6 +37,7 @@ from sheratan.dispatch.backoff import retry_backoff
 from sheratan.dispatch.candidates import DISPATCH, RECOVER, recovery_specs
 from sheratan.dispatch.charges import settle_charge
 from sheratan.dispatch.context import DispatchContext
+from sheratan.dispatch.heal import heal_resolved, heal_taken, is_heal
 from sheratan.lifecycle import cascade_cancellations, job_event
 from sheratan.streams import baseline_stream, priors_stream
 from sheratan.workers.outcome import Outcome
@@ -218,6 +219,9 @@ class Settler:
         violation = check(encode(record))
         if violation is None:
             self.context.recorder.record(scored)
+            if is_heal(decision) and decision.job_id is not None:
+                job = self.context.views.jobs.jobs[decision.job_id]
+                self.context.recorder.record(heal_resolved(decision, scored, job.namespace))
             return True
         self.context.stats.breaches += 1
         if self.on_breach is None:
@@ -248,6 +252,7 @@ class Settler:
             context.stats.failed += 1
             self.cascade(job)
             return
+        context.recorder.record(heal_taken(job, made, now))
         if chosen.type == "QUARANTINE":
             state = views.workers.workers[failed.id]
             context.recorder.record(

@@ -12,6 +12,9 @@ never on the live filesystem; where the worker health it recorded differs from t
 its position, the decision is counted in ``worker_health_differs`` and listed as a minor
 finding (a heartbeat that overtook a dispatcher's save, or a fold bug).
 
+A dispatch decision that the system state as of its position forbade (one made while
+PAUSED, or a job's first lease in RECOVERY) is major drift: gating must follow the log.
+
 Each recorded score is also re-computed from its recorded metrics against the baseline as
 of its position; a difference beyond ``TOLERANCE`` is counted in ``scores_drifted`` and
 listed as a minor finding (the drift counts are per decision). Any major drift makes the
@@ -156,6 +159,9 @@ def replay_exact(
         if isinstance(step, DecisionStep):
             report.decisions += 1
             drift, differences = compare(step.recorded, step.rerun)
+            if step.gated:
+                differences += step.gated
+                drift = "major"
             if step.health:
                 report.worker_health_differs += 1
                 differences += step.health

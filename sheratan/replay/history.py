@@ -43,6 +43,7 @@ from projections.accounts import AccountsView
 from projections.baselines import BaselinesView
 from projections.jobs import JobState, JobsView
 from projections.priors import PriorsView
+from projections.system import SystemView
 from projections.workers import WorkersView
 from sheratan.decide.engine import CandidateSpec, DecisionEngine
 from sheratan.decide.observed import as_seen, health_of
@@ -62,6 +63,7 @@ from sheratan.dispatch.candidates import (
     dispatch_specs,
     recovery_specs,
 )
+from sheratan.dispatch.gating import admits
 from sheratan.store.ledger import Ledger
 from sheratan.views import EventReader
 
@@ -91,6 +93,8 @@ class DecisionStep:
     recorded: DecisionMade
     rerun: DecisionMade
     health: tuple[str, ...] = ()
+    #: Why the system state as of its position should have held the job back, if it should.
+    gated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class History:
         self.workers = WorkersView()
         self.accounts = AccountsView()
         self.priors = PriorsView()
+        self.system = SystemView()
         self.baselines: dict[int, BaselinesView] = {}
         self.policies: dict[str, PolicySnapshot] = {}
         self.unrecorded_policy = 0
@@ -134,7 +139,7 @@ class History:
         self._pending: dict[Any, DecisionMade] = {}
         self._rescored: dict[Any, float] = {}
         self._routes: dict[type[Event], list[Any]] = {}
-        for view in (self.jobs, self.workers, self.accounts):
+        for view in (self.jobs, self.workers, self.accounts, self.system):
             for event_type in view.FOLDS:
                 self._routes.setdefault(event_type, []).append(view)
 
@@ -217,7 +222,17 @@ class History:
             now=made.timestamp,
             observed=made.observed,
         )
-        return DecisionStep(position, made, rerun, health)
+        return DecisionStep(position, made, rerun, health, self._held_back(made, job))
+
+    def _held_back(self, made: DecisionMade, job: JobState) -> tuple[str, ...]:
+        """A dispatch decision the system state as of its position forbade (PAUSED: none;
+        RECOVERY: none for a job never tried); gating must be a function of the log."""
+        if made.intent != DISPATCH:
+            return ()
+        state = self.system.of(job.namespace).state
+        if state == "PAUSED" or not admits(state, job):
+            return (f"dispatched while the system was {state}",)
+        return ()
 
     def _candidates(
         self, made: DecisionMade, workers: WorkersView
