@@ -73,8 +73,8 @@ def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path
             started.append(daemons[worker])
         processes = [*daemons.values(), *followers]
         wait_until(lambda: all_ended(home, jobs), "every job to end and settle", *processes)
-        for code, out, err in [stop(process) for process in processes]:
-            assert code == 0, (out, err)
+        for process, (code, out, err) in [(p, stop(p)) for p in processes]:
+            assert code == 0, (process.args, out, err)
             assert "Traceback" not in out + err
     finally:
         for process in started:  # a failed wait leaves none of them running
@@ -122,10 +122,11 @@ def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path
         "sql",
         "SELECT status, count(*) AS n, max(closings) AS most FROM charges GROUP BY 1 ORDER BY 1",
     )
-    assert by_status == [
+    expected = [
         {"status": "released", "n": len(released), "most": 1},
         {"status": "settled", "n": len(jobs) - len(quarantined), "most": 1},
     ]
+    assert by_status == [row for row in expected if row["n"]]  # a run may release nothing
     assert as_json(home, "audit", "verify")["ok"] is True
     # Every decision re-runs to the same input and output (the funds its budget gate read
     # included); minor findings are only heartbeats that overtook a dispatcher's save.

@@ -26,7 +26,9 @@ BEAT = "0.2"
 
 
 def run_worker(home: Path, workspace: Path, worker: str, *more: str) -> subprocess.Popen[str]:
-    """A daemon of ``worker`` (noop, patch_apply, file_read), once it has registered."""
+    """A daemon of ``worker`` (noop, patch_apply, file_read), once it has registered (again,
+    for a worker restarted: its handlers are up, so a SIGTERM is a clean stop)."""
+    before = registrations(home, worker)
     process = start_cli(
         home,
         "worker",
@@ -40,7 +42,7 @@ def run_worker(home: Path, workspace: Path, worker: str, *more: str) -> subproce
         BEAT,
         *more,
     )
-    wait_until(lambda: registered(home, worker), f"{worker} to register", process)
+    wait_until(lambda: registrations(home, worker) > before, f"{worker} to register", process)
     return process
 
 
@@ -52,8 +54,9 @@ def gates_with(tmp_path: Path, **settings: Any) -> Path:
     return path
 
 
-def registered(home: Path, worker: str) -> bool:
-    return any(
+def registrations(home: Path, worker: str) -> int:
+    """How often ``worker`` registered (or registered again) as a process worker."""
+    return sum(
         line["data"]["worker_id"] == worker and line["data"]["transport"] == "process"
         for line in events_of(home, "worker.registered")
     )
