@@ -185,7 +185,7 @@ def test_bench_api_reports_its_figures_against_their_anchors(tmp_path: Path) -> 
         cli,
         [
             *("bench", "api", "--only", "create", "--only", "pull", "--only", "page"),
-            *("--requests", "80", "--rounds", "10", "--decisions", "20"),
+            *("--requests", "80", "--rounds", "20", "--decisions", "20"),
             *("--json", "--home", str(tmp_path)),
         ],
     )
@@ -198,7 +198,7 @@ def test_bench_api_reports_its_figures_against_their_anchors(tmp_path: Path) -> 
         assert set(figure) >= FIGURE_KEYS, name
         assert figure["value"] > 0 and figure["anchor_value"] > 0, name
         assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
-    assert figures["claim_result_p50"]["rounds"] == 10
+    assert figures["claim_result_p50"]["rounds"] == 20
     assert figures["claim_result_p50"]["p99_ms"] >= figures["claim_result_p50"]["value"]
 
 
