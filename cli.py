@@ -538,7 +538,7 @@ def job_create(
 ) -> None:
     """Create a job (queued at once) and print its id; refused (exit 2, nothing recorded)
     while the queue or the job's mission is over a creation limit."""
-    from sheratan.admission import CliAdmission
+    from sheratan.admission import Admission
     from sheratan.limits import load_limits
 
     opened = open_home(home)
@@ -551,7 +551,7 @@ def job_create(
         depends_on=depends_on,
         idempotency_key=idempotency_key,
         max_retries=max_retries,
-        admit=CliAdmission(opened, load_limits(limits)),
+        admit=Admission(opened, load_limits(limits)),
         payer=payer,
         budget_micros=budget_micros,
     )

@@ -142,7 +142,10 @@ def check_backpressure(
             )
         recent = queue.created_since(source, now - MINUTE)
         if len(recent) + slack >= rule.jobs_per_minute:
-            frees_at = recent[len(recent) - rule.jobs_per_minute] + MINUTE
+            # When the minute holds the limit, it frees up as its oldest counted job leaves
+            # the window; below it (only the slack reached the limit) in a minute at most.
+            over = len(recent) - rule.jobs_per_minute
+            frees_at = (recent[over] if over >= 0 else now) + MINUTE
             raise BackpressureError(
                 f"{source} created {len(recent)} jobs in the last minute "
                 f"(sources.jobs_per_minute is {rule.jobs_per_minute}); try again in "

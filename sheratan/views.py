@@ -521,6 +521,10 @@ class Views:
             self._save(kind, view)
         return view
 
+    def saved(self, kind: ViewKind[V]) -> V:
+        """The view as last saved, not folded further (a fresh one if none fits this log)."""
+        return self._load(kind)
+
     def advance(self, view: V) -> V:
         """Fold a view the caller keeps in memory (a server's live one) to the end of the log;
         not saved."""

@@ -149,3 +149,18 @@ def test_a_worker_at_its_limit_is_gated_and_its_jobs_wait(tmp_path: Path) -> Non
     }
     replay = as_json(home, "replay", "--exact", "--all")
     assert replay["ok"] and replay["drift"]["major"] == replay["drift"]["minor"] == 0
+
+
+def test_over_http_a_mission_over_its_rate_is_429_and_never_a_server_error(tmp_path: Path) -> None:
+    """The server checks with its queue view behind the log (folding only near a limit):
+    a view behind must still refuse exactly at the limit, with a Retry-After."""
+    home = tmp_path / "home"
+    init_home(home)
+    limits = limits_file(tmp_path, sources={"jobs_per_minute": 2}, writes={"per_second": 1000})
+    with serving(home, "--limits", limits) as server, server.client() as api:
+        mission = api.post("/api/missions", json={"title": "busy"}).json()["id"]
+        task = api.post(f"/api/missions/{mission}/tasks", json={"title": "step"}).json()["id"]
+        codes = [api.post(f"/api/tasks/{task}/jobs", json={"kind": "noop"}) for _ in range(3)]
+        assert [answer.status_code for answer in codes] == [201, 201, 429]
+        assert 1 <= int(codes[2].headers["retry-after"]) <= 60
+        assert f"mission:{mission} created 2 jobs in the last minute" in codes[2].json()["detail"]

@@ -43,7 +43,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 from litestar.typing import FieldDefinition
 
-from sheratan.admission import ApiAdmission
+from sheratan.admission import Admission
 from sheratan.api.analytics_cache import SharedAnalytics
 from sheratan.api.jobs import JOB_ROUTES
 from sheratan.api.limits import WriteLimiter, write_limit_guard
@@ -265,7 +265,7 @@ def create_app(
     app.state.writes = WriteLimiter(limits.writes)
     app.state.worker_tokens = WorkerTokens(home.path)
     job_gates = JobGates(gates or load_gates(), (workspace or Path.cwd()).resolve())
-    app.state.admission = ApiAdmission(home, job_gates, limits)
+    app.state.admission = Admission(home, limits, job_gates)
     app.state.analytics = SharedAnalytics(home)
     app.on_startup.append(end_long_polls_on_exit)
     app.on_shutdown.append(app.state.analytics.close)
