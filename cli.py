@@ -687,10 +687,7 @@ def account_open(
     """Open an account, with an opening balance (its first credit) if given."""
     opened = open_home(home)
     opened.app.open_account(account_id, owner, balance_micros)
-    shown_account = accounts_service.show(opened.views.current(ACCOUNTS), account_id)
-    emit_json(shown_account) if as_json else click.echo(
-        f"opened {account_id}: balance {shown_account['balance']}"
-    )
+    echo_balance(opened, account_id, "opened", as_json)
 
 
 @account.command("credit")
@@ -704,9 +701,14 @@ def account_credit(
     """Credit an account AMOUNT units."""
     opened = open_home(home)
     opened.app.credit_account(account_id, amount_micros, reason)
+    echo_balance(opened, account_id, "credited", as_json)
+
+
+def echo_balance(opened: Home, account_id: str, done: str, as_json: bool) -> None:
+    """The account after a change: its whole record with --json, else one line."""
     shown_account = accounts_service.show(opened.views.current(ACCOUNTS), account_id)
     emit_json(shown_account) if as_json else click.echo(
-        f"credited {account_id}: balance {shown_account['balance']}"
+        f"{done} {account_id}: balance {shown_account['balance']}"
     )
 
 
