@@ -52,6 +52,7 @@ from sheratan.dispatch.service import DEFAULT_NAME as DEFAULT_DISPATCHER
 from sheratan.dispatch.service import (
     SIMULATION,
     EngineConfig,
+    Paid,
     SimulationInterruptedError,
     resumes_after,
 )
@@ -499,6 +500,21 @@ def parse_amount(_ctx: Any, param: click.Parameter, value: str | None) -> int | 
     return accounts_service.parse_amount(value, what)
 
 
+def payer_options(command: F) -> F:
+    """``--payer ACCOUNT --budget N``: who pays for a job's attempts, and at most how much each."""
+    command = click.option(
+        "--budget",
+        "budget_micros",
+        default=None,
+        callback=parse_amount,
+        metavar="N",
+        help="Most one attempt may be estimated at (units, e.g. 2.5).",
+    )(command)
+    return click.option(
+        "--payer", default=None, metavar="ACCOUNT", help="The account charged for its attempts."
+    )(command)
+
+
 @job.command("create")
 @click.argument("kind")
 @click.option("--task", "task_id", callback=parse_uuid, help="The task this job belongs to.")
@@ -511,15 +527,7 @@ def parse_amount(_ctx: Any, param: click.Parameter, value: str | None) -> int | 
 )
 @click.option("--max-retries", type=int, default=3, show_default=True)
 @file_option("--limits", help="Creation limits merged over policies/limits.json (docs/limits.md).")
-@click.option("--payer", default=None, metavar="ACCOUNT", help="The account charged for it.")
-@click.option(
-    "--budget",
-    "budget_micros",
-    default=None,
-    callback=parse_amount,
-    metavar="N",
-    help="Most one attempt may be estimated at (units, e.g. 2.5).",
-)
+@payer_options
 @common
 def job_create(
     kind: str,
@@ -1146,11 +1154,14 @@ def follow_until_stopped(opened: Home, config: EngineConfig, name: str) -> Any:
     help="A workers file of profiles (default: the shipped policies/workers.example.json).",
 )
 @click.option("--jobs", type=click.IntRange(min=1, max=10_000_000), required=True)
+@payer_options
 @engine_options
 @common
 def simulate(
     workers_file: Path | None,
     jobs: int,
+    payer: str | None,
+    budget_micros: int | None,
     scoring: Path | None,
     system_policy: Path | None,
     gates: Path | None,
@@ -1165,6 +1176,7 @@ def simulate(
 
     Its jobs and workers live in a namespace of their own: it never runs a real job nor
     routes to a real worker, and dispatch never runs its jobs. Ctrl-C cancels its open jobs.
+    With --payer, every job is paid from that account (opened first with `account open`).
     """
     opened = open_home(home)
     config = EngineConfig.load(
@@ -1180,7 +1192,15 @@ def simulate(
     stop = stop_on_signals()
     try:
         with progress_bar(jobs, "simulating") as advance:
-            report = run_simulation(opened, config, profiles, jobs, progress=advance, stop=stop)
+            report = run_simulation(
+                opened,
+                config,
+                profiles,
+                jobs,
+                progress=advance,
+                stop=stop,
+                paid=Paid(payer, budget_micros),
+            )
     except SimulationInterruptedError as stopped:
         click.echo(str(stopped), err=True)
         raise click.exceptions.Exit(130) from None
@@ -2013,12 +2033,20 @@ def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> No
     show_default=True,
     help="Events in the generated log.",
 )
+@click.option(
+    "--simulate-jobs",
+    type=click.IntRange(min=100, max=1_000_000),
+    default=5_000,
+    show_default=True,
+    help="Jobs per simulate run (paid against plain).",
+)
 @common
-def bench_accounts(events: int, home: str | None, as_json: bool) -> None:
-    """The balance of one account from the accounts view against a scan of the log."""
+def bench_accounts(events: int, simulate_jobs: int, home: str | None, as_json: bool) -> None:
+    """The balance of one account from the accounts view against a scan of the log, and
+    simulate with accounts, limits and anomaly rules against simulate without them."""
     from sheratan.bench.accounts import run_accounts_bench
 
-    report = run_accounts_bench(events=events, progress=bench_say())
+    report = run_accounts_bench(events=events, simulate_jobs=simulate_jobs, progress=bench_say())
     if as_json:
         emit_json(report)
         return

@@ -245,7 +245,7 @@ class Sheratan(Application[UUID]):
         if idempotency_key is not None:
             check_text("idempotency key", idempotency_key, MAX_NAME_CHARS)
         digest = check_job_input(kind, payload, priority, timeout_seconds, depends_on, max_retries)
-        self._check_payer(payer, budget_micros)
+        self.check_payer(payer, budget_micros)
         mission_id = self.get_task(task_id).mission_id if task_id is not None else None
         job_id = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
         if job_id in depends_on:
@@ -494,8 +494,9 @@ class Sheratan(Application[UUID]):
             raise NotFoundError(f"no account {account_id!r}")
         return last[0].originator_version
 
-    def _check_payer(self, payer: str | None, budget_micros: int | None) -> None:
-        """A job's payer must be an open account and its budget a positive amount."""
+    def check_payer(self, payer: str | None, budget_micros: int | None) -> None:
+        """A job's payer must be an open account and its budget a positive amount
+        (InvalidInputError otherwise); ``simulate --payer`` checks its payer here too."""
         if budget_micros is not None:
             check_amount(budget_micros, "budget")
         if payer is None:

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from cli_helpers import as_json, invoke, log_digest, refused
+from cli_helpers import as_json, invoke, log_digest, refused, refused_unrecorded
 from eventsourcing.persistence import IntegrityError
 from hypothesis import given
 from hypothesis import strategies as st
@@ -327,3 +327,31 @@ def test_the_fold_is_credits_minus_settled_costs_with_open_holds_held(steps: lis
     assert {key: hold.amount_micros for key, hold in view.holds.items()} == open_holds
     reloaded = ACCOUNTS.load(ACCOUNTS.dump(view))
     assert reloaded.accounts == view.accounts and reloaded.holds == view.holds
+
+
+def test_a_paid_simulation_charges_every_attempt_once(home: Path) -> None:
+    """``simulate --payer``: each attempt of its jobs is held and then settled or released,
+    once, and the balance is the credit minus the completed attempts' costs."""
+    refused_unrecorded(
+        home, "simulate", "--jobs", "5", "--payer", "nobody", needle="no account 'nobody'"
+    )
+    as_json(home, "account", "open", "lab", "--balance", "100000")
+    report = as_json(home, "simulate", "--jobs", "300", "--seed", "3", "--payer", "lab")
+    assert report["jobs"] == 300
+    shown = as_json(home, "account", "show", "lab")
+    rows = json.loads(
+        invoke(
+            home,
+            "sql",
+            "select count(*) as n, count(distinct job_id || ':' || attempt) as attempts, "
+            "sum(closings) as closings, sum(cost_micros) filter (where status = 'settled') "
+            "as cost, (select count(*) from events where topic = 'job.dispatched') as leased "
+            "from charges",
+            "--json",
+        ).stdout
+    )[0]
+    assert rows["n"] == rows["attempts"] == rows["closings"] == rows["leased"] >= 300
+    assert shown["attempts_settled"] == report["completed"] > 0
+    assert shown["attempts_released"] == rows["leased"] - report["completed"]
+    assert shown["held_micros"] == 0
+    assert shown["balance_micros"] == 100_000 * 10**6 - rows["cost"]

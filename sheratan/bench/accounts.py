@@ -8,10 +8,17 @@ hold and settlement on one of ``ACCOUNTS`` accounts (opened and credited first).
   saved view, check its position's chain hash, fold nothing new; then ``accounts.show``) in
   ms, median over ``SAMPLES`` calls with the home open (target: at most 2 ms), against a scan:
   folding that account's events out of the whole log (what it would cost without the view).
+- ``simulate_economy``: ``simulate`` with every job paid (a hold and a settlement per
+  attempt, the budget gate reading the account), the shipped limits (``workers.max_attempts``
+  gating candidates) and the shipped anomaly rules watching each round, in jobs per second,
+  against the same ``simulate`` in the same run with no payer, every rule disabled and the
+  worker limit out of reach (target: at least 80% of it). Fresh homes, alternated runs,
+  medians of ``SIMULATE_RUNS``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import tempfile
@@ -37,11 +44,13 @@ from sheratan import accounts
 from sheratan.bench.figures import environment, figure
 from sheratan.bench.store import encode_jobs
 from sheratan.codec import MsgspecMapper
-from sheratan.home import HOME_FORMAT, MARKER, Home, HomeMarker
+from sheratan.dispatch.service import EngineConfig, Paid, simulate
+from sheratan.home import HOME_FORMAT, MARKER, Home, HomeMarker, init_home
 from sheratan.store.files import write_durably
 from sheratan.store.recorders import JsonlApplicationRecorder
 from sheratan.streams import account_stream, charge_stream
 from sheratan.views import ACCOUNTS
+from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 
 ACCOUNTS_COUNT = 1_000
 #: One paid attempt (a hold and its settlement) per this many jobs of the log.
@@ -49,11 +58,24 @@ JOBS_PER_CHARGE = 10
 JOBS_PER_SAVE = 1_000
 SAMPLES = 101
 TARGET_MS = 2.0
+SIMULATE_RUNS = 3
+#: ``simulate`` with the economy on must keep at least this share of its plain pace.
+SIMULATE_TARGET = 0.8
+#: The economy run's payer: enough funds that no job is refused for want of them.
+PAYER_FUNDS_MICROS = 10**15
+#: The plain run's overrides: every anomaly rule off, the worker limit out of reach.
+PLAIN_SYSTEM = {
+    "rules": {
+        rule: {"enabled": False}
+        for rule in ("failure_rate", "timeouts", "silent_workers", "queue_depth", "drift")
+    }
+}
+PLAIN_LIMITS = {"workers": {"max_attempts": 10**9}}
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def run_accounts_bench(
-    *, events: int, progress: Callable[[str], None] | None = None
+    *, events: int, simulate_jobs: int, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     say = progress or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="sheratan-bench-accounts-") as folder:
@@ -62,10 +84,67 @@ def run_accounts_bench(
         generate(home_path, events)
         home = Home(home_path)
         try:
-            return _measure(home, say)
+            report = _measure(home, say)
         finally:
             home.close()
             shutil.rmtree(home_path, ignore_errors=True)
+        report["figures"]["simulate_economy"] = measure_simulate(Path(folder), simulate_jobs, say)
+    return report
+
+
+def measure_simulate(root: Path, jobs: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """``simulate`` with accounts, limits and anomaly rules against ``simulate`` without."""
+    (root / "plain-system.json").write_text(json.dumps(PLAIN_SYSTEM))
+    (root / "plain-limits.json").write_text(json.dumps(PLAIN_LIMITS))
+    plain = EngineConfig.load(
+        seed=1,
+        system_path=root / "plain-system.json",
+        limits_path=root / "plain-limits.json",
+    )
+    economy = EngineConfig.load(seed=1)
+    rates: dict[str, list[float]] = {"plain": [], "economy": []}
+    events: dict[str, float] = {}
+    for run in range(SIMULATE_RUNS):
+        for name, config in (("plain", plain), ("economy", economy)):
+            say(f"simulate, {name}, run {run + 1} of {SIMULATE_RUNS}: {jobs:,} jobs")
+            rate, events[name] = _simulate_rate(root / f"{name}-{run}", config, jobs, name)
+            rates[name].append(rate)
+    value, anchor = statistics.median(rates["economy"]), statistics.median(rates["plain"])
+    return figure(
+        value,
+        "jobs/s",
+        "simulate with no payer, no anomaly rule and no worker limit",
+        anchor,
+        f">= {SIMULATE_TARGET:.0%} of the anchor",
+        value >= SIMULATE_TARGET * anchor,
+        jobs=jobs,
+        runs=SIMULATE_RUNS,
+        economy_runs=rates["economy"],
+        plain_runs=rates["plain"],
+        events_per_job=events,
+    )
+
+
+def _simulate_rate(path: Path, config: EngineConfig, jobs: int, name: str) -> tuple[float, float]:
+    """Jobs per second of one simulate run in a fresh home, and its events per job."""
+    init_home(path)
+    home = Home.open(path)
+    try:
+        paid = Paid()
+        if name == "economy":
+            home.app.open_account("payer", balance_micros=PAYER_FUNDS_MICROS)
+            paid = Paid("payer")
+        t0 = time.perf_counter()
+        report = simulate(home, config, load_profiles(EXAMPLE_WORKERS), jobs, paid=paid)
+        elapsed = time.perf_counter() - t0
+        assert report["jobs"] == jobs, report
+        if paid.payer is not None:
+            charged = accounts.show(home.views.current(ACCOUNTS), paid.payer)
+            assert charged["attempts_settled"] > 0, charged
+        return jobs / elapsed, report["events"] / jobs
+    finally:
+        home.close()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def generate(home: Path, events: int) -> None:

@@ -67,6 +67,18 @@ SIMULATION = "simulation"
 DEFAULT_NAME = "dispatch"
 
 
+@dataclass(frozen=True)
+class Paid:
+    """Who pays for bulk-created jobs (``simulate --payer``), and each job's budget."""
+
+    payer: str | None = None
+    budget_micros: int | None = None
+
+
+#: Jobs no account pays for.
+UNPAID = Paid()
+
+
 class SimulationInterruptedError(Exception):
     """Ctrl-C stopped a simulation; its open jobs were cancelled (as events) first."""
 
@@ -278,11 +290,14 @@ def simulate(
     jobs: int,
     progress: Callable[[int], None] | None = None,
     stop: Stop | None = None,
+    paid: Paid = UNPAID,
 ) -> dict[str, Any]:
     """Register the simulated workers (once), create ``jobs`` jobs and dispatch them all, in
-    the SIMULATION namespace. ``stop`` (or Ctrl-C) cancels every open simulated job, then
-    raises SimulationInterruptedError. ``stop`` is looked at between saves, so a stop never
-    lands inside one."""
+    the SIMULATION namespace. With ``paid``, every job names its payer and budget, so its
+    attempts are held against and settled on that account as real work's are. ``stop`` (or
+    Ctrl-C) cancels every open simulated job, then raises SimulationInterruptedError.
+    ``stop`` is looked at between saves, so a stop never lands inside one."""
+    home.app.check_payer(paid.payer, paid.budget_micros)
     start = home.ledger.last_position()
     views = load_views(home, config.scoring)
     _check_profile_ids(views, profiles)
@@ -300,7 +315,7 @@ def simulate(
     )
     stop = stop or Stop()
     try:
-        stats = _run_simulation(home, dispatcher, profiles, jobs, start, progress, stop)
+        stats = _run_simulation(home, dispatcher, profiles, jobs, start, progress, stop, paid)
     except KeyboardInterrupt:
         stop.set()
     if stop.is_set():
@@ -317,6 +332,7 @@ def _run_simulation(
     start: int,
     progress: Callable[[int], None] | None,
     stop: Stop,
+    paid: Paid,
 ) -> RunStats:
     recorder, clock, ids = dispatcher.recorder, dispatcher.clock, dispatcher.ids
     views = dispatcher.views
@@ -328,7 +344,7 @@ def _run_simulation(
         job_id = ids.new()
         payload = {"prompt": f"simulated job {start}:{i}"}
         now = clock.now()
-        recorder.record(*queued_job(job_id, kind, payload, now, namespace=SIMULATION))
+        recorder.record(*queued_job(job_id, kind, payload, now, namespace=SIMULATION, paid=paid))
         if (i + 1) % 10_000 == 0:
             recorder.flush()
             if stop.is_set():
@@ -346,6 +362,7 @@ def queued_job(
     *,
     namespace: str = "",
     max_retries: int = 2,
+    paid: Paid = UNPAID,
 ) -> tuple[JobCreated, JobQueued]:
     """A job created and queued, as the two events of one save (for bulk creation, where
     ``job create``'s one save per job would be the bottleneck)."""
@@ -359,6 +376,8 @@ def queued_job(
             payload_hash=payload_hash(payload),
             max_retries=max_retries,
             namespace=namespace,
+            payer=paid.payer,
+            budget_micros=paid.budget_micros,
         ),
         JobQueued(originator_id=job_id, originator_version=2, timestamp=now),
     )
