@@ -171,6 +171,8 @@ def _created(
         max_retries=parent.max_retries,
         namespace=parent.namespace,
         chain=link,
+        payer=parent.payer,
+        budget_micros=parent.budget_micros,
     )
     queued = JobQueued(originator_id=stream, originator_version=2, timestamp=now)
     return [created, queued]

@@ -5,6 +5,7 @@ the dispatcher that settles the completed attempt makes the follow-ups."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -12,13 +13,10 @@ from uuid import UUID
 import pytest
 from cli_helpers import as_json, invoke
 from process_helpers import events_of
+from round_helpers import DONE
+from round_helpers import run_round as dispatch_round
 
-from events import utc_now
 from events.chains import followup_stream
-from sheratan.home import Home
-from sheratan.views import JOBS
-from sheratan.workers.outcome import Outcome
-from sheratan.workers.report import claim_event, outcome_event
 
 WORKER = "w"
 
@@ -30,22 +28,9 @@ def limits(tmp_path: Path, **chains: int) -> str:
 
 
 def run_round(home: Path, results: dict[str, dict[str, Any]], limits_file: str) -> None:
-    """Dispatch every queued job to the process worker, then report each attempt as the
-    worker would: with ``results[kind/note]`` (or an empty result)."""
-    invoke(home, "dispatch", "--until-idle", "--limits", limits_file)
-    opened = Home.open(home)
-    try:
-        for job in list(opened.views.current(JOBS).jobs.values()):
-            if job.status != "dispatched":
-                continue
-            opened.app.save(claim_event(job, utc_now()))
-            started = opened.app.get_job(job.id)
-            result = results.get(str(job.payload.get("note")), {"done": True})
-            outcome = Outcome(ok=True, latency_ms=1.0, quality=1.0, result=result)
-            opened.app.save(outcome_event(started, WORKER, started.attempt, outcome, utc_now()))
-    finally:
-        opened.close()
-    invoke(home, "dispatch", "--until-idle", "--limits", limits_file)  # settle: follow-ups
+    """A round whose attempts complete with ``results[payload note]`` (or an empty result)."""
+    outcomes = {note: replace(DONE, result=result) for note, result in results.items()}
+    dispatch_round(home, outcomes, "--limits", limits_file)
 
 
 @pytest.fixture
