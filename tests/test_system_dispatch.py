@@ -241,6 +241,14 @@ def test_every_automatic_recovery_is_a_self_heal_with_its_outcome(burst: Path) -
     assert {(c["trigger"], c["action"], c["outcome"]): c["count"] for c in audited} == by_kind
     assert "## Self-heals" in invoke(burst, "audit", "report").stdout
 
+    healed = next(h for h in heals if h["action"] == "FALLBACK" and h["outcome"] == "healed")
+    trace = as_json(burst, "why", "trace", healed["decision_id"])
+    (node,) = [n for n in trace["nodes"] if n["node_id"] == healed["decision_id"]]
+    assert node["self_heal"]["heal_id"] == healed["heal_id"]
+    assert (node["self_heal"]["trigger"], node["self_heal"]["outcome"]) == ("failure", "healed")
+    shown = invoke(burst, "why", "trace", healed["decision_id"]).stdout
+    assert "self-heal: FALLBACK after failure (confidence " in shown
+
 
 def test_a_dispatch_the_logged_state_forbade_is_major_drift(tmp_path: Path) -> None:
     """A dispatcher that decides on a state the log had already left (the race the dispatch

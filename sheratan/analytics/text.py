@@ -33,6 +33,19 @@ def charge_text(charge: dict[str, Any]) -> str:
     return f"charge: {held}; still held"
 
 
+def heal_text(heal: dict[str, Any]) -> str:
+    """The self-heal a recovery decision took: trigger, action and how it turned out."""
+    outcome, detail = heal["outcome"], heal["outcome_detail"]
+    if detail and not detail.startswith(outcome):
+        outcome = f"{outcome} ({detail})"
+    elif detail:
+        outcome = detail
+    return (
+        f"self-heal: {heal['action']} after {heal['trigger']} "
+        f"(confidence {_num(heal['confidence'])}), outcome {outcome}"
+    )
+
+
 def node_text(node: dict[str, Any]) -> str:
     """One decision node: what was chosen, over what, why, and how it turned out."""
     chosen = node["chosen"]
@@ -49,6 +62,9 @@ def node_text(node: dict[str, Any]) -> str:
     charge = node.get("charge")
     if charge:
         lines.append("  " + charge_text(charge))
+    heal = node.get("self_heal")
+    if heal:
+        lines.append("  " + heal_text(heal))
     rows = []
     for c in [chosen, *node["alternatives"]]:
         if "action_key" not in c:

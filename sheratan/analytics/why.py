@@ -156,7 +156,7 @@ class Why:
             )
         if not rows:
             raise WhyNotFoundError(f"no trace or decision node {trace_id}")
-        nodes = self._charged([node_answer(r) for r in rows])
+        nodes = self._linked([node_answer(r) for r in rows])
         root = nodes[0]
         return self._clean(
             {
@@ -170,25 +170,41 @@ class Why:
             }
         )
 
-    def _charged(self, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The nodes, each that leased a paid attempt with its ``charge``: the account, the
-        amount held and how the hold ended (settled with its cost, released with why, or
-        still held); amounts in micro-units (SQL view ``charges``)."""
-        ids = [node["node_id"] for node in nodes]
-        rows = self.an.rows(
+    def _linked(self, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The nodes, with what each decision set going beyond its job:
+
+        - ``charge``: a node that leased a paid attempt: the account, the amount held and how
+          the hold ended (settled with its cost, released with why, or still held); amounts
+          in micro-units (SQL view ``charges``);
+        - ``self_heal``: a node that was an automatic recovery: its trigger, action,
+          confidence and outcome (``pending`` until known; SQL view ``self_heals``).
+        """
+        ids = [str(node["node_id"]) for node in nodes]
+        self._attach(
+            nodes,
+            "charge",
             "SELECT decision_id, account_id, attempt, worker, status, held_micros, cost_micros,"
             " released_micros, why, held_pos, closed_pos FROM charges"
             " WHERE decision_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY held_pos",
-            [ids],
+            ids,
         )
-        by_node: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            by_node[row.pop("decision_id")] = row
-        for node in nodes:
-            charge = by_node.get(str(node["node_id"]))
-            if charge is not None:
-                node["charge"] = charge
+        self._attach(
+            nodes,
+            "self_heal",
+            "SELECT decision_id, heal_id, trigger, action, confidence, detail, outcome,"
+            " outcome_detail FROM self_heals"
+            " WHERE decision_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY pos",
+            ids,
+        )
         return nodes
+
+    def _attach(self, nodes: list[dict[str, Any]], key: str, sql: str, ids: list[str]) -> None:
+        """Set ``node[key]`` to the row of ``sql`` whose ``decision_id`` is the node's."""
+        by_node = {row.pop("decision_id"): row for row in self.an.rows(sql, [ids])}
+        for node in nodes:
+            row = by_node.get(str(node["node_id"]))
+            if row is not None:
+                node[key] = row
 
     def traces(
         self,
@@ -255,7 +271,7 @@ class Why:
                 "job_id": job_id,
                 "job": job,
                 "traces": sorted({r["trace_id"] for r in rows}),
-                "decisions": self._charged([node_answer(r) for r in rows]),
+                "decisions": self._linked([node_answer(r) for r in rows]),
             }
         )
 
