@@ -19,6 +19,7 @@ from uuid import uuid4
 
 import pytest
 from cli_helpers import as_json, invoke, refused
+from round_helpers import run_round
 
 from events.decisions import DecisionMade
 from events.system import AlarmCleared, AlarmRaised, SystemStateChanged
@@ -194,6 +195,48 @@ def test_a_burst_of_failures_degrades_the_system_and_recovery_restores_it(burst:
     ]
     assert (history[2]["trigger"], history[5]["outcome"]) == ("alarm:failure_rate", "healed")
     assert as_json(burst, "system", "state")["state"] == "OPERATIONAL"  # real work untouched
+
+
+def test_timeouts_move_the_system_to_recovery_and_completed_retries_restore_it(
+    tmp_path: Path,
+) -> None:
+    """Attempts of a process worker that never reports time out: the timeout rule raises its
+    alarm and moves real work to RECOVERY, where a new job waits while the retries run; once
+    they complete the alarm clears and the system is OPERATIONAL again."""
+    home = tmp_path / "home"
+    invoke(home, "init")
+    invoke(home, "worker", "register", "w", "--kinds", "noop", "--transport", "process")
+    system = tmp_path / "system.json"
+    timeouts = {"window": 4, "min_attempts": 3, "raise_above": 0.5, "clear_below": 0.25}
+    quiet = {"enabled": False}
+    system.write_text(
+        json.dumps({"rules": {"timeouts": timeouts, "failure_rate": quiet, "drift": quiet}})
+    )
+    gates = tmp_path / "gates.json"
+    gates.write_text(json.dumps({"retry_backoff": {"base_s": 0.01}}))
+    options = ("--system", str(system), "--gates", str(gates))
+    jobs = [as_json(home, "job", "create", "noop", "--timeout", "2")["id"] for _ in range(3)]
+    assert as_json(home, "dispatch", "--until-idle", *options)["dispatches"] == 3
+    time.sleep(2.1)  # no worker reports: every lease expires
+    invoke(home, "dispatch", "--until-idle", *options)
+    state = as_json(home, "system", "state")
+    assert state["state"] == "RECOVERY"
+    assert [a["rule"] for a in state["alarms"]] == ["timeouts"]
+    newcomer = as_json(home, "job", "create", "noop")["id"]
+    invoke(home, "dispatch", "--until-idle", *options)
+    assert as_json(home, "job", "show", newcomer)["status"] == "queued"  # never leased before
+
+    run_round(home, {}, *options)  # the retries complete; the alarm clears
+    assert as_json(home, "system", "state")["state"] == "OPERATIONAL"
+    assert [as_json(home, "job", "show", job)["status"] for job in jobs] == ["completed"] * 3
+    history = as_json(home, "system", "history")
+    moves = [(r["from_state"], r["to_state"]) for r in history if "to_state" in r]
+    assert moves == [("OPERATIONAL", "RECOVERY"), ("RECOVERY", "OPERATIONAL")]
+    raised = next(r for r in history if r["topic"] == "system.alarm_raised")
+    assert raised["rule"] == "timeouts" and "3 of the last 3 attempts timed out" in raised["detail"]
+    run_round(home, {}, *options)
+    assert as_json(home, "job", "show", newcomer)["status"] == "completed"
+    assert as_json(home, "replay", "--exact", "--all")["drift"]["major"] == 0
 
 
 def test_exact_replay_of_a_degraded_and_restored_log_has_no_drift(burst: Path) -> None:
