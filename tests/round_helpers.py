@@ -18,10 +18,16 @@ DONE = Outcome(ok=True, latency_ms=1.0, quality=1.0, result={"done": True})
 
 
 def run_round(home: Path, outcomes: Mapping[str, Outcome], *dispatch_options: str) -> None:
-    """Dispatch every ready job, report each leased attempt with ``outcomes[payload note]``
-    (DONE when its note is not named), then dispatch again so the ends are settled (charges,
-    follow-ups, retries)."""
+    """Dispatch every ready job, report each leased attempt (``report_attempts``), then
+    dispatch again so the ends are settled (charges, follow-ups, retries)."""
     invoke(home, "dispatch", "--until-idle", *dispatch_options)
+    report_attempts(home, outcomes)
+    invoke(home, "dispatch", "--until-idle", *dispatch_options)
+
+
+def report_attempts(home: Path, outcomes: Mapping[str, Outcome]) -> None:
+    """Report every leased attempt as its worker would, with ``outcomes[payload note]`` (DONE
+    when its note is not named)."""
     opened = Home.open(home)
     try:
         for job in list(opened.views.current(JOBS).jobs.values()):
@@ -34,4 +40,3 @@ def run_round(home: Path, outcomes: Mapping[str, Outcome], *dispatch_options: st
             opened.app.save(outcome_event(started, worker, started.attempt, outcome, utc_now()))
     finally:
         opened.close()
-    invoke(home, "dispatch", "--until-idle", *dispatch_options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ from api_helpers import serving
 from cli_helpers import as_json, invoke, log_digest, refused_unrecorded
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from round_helpers import report_attempts
 from test_views import COMMANDS, _run
 
+from events.decisions import ErrorInfo
 from projections.queue import IN_FLIGHT, WAITING
 from sheratan.home import Home, init_home
 from sheratan.views import JOBS, QUEUE
+from sheratan.workers.outcome import Outcome
 
 
 def limits_file(tmp_path: Path, **sections: dict[str, Any]) -> str:
@@ -147,6 +151,48 @@ def test_a_worker_at_its_limit_is_gated_and_its_jobs_wait(tmp_path: Path) -> Non
         "passed": False,
         "reason": "worker w1 holds 1 attempts (workers.max_attempts is 1)",
     }
+    replay = as_json(home, "replay", "--exact", "--all")
+    assert replay["ok"] and replay["drift"]["major"] == replay["drift"]["minor"] == 0
+
+
+def test_a_scheduled_retry_waits_for_its_worker_to_be_under_its_limit(tmp_path: Path) -> None:
+    """A RETRY chosen while its worker was free does not lease that worker once another job
+    took its one attempt in the backoff: the retry waits for it (queued, not quarantined, no
+    new decision, not moved to the free worker) and runs when the worker is free again."""
+    home = tmp_path / "home"
+    invoke(home, "init")
+    gates = tmp_path / "gates.json"
+    gates.write_text(json.dumps({"retry_backoff": {"base_s": 0.4, "jitter": 0.0}}))
+    options = ("--limits", limits_file(tmp_path, workers={"max_attempts": 1}))
+    options += ("--gates", str(gates))
+    invoke(home, "worker", "register", "w1", "--kinds", "noop", "--transport", "process")
+
+    def job(note: str) -> str:
+        created = as_json(home, "job", "create", "noop", "--payload", json.dumps({"note": note}))
+        return str(created["id"])
+
+    def status(job_id: str) -> str:
+        return str(as_json(home, "job", "show", job_id)["status"])
+
+    first = job("first")
+    invoke(home, "dispatch", "--until-idle", *options)
+    second = job("second")
+    failed = Outcome(ok=False, latency_ms=1.0, error=ErrorInfo("boom", "failed"))
+    report_attempts(home, {"first": failed})
+    invoke(home, "dispatch", "--until-idle", *options)  # RETRY:w1 scheduled; second takes w1
+    assert (status(first), status(second)) == ("queued", "dispatched")
+    decisions = len(as_json(home, "sql", "SELECT node_id FROM decisions"))
+
+    invoke(home, "worker", "register", "w2", "--kinds", "noop", "--transport", "process")
+    time.sleep(0.5)  # the backoff is over: w1 still holds the second job's attempt, w2 is free
+    invoke(home, "dispatch", "--until-idle", *options)
+    assert (status(first), status(second)) == ("queued", "dispatched")
+    assert len(as_json(home, "sql", "SELECT node_id FROM decisions")) == decisions
+
+    report_attempts(home, {})  # the second completes: w1 is free
+    invoke(home, "dispatch", "--until-idle", *options)
+    shown = as_json(home, "job", "show", first)
+    assert (shown["status"], shown["attempt"], shown["worker"]) == ("dispatched", 2, "w1")
     replay = as_json(home, "replay", "--exact", "--all")
     assert replay["ok"] and replay["drift"]["major"] == replay["drift"]["minor"] == 0
 

@@ -222,8 +222,8 @@ class Dispatcher:
             capable = capable_workers(self.views.workers, job)
             if not capable:
                 continue  # no worker runs this kind (yet): it waits
-            if self._all_at_limit(capable):
-                continue  # every worker that runs it holds its most attempts: it waits
+            if self._all_at_limit(self._wanted_workers(job, capable)):
+                continue  # the workers it may go to hold their most attempts: it waits
             if not admits(system_state, job):
                 continue  # RECOVERY: a job never tried waits for the recovery to end
             waiting = False
@@ -241,6 +241,15 @@ class Dispatcher:
                     continue
                 return job, None, doomed
         return None, retry_at, doomed
+
+    def _wanted_workers(self, job: JobState, capable: list[WorkerState]) -> list[WorkerState]:
+        """The workers a job may be leased to: the one its open RETRY or FALLBACK chose (which
+        waits for that worker rather than run past its limit), else every capable worker."""
+        if job.retry_worker is not None and job.decision_id in self.views.decisions.open:
+            chosen = self.views.workers.workers.get(job.retry_worker)
+            if chosen is not None:
+                return [chosen]
+        return capable
 
     def _all_at_limit(self, workers: list[WorkerState]) -> bool:
         """Whether each of ``workers`` holds ``workers.max_attempts`` open attempts (then a
