@@ -115,6 +115,10 @@ def rereads(method: Callable[..., _R]) -> Callable[..., _R]:
     return again
 
 
+class AlreadyExistsError(InvalidInputError):
+    """Something to create exists already (bad input on the CLI, a conflict over HTTP)."""
+
+
 class NotFoundError(LookupError):
     """No mission, task or job with that id."""
 
@@ -465,7 +469,7 @@ class Sheratan(Application[UUID]):
             self.save(*events)
         except IntegrityError:
             msg = f"account {account_id!r} already exists"
-            raise InvalidInputError(msg) from None
+            raise AlreadyExistsError(msg) from None
         return stream
 
     @rereads

@@ -44,23 +44,31 @@ from litestar.types import Message, Scope
 from litestar.typing import FieldDefinition
 
 from sheratan.admission import Admission
+from sheratan.api.accounts import ACCOUNT_ROUTES
 from sheratan.api.analytics_cache import SharedAnalytics
 from sheratan.api.jobs import JOB_ROUTES
 from sheratan.api.limits import WriteLimiter, write_limit_guard
 from sheratan.api.missions import MISSION_ROUTES
 from sheratan.api.routing import PROBLEM_TITLES, PUBLIC
+from sheratan.api.system import SYSTEM_ROUTES
 from sheratan.api.tokens import matches, read_token, token_path
 from sheratan.api.ui import UI_ROUTES
 from sheratan.api.why import WHY_ROUTES
 from sheratan.api.worker_tokens import WorkerTokens
 from sheratan.api.workers import WORKER_ROUTES, end_long_polls_on_exit
-from sheratan.app import GateRefusedError, IdempotencyConflictError, NotFoundError
+from sheratan.app import (
+    AlreadyExistsError,
+    GateRefusedError,
+    IdempotencyConflictError,
+    NotFoundError,
+)
 from sheratan.decide.gates import JobGates
 from sheratan.decide.policy import GatePolicy, load_gates
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import IllegalTransitionError
 from sheratan.limits import BackpressureError, Limits, load_limits
+from sheratan.system_state import IllegalSystemTransitionError
 
 VERSION = metadata.version("sheratan")
 #: Largest request body accepted (413 above it).
@@ -92,6 +100,8 @@ SERVICE_ERRORS: dict[type[Exception], int] = {
     NotFoundError: 404,
     IdempotencyConflictError: 409,
     IllegalTransitionError: 409,
+    IllegalSystemTransitionError: 409,
+    AlreadyExistsError: 409,
     IntegrityError: 409,
 }
 
@@ -216,6 +226,8 @@ ROUTES += JOB_ROUTES
 ROUTES += WHY_ROUTES
 ROUTES += UI_ROUTES
 ROUTES += WORKER_ROUTES
+ROUTES += ACCOUNT_ROUTES
+ROUTES += SYSTEM_ROUTES
 
 
 def create_app(
