@@ -58,7 +58,7 @@ JOBS_PER_CHARGE = 10
 JOBS_PER_SAVE = 1_000
 SAMPLES = 101
 TARGET_MS = 2.0
-SIMULATE_RUNS = 3
+SIMULATE_RUNS = 5
 #: ``simulate`` with the economy on must keep at least this share of its plain pace.
 SIMULATE_TARGET = 0.8
 #: The economy run's payer: enough funds that no job is refused for want of them.
