@@ -537,12 +537,22 @@ class Views:
     def rebuild(self, kind: ViewKind[V], progress: Callable[[int], None] | None = None) -> V:
         """Fold the whole log into a fresh view, then swap it in atomically (its history is
         written anew on the way)."""
-        for position in self.history(kind):
-            self._history_path(kind, position).unlink(missing_ok=True)
-        view = kind.new()
-        self._fold_kept([(kind, view)], self.ledger.last_position(), progress)
-        self._save(kind, view)
+        view: V = self.rebuild_all([kind], progress)[0]
         return view
+
+    def rebuild_all(
+        self, kinds: list[ViewKind[Any]], progress: Callable[[int], None] | None = None
+    ) -> list[Any]:
+        """``rebuild`` for several views in one pass over the log (each event is read and
+        decoded once for all of them), each saved once the pass is done."""
+        for kind in kinds:
+            for position in self.history(kind):
+                self._history_path(kind, position).unlink(missing_ok=True)
+        views = [(kind, kind.new()) for kind in kinds]
+        self._fold_kept(views, self.ledger.last_position(), progress)
+        for kind, view in views:
+            self._save(kind, view)
+        return [view for _, view in views]
 
     def as_of(
         self, kind: ViewKind[V], position: int, progress: Callable[[int], None] | None = None
