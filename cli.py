@@ -1891,17 +1891,29 @@ def bench() -> None:
 @click.option(
     "--rebuild-events", type=click.IntRange(min=1000), default=1_000_000, show_default=True
 )
+@click.option(
+    "--process-jobs",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Jobs simulated for the whole-rebuild-process figure.",
+)
 @click.option("--quick", is_flag=True, help="A small run (2,000 jobs, 100,000 events).")
 @common
 def bench_store(
-    jobs: int, rebuild_events: int, quick: bool, home: str | None, as_json: bool
+    jobs: int, rebuild_events: int, process_jobs: int, quick: bool, home: str | None, as_json: bool
 ) -> None:
     """The ledger against SQLite, POPO, raw msgspec lines and bare fsync."""
     from sheratan.bench.store import run_store_bench
 
     if quick:
-        jobs, rebuild_events = 2_000, 100_000
-    report = run_store_bench(jobs=jobs, rebuild_events=rebuild_events, progress=progress("bench"))
+        jobs, rebuild_events, process_jobs = 2_000, 100_000, 2_000
+    report = run_store_bench(
+        jobs=jobs,
+        rebuild_events=rebuild_events,
+        process_jobs=process_jobs,
+        progress=progress("bench"),
+    )
     if as_json:
         emit_json(report)
         return

@@ -70,6 +70,8 @@ class EventReader:
 
     def __init__(self, event_types: dict[str, type[Event]] = EVENT_TYPES) -> None:
         self.codec = EventCodec(event_types)
+        #: Every topic this reader decodes: a filter that keeps them all filters nothing.
+        self.topics = frozenset(event_types)
         direct = tuple(_line_type(cls) for cls in event_types.values() if cls.VERSION == 1)
         self._direct = msgspec.json.Decoder(Union[direct]) if direct else None  # noqa: UP007
         self._untyped = msgspec.json.Decoder(_Untyped)
@@ -633,8 +635,27 @@ class Views:
         last: int,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Apply the events ``first..last`` to every view; how many events were read."""
-        applies = [view.apply for view in views]
+        """Apply the events ``first..last`` to every view; how many events were read.
+
+        Each event goes only to the views whose ``FOLDS`` hold its class (all of them for a
+        view without ``FOLDS``); an event no view folds is skipped undecoded.
+        """
+        routes: dict[type[Event], list[Callable[[int, Event], None]]] = {}
+        folds = [getattr(view, "FOLDS", None) for view in views]
+        topics = None
+        if all(fold is not None for fold in folds):
+            topics = frozenset(cls.TOPIC for fold in folds for cls in fold)
+            if topics >= self.reader.topics:
+                topics = None  # finding each line's topic would only cost time
+
+        def route(kind: type[Event]) -> list[Callable[[int, Event], None]]:
+            applies = routes[kind] = [
+                view.apply
+                for view, fold in zip(views, folds, strict=True)
+                if fold is None or kind in fold
+            ]
+            return applies
+
         # A fold makes no reference cycles, but it allocates millions of objects while many
         # live ones exist: the cyclic collector's passes would cost a third of the time.
         collecting = gc.isenabled()
@@ -642,9 +663,10 @@ class Views:
         count = 0
         try:
             for count, (position, event) in enumerate(
-                self.reader.events(self.ledger, first, last), 1
+                self.reader.events(self.ledger, first, last, topics), 1
             ):
-                for apply in applies:
+                applies = routes.get(type(event))
+                for apply in route(type(event)) if applies is None else applies:
                     apply(position, event)
                 if progress is not None and count % 100_000 == 0:
                     progress(count)
