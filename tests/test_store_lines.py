@@ -5,12 +5,16 @@ for any mix of JSON-object and foreign states, UUID and text streams, and tracki
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
+from pathlib import Path
 
+import pytest
 from eventsourcing.persistence import StoredEvent
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sheratan.store.ledger import CorruptLogError, Ledger
 from sheratan.store.lines import (
     GENESIS_HASH,
     Trk,
@@ -21,6 +25,7 @@ from sheratan.store.lines import (
     prepare,
     prepare_save,
 )
+from sheratan.store.recorders import JsonlApplicationRecorder
 from tests.test_codec_properties import JSON_OBJECTS, PROPERTY_SETTINGS, TEXT
 
 #: States that are one JSON object, and states that are not (foreign bytes, two objects,
@@ -81,3 +86,35 @@ def test_encode_save_is_the_per_line_path(
     assert parts == expected
     assert lengths == [len(line) for line in expected]
     assert head == chain
+
+
+@settings(PROPERTY_SETTINGS, max_examples=20)
+@given(st.lists(EVENTS, min_size=1, max_size=4), st.integers(1, 30))
+def test_notifications_decoded_per_block_are_the_per_line_ones(
+    saves: list[list[tuple[uuid.UUID | str, int, str, bytes]]], limit: int
+) -> None:
+    """``select_notifications`` decodes a block of lines in one call; each notification is
+    the one the per-line decoder gives (UUID streams as UUIDs, others as text)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(Path(tmp))
+        recorder = JsonlApplicationRecorder(ledger)
+        for number, rows in enumerate(saves):
+            # distinct versions across saves, so no save conflicts with another
+            ledger.append(
+                [StoredEvent(s, number * 100 + i + 1, t, d) for i, (s, _, t, d) in enumerate(rows)]
+            )
+        last = ledger.last_position()
+        per_line = [recorder.lines.notification(line) for _, line in ledger.lines(1, last)]
+        for start in range(1, last + 1, limit):
+            assert recorder.select_notifications(start, limit) == per_line[start - 1 :][:limit]
+        ledger.close()
+
+
+def test_a_block_read_from_the_wrong_offset_is_refused(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    recorder = JsonlApplicationRecorder(ledger)
+    ledger.append([StoredEvent(uuid.uuid4(), 1, "t", b"{}") for _ in range(3)])
+    _, _, block = next(ledger.blocks(1, 3))
+    with pytest.raises(CorruptLogError, match="the line read for position 1 is at 2"):
+        recorder.lines.notifications(block.split(b"\n", 1)[1], 1)
+    ledger.close()

@@ -732,6 +732,20 @@ class Ledger:
         Each line must start with its own position: a line read from anywhere else (an index
         that disagrees with the file) raises instead of passing as another event.
         """
+        for path, pos, block in self.blocks(first, last):
+            lines = block.splitlines()
+            _expect_span(lines, pos, path)
+            for line in lines:
+                yield pos, line
+                pos += 1
+
+    def blocks(self, first: int, last: int) -> Iterator[tuple[Path, int, bytes]]:
+        """Yield (segment, position of its first line, block) for positions first..last:
+        each block is complete lines (newline-terminated) as read, up to a read chunk.
+
+        The caller checks that the block's lines are the positions it expects (``lines``
+        checks both ends; a caller decoding a block whole checks every position).
+        """
         with self._state:
             self._caught_up()
             last = min(last, self.index.last_pos)
@@ -752,11 +766,9 @@ class Ledger:
                         raise CorruptLogError(msg)
                     want *= 2
                     continue
-                lines = chunk[:cut].splitlines()
-                _expect_span(lines, pos, path)
-                for line in lines:
-                    yield pos, line
-                    pos += 1
+                block = chunk[:cut] if cut < len(chunk) else chunk
+                yield path, pos, block
+                pos += block.count(b"\n")
                 offset += cut
 
     def lines_at(self, positions: Sequence[int]) -> list[bytes]:
