@@ -637,22 +637,18 @@ class Views:
     ) -> int:
         """Apply the events ``first..last`` to every view; how many events were read.
 
-        Each event goes only to the views whose ``FOLDS`` hold its class (all of them for a
-        view without ``FOLDS``); an event no view folds is skipped undecoded.
+        Each event goes only to the views whose ``FOLDS`` hold its class; an event no view
+        folds is skipped undecoded.
         """
         routes: dict[type[Event], list[Callable[[int, Event], None]]] = {}
-        folds = [getattr(view, "FOLDS", None) for view in views]
-        topics = None
-        if all(fold is not None for fold in folds):
-            topics = frozenset(cls.TOPIC for fold in folds for cls in fold)
-            if topics >= self.reader.topics:
-                topics = None  # finding each line's topic would only cost time
+        folds: list[frozenset[type[Event]]] = [view.FOLDS for view in views]
+        topics: frozenset[str] | None = frozenset(cls.TOPIC for fold in folds for cls in fold)
+        if topics is not None and topics >= self.reader.topics:
+            topics = None  # finding each line's topic would only cost time
 
         def route(kind: type[Event]) -> list[Callable[[int, Event], None]]:
             applies = routes[kind] = [
-                view.apply
-                for view, fold in zip(views, folds, strict=True)
-                if fold is None or kind in fold
+                view.apply for view, fold in zip(views, folds, strict=True) if kind in fold
             ]
             return applies
 
