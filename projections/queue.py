@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from events import Event
 from events.jobs import JobCreated
@@ -35,6 +35,9 @@ def sources_of(created: JobCreated) -> tuple[str, ...]:
 
 
 class QueueView:
+    #: The event classes this view folds (others only advance its position).
+    FOLDS: ClassVar[frozenset[type[Event]]] = frozenset(STATUS_AFTER)
+
     def __init__(self, position: int = 0) -> None:
         self.position = position
         #: Jobs not completed (by ``UUID.int``): their status and sources.

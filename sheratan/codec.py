@@ -41,6 +41,12 @@ class EventCodec:
         self.event_types = event_types
         self._encoder = msgspec.json.Encoder()
         self._decoders = {topic: msgspec.json.Decoder(cls) for topic, cls in event_types.items()}
+        #: The decode of each topic whose class is at VERSION 1 (no upcasting to consider).
+        self._direct = {
+            topic: self._decoders[topic].decode
+            for topic, cls in event_types.items()
+            if cls.VERSION == 1
+        }
 
     def encode(self, event: Event) -> tuple[str, bytes]:
         """The topic and ``data`` bytes of an event (without its stream id and version)."""
@@ -60,13 +66,14 @@ class EventCodec:
 
     def decode(self, topic: str, data: bytes, stream: UUID, version: int) -> Event:
         """The event of ``topic`` whose ``data`` is given, upcast to its class's version."""
-        cls = self.event_types.get(topic)
-        if cls is None:
-            msg = f"no event class for topic '{topic}'"
-            raise UnknownTopicError(msg)
-        if cls.VERSION == 1 and _VERSION_KEY not in data[:8]:
-            event = self._decoders[topic].decode(data)
+        direct = self._direct.get(topic)
+        if direct is not None and _VERSION_KEY not in data[:8]:
+            event = direct(data)
         else:
+            cls = self.event_types.get(topic)
+            if cls is None:
+                msg = f"no event class for topic '{topic}'"
+                raise UnknownTopicError(msg)
             event = self._upcast(cls, msgspec.json.decode(data))
         msgspec.structs.force_setattr(event, "originator_id", stream)
         msgspec.structs.force_setattr(event, "originator_version", version)
@@ -111,8 +118,8 @@ class MsgspecMapper(Mapper[UUID]):
             if self.compressor:
                 state = self.compressor.decompress(state)
             stream = stored_event.originator_id
-            if not isinstance(stream, UUID):
-                stream = UUID(stream)
+            if type(stream) is not UUID:
+                stream = UUID(str(stream))
             return self.codec.decode(
                 stored_event.topic, state, stream, stored_event.originator_version
             )

@@ -70,6 +70,8 @@ class EventReader:
 
     def __init__(self, event_types: dict[str, type[Event]] = EVENT_TYPES) -> None:
         self.codec = EventCodec(event_types)
+        #: Every topic this reader decodes: a filter that keeps them all filters nothing.
+        self.topics = frozenset(event_types)
         direct = tuple(_line_type(cls) for cls in event_types.values() if cls.VERSION == 1)
         self._direct = msgspec.json.Decoder(Union[direct]) if direct else None  # noqa: UP007
         self._untyped = msgspec.json.Decoder(_Untyped)
@@ -537,12 +539,22 @@ class Views:
     def rebuild(self, kind: ViewKind[V], progress: Callable[[int], None] | None = None) -> V:
         """Fold the whole log into a fresh view, then swap it in atomically (its history is
         written anew on the way)."""
-        for position in self.history(kind):
-            self._history_path(kind, position).unlink(missing_ok=True)
-        view = kind.new()
-        self._fold_kept([(kind, view)], self.ledger.last_position(), progress)
-        self._save(kind, view)
+        view: V = self.rebuild_all([kind], progress)[0]
         return view
+
+    def rebuild_all(
+        self, kinds: list[ViewKind[Any]], progress: Callable[[int], None] | None = None
+    ) -> list[Any]:
+        """``rebuild`` for several views in one pass over the log (each event is read and
+        decoded once for all of them), each saved once the pass is done."""
+        for kind in kinds:
+            for position in self.history(kind):
+                self._history_path(kind, position).unlink(missing_ok=True)
+        views = [(kind, kind.new()) for kind in kinds]
+        self._fold_kept(views, self.ledger.last_position(), progress)
+        for kind, view in views:
+            self._save(kind, view)
+        return [view for _, view in views]
 
     def as_of(
         self, kind: ViewKind[V], position: int, progress: Callable[[int], None] | None = None
@@ -623,8 +635,23 @@ class Views:
         last: int,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Apply the events ``first..last`` to every view; how many events were read."""
-        applies = [view.apply for view in views]
+        """Apply the events ``first..last`` to every view; how many events were read.
+
+        Each event goes only to the views whose ``FOLDS`` hold its class; an event no view
+        folds is skipped undecoded.
+        """
+        routes: dict[type[Event], list[Callable[[int, Event], None]]] = {}
+        folds: list[frozenset[type[Event]]] = [view.FOLDS for view in views]
+        topics: frozenset[str] | None = frozenset(cls.TOPIC for fold in folds for cls in fold)
+        if topics is not None and topics >= self.reader.topics:
+            topics = None  # finding each line's topic would only cost time
+
+        def route(kind: type[Event]) -> list[Callable[[int, Event], None]]:
+            applies = routes[kind] = [
+                view.apply for view, fold in zip(views, folds, strict=True) if kind in fold
+            ]
+            return applies
+
         # A fold makes no reference cycles, but it allocates millions of objects while many
         # live ones exist: the cyclic collector's passes would cost a third of the time.
         collecting = gc.isenabled()
@@ -632,9 +659,10 @@ class Views:
         count = 0
         try:
             for count, (position, event) in enumerate(
-                self.reader.events(self.ledger, first, last), 1
+                self.reader.events(self.ledger, first, last, topics), 1
             ):
-                for apply in applies:
+                applies = routes.get(type(event))
+                for apply in route(type(event)) if applies is None else applies:
                     apply(position, event)
                 if progress is not None and count % 100_000 == 0:
                     progress(count)

@@ -26,6 +26,8 @@ def test_bench_store_reports_ratios_against_anchors(tmp_path: Path) -> None:
             "20",
             "--rebuild-events",
             "1000",
+            "--process-jobs",
+            "20",
             "--json",
             "--home",
             str(tmp_path),
@@ -40,6 +42,7 @@ def test_bench_store_reports_ratios_against_anchors(tmp_path: Path) -> None:
         "rebuild_jobs_view",
         "get_job",
         "open_for_write_vs_sidecar_load",
+        "rebuild_process_vs_decode",
     } <= set(figures)
     for name, figure in figures.items():
         assert set(figure) >= FIGURE_KEYS, name

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from sheratan.home import Home, init_home
 from sheratan.lifecycle import IllegalTransitionError
-from sheratan.views import JOBS, MISSIONS
+from sheratan.views import JOB_STATUSES, JOBS, MISSIONS, QUEUE, VIEW_KINDS, EventReader
+from tests.decision_helpers import simulated_home
 
 # A job command and the arguments it needs; illegal ones are skipped by the app's rules.
 COMMANDS = st.sampled_from(
@@ -116,3 +117,34 @@ def test_a_view_from_another_history_of_the_same_length_is_not_trusted(
         (home / "projections" / "jobs.msgpack").read_bytes()
     )
     assert set(fresh.views.current(JOBS).jobs) == mine
+
+
+def test_rebuild_all_in_one_pass_equals_each_rebuilt_alone(home: Path) -> None:
+    opened = Home.open(home)
+    _run(opened, [(i, c) for i, c in enumerate(["dispatch", "start", "complete", "fail"] * 3)], 5)
+    kinds = [JOBS, MISSIONS, JOB_STATUSES, QUEUE]
+    together = opened.views.rebuild_all(kinds)
+    for kind, view in zip(kinds, together, strict=True):
+        alone = opened.views.rebuild(kind)
+        assert view.position == alone.position == opened.ledger.last_position()
+        assert kind.dump(view) == kind.dump(alone)
+        assert kind.dump(opened.views.saved(kind)) == kind.dump(alone)
+    opened.close()
+
+
+def test_routed_one_pass_rebuild_equals_every_view_fed_every_event(tmp_path: Path) -> None:
+    """Each view gets only the events its FOLDS name: the same views as feeding it all."""
+    opened, _ = simulated_home(tmp_path / "h", jobs=60)
+    app = opened.app
+    for i in range(3):
+        job = app.create_job("noop", {"i": i})
+        app.dispatch_job(job, "w")
+    kinds = list(VIEW_KINDS.values())
+    routed = opened.views.rebuild_all(kinds)
+    for kind, view in zip(kinds, routed, strict=True):
+        plain = kind.new()
+        for position, event in EventReader().events(opened.ledger):
+            plain.apply(position, event)
+        assert plain.position == view.position == opened.ledger.last_position()
+        assert kind.dump(plain) == kind.dump(view), kind.name
+    opened.close()

@@ -75,6 +75,11 @@ BARE_RECORD = b"x" * 127 + b"\n"
 BUILD_JOBS_PER_SAVE = 1_000
 #: The product's rebuild is compared with the library path on this many events.
 VERIFY_EVENTS = 100_000
+#: Jobs ``sheratan simulate`` puts in the home whose whole ``rebuild`` process is timed
+#: (about 9.3 events a job: creation, decision, dispatch, result, score, priors, baselines).
+PROCESS_JOBS = 20_000
+#: The CLI the rebuild-process figure runs, as a user would.
+CLI = Path(__file__).resolve().parents[2] / "cli.py"
 #: The run refuses workloads beyond these (the large log is ~440 bytes per event on disk).
 MAX_JOBS = 1_000_000
 MAX_REBUILD_EVENTS = 20_000_000
@@ -427,6 +432,7 @@ def run_store_bench(
     rebuild_events: int = 1_000_000,
     progress: Progress = None,
     *,
+    process_jobs: int = PROCESS_JOBS,
     repeats: int = REPEATS,
     tmp_dir: str | None = None,
 ) -> dict[str, Any]:
@@ -436,6 +442,9 @@ def run_store_bench(
         raise ValueError(msg)
     if not EVENTS_PER_JOB * 2 <= rebuild_events <= MAX_REBUILD_EVENTS:
         msg = f"rebuild_events must be between {EVENTS_PER_JOB * 2} and {MAX_REBUILD_EVENTS}"
+        raise ValueError(msg)
+    if not 1 <= process_jobs <= MAX_JOBS:
+        msg = f"process_jobs must be between 1 and {MAX_JOBS}, got {process_jobs}"
         raise ValueError(msg)
     if not 1 <= repeats <= 20:
         msg = f"repeats must be between 1 and 20, got {repeats}"
@@ -453,7 +462,7 @@ def run_store_bench(
     os.sync()  # let earlier writeback finish: it would slow every fsync measured here
     root = Path(tempfile.mkdtemp(prefix="sheratan-bench-", dir=tmp_dir))
     try:
-        report = _run(jobs, rebuild_events, repeats, root, say)
+        report = _run(jobs, rebuild_events, process_jobs, repeats, root, say)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report["elapsed_s"] = time.perf_counter() - started
@@ -461,7 +470,12 @@ def run_store_bench(
 
 
 def _run(
-    jobs: int, rebuild_events: int, repeats: int, root: Path, say: Callable[[str], None]
+    jobs: int,
+    rebuild_events: int,
+    process_jobs: int,
+    repeats: int,
+    root: Path,
+    say: Callable[[str], None],
 ) -> dict[str, Any]:
     runs = _Runs()
     diagnostics: dict[str, Any] = {}
@@ -553,6 +567,9 @@ def _run(
     # 5. and 6. the large log: rebuild, get one job, open -----------------------------------
     large = _large_log(root, rebuild_events, repeats, runs, diagnostics, say)
 
+    # 7. a whole `sheratan rebuild` process on a simulated home ------------------------------
+    large["process"] = _rebuild_process(root, process_jobs, repeats, runs, say)
+
     figures, info = _figures(runs, large)
     met = [f["met"] for f in figures.values()]
     return {
@@ -561,6 +578,7 @@ def _run(
             "jobs": jobs,
             "events_per_job": EVENTS_PER_JOB,
             "rebuild_events": large["events"],
+            "process_jobs": process_jobs,
             "repeats": repeats,
             "batch_events": BATCH_EVENTS,
             "raw_fsync_every_lines": RAW_FSYNC_EVERY_LINES,
@@ -675,6 +693,50 @@ def _large_log(
     out_diag["rebuild_breakdown"] = breakdown
     diagnostics.update(out_diag)
     return {"events": events, "jobs": big_jobs, "memory": memory, "verify": verify}
+
+
+def _cli(*args: str) -> str:
+    """Run ``cli.py`` with ``args`` in a fresh process; its standard output."""
+    done = subprocess.run(
+        [sys.executable, str(CLI), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        msg = f"cli.py {args[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
+        raise RuntimeError(msg)
+    return done.stdout
+
+
+def _rebuild_process(
+    root: Path, jobs: int, repeats: int, runs: _Runs, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Time whole ``sheratan rebuild --json`` processes (start, imports, opening the home,
+    one pass folding every view, saving them) on a home ``simulate`` filled, against a bare
+    msgspec decode of the same segments in this process (``_raw_decode``), interleaved."""
+    home = root / "simulated"
+    say(f"simulating {jobs} jobs into a home for the rebuild process")
+    _cli("init", "--home", str(home))
+    _cli("simulate", "--jobs", str(jobs), "--home", str(home), "--json")
+    os.sync()
+    folds: list[float] = []
+    events = 0
+    for round_ in range(repeats):
+        say(f"a whole rebuild process: round {round_ + 1}/{repeats}")
+        seconds, events = _raw_decode(home)
+        runs.add("process_log_decode", events / seconds, "events/s")
+        t0 = time.perf_counter()
+        report = json.loads(_cli("rebuild", "--home", str(home), "--json"))
+        seconds = time.perf_counter() - t0
+        runs.add("rebuild_process", events / seconds, "events/s")
+        folds.append(max(view["seconds"] for view in report["views"].values()))
+    t0 = time.perf_counter()
+    _cli("--help")
+    return {
+        "events": events,
+        "jobs": jobs,
+        "views": len(report["views"]),
+        "fold_s": folds,
+        "help_process_s": time.perf_counter() - t0,
+    }
 
 
 def _memory_figure(memory: dict[str, Any]) -> dict[str, Any]:
@@ -807,6 +869,20 @@ def _figures(runs: _Runs, large: dict[str, Any]) -> tuple[dict[str, Any], dict[s
         verified_against_library_path=verify,
     )
     figures["rebuild_memory"] = _memory_figure(large["memory"])
+    process = large["process"]
+    figures["rebuild_process_vs_decode"] = _ratio_figure(
+        runs,
+        "rebuild_process",
+        "process_log_decode",
+        "bare msgspec decode of the same segments to the event types, in process",
+        0.5,
+        what=(
+            f"a whole `sheratan rebuild --json` process ({process['views']} views, one pass), "
+            f"{process['events']} events of {process['jobs']} simulated jobs"
+        ),
+        fold_s=statistics.median(process["fold_s"]),
+        help_process_s=process["help_process_s"],
+    )
     get_ms = runs.series["sheratan_get_job"]["runs"]
     figures["get_job"] = _figure(
         runs.median("sheratan_get_job"),

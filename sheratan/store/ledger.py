@@ -14,6 +14,7 @@ with the position and how to repair, because committed events are never dropped 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -59,9 +60,9 @@ from sheratan.store.lines import (
     Prepared,
     Trk,
     check_line,
-    encode_line,
+    encode_save,
     pointer_decoder,
-    prepare,
+    prepare_save,
 )
 from sheratan.store.notify import WAKE_DIR, Notifier
 
@@ -486,11 +487,10 @@ class Ledger:
             msg = f"a save holds at most {MAX_EVENTS_PER_SAVE} events, got {len(events)}"
             raise IntegrityError(msg)
         # Everything that does not depend on the position is done here, outside every lock.
-        save = _Save(
-            [prepare(e.originator_id, e.originator_version, e.topic, e.state) for e in events],
-            [len(e.state) for e in events],
-            trk,
-        )
+        save = _Save(prepare_save(events), [len(e.state) for e in events], trk)
+        problem = _limit_problem(save.events, save.sizes)
+        if problem:
+            raise IntegrityError(problem)
         with self._queue_lock:
             self._queue.append(save)
             lead = not self._leading
@@ -569,26 +569,24 @@ class Ledger:
         pos = index.last_pos
         offset = segment.size
         parts: list[bytes] = []
-        offsets: list[int] = []
+        lengths: list[int] = []
         tracking_lines: list[bytes] = []
         for save in accepted:
-            end = pos + len(save.events)
-            last = save.events[-1] if save.events else None
-            for event in save.events:
-                pos += 1
-                line, head = encode_line(
-                    event,
+            if save.events:
+                head = encode_save(
+                    save.events,
                     pos=pos,
                     ts=ts,
-                    end=end,
                     prev=head,
-                    trk=save.trk if event is last else None,
+                    trk=save.trk,
+                    parts=parts,
+                    lengths=lengths,
                 )
-                parts.append(line)
-                offsets.append(offset)
-                offset += len(line)
-            if save.trk is not None and not save.events:
+                pos += len(save.events)
+            elif save.trk is not None:
                 tracking_lines.append(_tracking_encoder.encode(save.trk) + b"\n")
+        offsets = list(itertools.accumulate(lengths, initial=offset))
+        offset = offsets.pop()
         if parts:
             data = b"".join(parts)
             _write_all(self._write_fd_for(segment), data)
@@ -734,6 +732,20 @@ class Ledger:
         Each line must start with its own position: a line read from anywhere else (an index
         that disagrees with the file) raises instead of passing as another event.
         """
+        for path, pos, block in self.blocks(first, last):
+            lines = block.splitlines()
+            _expect_span(lines, pos, path)
+            for line in lines:
+                yield pos, line
+                pos += 1
+
+    def blocks(self, first: int, last: int) -> Iterator[tuple[Path, int, bytes]]:
+        """Yield (segment, position of its first line, block) for positions first..last:
+        each block is complete lines (newline-terminated) as read, up to a read chunk.
+
+        The caller checks that the block's lines are the positions it expects (``lines``
+        checks both ends; a caller decoding a block whole checks every position).
+        """
         with self._state:
             self._caught_up()
             last = min(last, self.index.last_pos)
@@ -754,11 +766,9 @@ class Ledger:
                         raise CorruptLogError(msg)
                     want *= 2
                     continue
-                lines = chunk[:cut].splitlines()
-                _expect_span(lines, pos, path)
-                for line in lines:
-                    yield pos, line
-                    pos += 1
+                block = chunk[:cut] if cut < len(chunk) else chunk
+                yield path, pos, block
+                pos += block.count(b"\n")
                 offset += cut
 
     def lines_at(self, positions: Sequence[int]) -> list[bytes]:
@@ -871,28 +881,33 @@ def _runs(positions: Sequence[int]) -> Iterator[tuple[int, int]]:
     yield first, last
 
 
+def _limit_problem(events: Sequence[Prepared], sizes: Sequence[int]) -> str:
+    """Why a save is over a limit (names, state size), or ''; checked before it queues."""
+    if any(len(e.key) > MAX_NAME_CHARS or len(e.topic_json) > MAX_NAME_CHARS for e in events):
+        return f"a stream id or topic is over {MAX_NAME_CHARS} characters"
+    if sizes and max(sizes) > MAX_STATE_BYTES:
+        return f"an event's state is {max(sizes)} bytes, over {MAX_STATE_BYTES}"
+    return ""
+
+
 def _save_problem(
     save: _Save, index: LogIndex, claimed: set[tuple[str, int]], tracked: dict[str, int]
 ) -> str:
-    """Why a save may not be committed (duplicate versions, limits, tracking), or ''.
+    """Why a save may not be committed (duplicate versions, tracking), or ''.
 
     On success the save's (stream, version) pairs are added to ``claimed`` for the rest of
     the group.
     """
-    seen: set[tuple[str, int]] = set()
+    keys = [(event.key, event.ver) for event in save.events]
+    seen = set(keys)
+    if len(seen) < len(keys) or not seen.isdisjoint(claimed):
+        twice = next(k for i, k in enumerate(keys) if k in claimed or k in keys[:i])
+        return f"stream {twice[0]} version {twice[1]} appears twice"
     streams = index.streams
-    for event, size in zip(save.events, save.sizes, strict=True):
-        key = (event.key, event.ver)
-        if key in seen or key in claimed:
-            return f"stream {key[0]} version {key[1]} appears twice"
-        seen.add(key)
-        if len(event.key) > MAX_NAME_CHARS or len(event.topic_json) > MAX_NAME_CHARS:
-            return f"a stream id or topic is over {MAX_NAME_CHARS} characters"
-        versions = streams.get(event.key)
-        if versions is not None and versions.has(event.ver):
-            return f"stream {key[0]} already has version {key[1]}"
-        if size > MAX_STATE_BYTES:
-            return f"an event's state is {size} bytes, over {MAX_STATE_BYTES}"
+    for key, ver in keys:
+        versions = streams.get(key)
+        if versions is not None and versions.has(ver):
+            return f"stream {key} already has version {ver}"
     if save.trk is not None:
         app = save.trk.app
         if len(app) > MAX_NAME_CHARS:
