@@ -2228,8 +2228,8 @@ def bench_compare(first: Path, second: Path, home: str | None, as_json: bool) ->
     rows = [
         (
             row["figure"],
-            f"{row['first']:.3f}",
-            f"{row['second']:.3f}",
+            f"{row['first']:.4g}",
+            f"{row['second']:.4g}",
             "-" if row["change"] is None else f"{row['change']:+.1%}",
         )
         for row in compared["figures"]
