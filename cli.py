@@ -1111,7 +1111,8 @@ def dispatch(
         workspace=workspace,
         system_path=system_policy,
     )
-    with showing() as shown, shown.counting("dispatched", unit="jobs") as advance:
+    shown = showing()
+    with shown, shown.counting("dispatched", unit="jobs", moves_only=follow) as advance:
         if follow:
             stats = follow_until_stopped(opened, config, name, advance)
         else:

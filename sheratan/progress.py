@@ -80,6 +80,8 @@ class Progress:
         self._count_began = self._began
         self._drawn = False  # a bar is on the terminal's current line
         self._lines = 0  # lines written for the current count off a terminal
+        self._written = 0  # the count the last of them showed
+        self._moves_only = False
 
     def __enter__(self) -> Progress:
         if not self.quiet:
@@ -124,11 +126,16 @@ class Progress:
                 self._write(f"{message}\n")
 
     @contextmanager
-    def counting(self, label: str, total: int | None = None, unit: str = "") -> Iterator[Advance]:
-        """``advance(count)`` for the work inside: a bar on a terminal, lines elsewhere."""
+    def counting(
+        self, label: str, total: int | None = None, unit: str = "", *, moves_only: bool = False
+    ) -> Iterator[Advance]:
+        """``advance(count)`` for the work inside: a bar on a terminal, lines elsewhere.
+        ``moves_only``: off a terminal, a line only when the count moved since the last one
+        (a follower that may idle for hours logs nothing while it idles)."""
         with self._lock:
             self._label, self._unit, self._total = label, unit, total
             self._count, self._count_began, self._lines = 0, time.monotonic(), 0
+            self._written, self._moves_only = 0, moves_only
         try:
             yield self._advance
         finally:
@@ -151,7 +158,9 @@ class Progress:
                 if self.terminal:
                     self._draw()
                 elif self._label is not None:
-                    self._lines += 1
+                    if self._moves_only and self._count == self._written:
+                        continue
+                    self._lines, self._written = self._lines + 1, self._count
                     self._write(self._line(done=False))
                 elif self._step is not None:
                     elapsed = time.monotonic() - self._step_began

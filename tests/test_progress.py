@@ -129,3 +129,20 @@ def test_off_a_terminal_a_step_is_named_with_its_time_so_far() -> None:
         while "so far" not in stream.getvalue() and time.monotonic() < deadline:
             time.sleep(0.001)
     assert stream.getvalue().startswith("generating a log (")
+
+
+def test_an_open_ended_count_that_does_not_move_stays_silent() -> None:
+    """An idle `dispatch --follow` writes no line every interval; one that dispatches does."""
+    stream = io.StringIO()
+    shown = Progress(stream, terminal=False, every_s=0.001)
+    with shown, shown.counting("dispatched", unit="jobs", moves_only=True) as advance:
+        time.sleep(0.05)
+        assert stream.getvalue() == ""
+        advance(3)
+        deadline = time.monotonic() + 60
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("dispatched: 3 jobs, ")
+    assert len(lines) == 2 and lines[1].startswith("dispatched: 3 jobs, ") and "done in" in lines[1]
