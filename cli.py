@@ -76,6 +76,7 @@ from sheratan.policy_report import (
     priors_diff,
     priors_rows,
 )
+from sheratan.progress import Progress
 from sheratan.render import emit_json, fields, render_rows, table, to_plain
 from sheratan.replay.counterfactual import CounterfactualError
 from sheratan.replay.estimators import ESTIMATORS, SupportError
@@ -262,38 +263,42 @@ def parse_uuid(_ctx: Any, param: click.Parameter, value: Any) -> Any:
         raise click.BadParameter(f"{value!r} is not an id (a UUID)", param=param) from None
 
 
-@contextmanager
-def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on a terminal (stderr); nothing when output goes to a file or pipe."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        done = 0
-
-        def advance(count: int) -> None:
-            nonlocal done
-            bar.update(min(count, total) - done)
-            done = min(count, total)
-
-        yield advance
+#: Where ``--quiet`` after a command is noted (click's meta is shared by the whole context chain).
+QUIET = "sheratan.quiet"
 
 
-def progress(label: str) -> Callable[[int], None] | None:
-    """A progress callback printing counts to stderr, only on a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda count: click.echo(f"\r{label}: {count:,}", err=True, nl=False)
+def _note_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[QUIET] = True
+
+
+def quiet_option(command: F) -> F:
+    """--quiet after a command that shows progress (before any command, it counts the same)."""
+    return click.option(
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_note_quiet,
+        help="No progress on stderr.",
+    )(command)
+
+
+def showing() -> Progress:
+    """This command's progress on stderr (sheratan/progress.py): a bar on a terminal, a line
+    every $SHERATAN_PROGRESS_EVERY seconds (10) elsewhere, nothing with --quiet."""
+    ctx = click.get_current_context()
+    return Progress(quiet=bool(ctx.find_root().params.get("quiet") or ctx.meta.get(QUIET)))
 
 
 @click.group(cls=SheratanGroup)
 @click.version_option(package_name="sheratan", prog_name="sheratan")
 @_home_option
 @_json_option
-def cli(home: str | None, as_json: bool) -> None:
+@click.option("--quiet", is_flag=True, help="No progress on stderr (for long work).")
+def cli(home: str | None, as_json: bool, quiet: bool) -> None:
     """Sheratan: an event-sourced ledger for a job system that shows its reasoning.
 
-    --home and --json may stand before the command or after it.
+    --home, --json and --quiet may stand before the command or after it.
     """
 
 
@@ -1078,6 +1083,7 @@ def engine_options(command: F) -> F:
     help="Root that job paths are confined to (default: the current folder).",
 )
 @engine_options
+@quiet_option
 @common
 def dispatch(
     until_idle: bool,
@@ -1113,10 +1119,13 @@ def dispatch(
         workspace=workspace,
         system_path=system_policy,
     )
-    if follow:
-        stats = follow_until_stopped(opened, config, name)
-    else:
-        stats = run_dispatch(opened, config, max_jobs=None if until_idle else 1, name=name)
+    shown = showing()
+    with shown, shown.counting("dispatched", unit="jobs", moves_only=follow) as advance:
+        if follow:
+            stats = follow_until_stopped(opened, config, name, advance)
+        else:
+            most = None if until_idle else 1
+            stats = run_dispatch(opened, config, max_jobs=most, name=name, progress=advance)
     report = run_summary(stats, 0)
     report.pop("events")
     if as_json:
@@ -1136,13 +1145,15 @@ def stop_on_signals() -> Stop:
     return stop
 
 
-def follow_until_stopped(opened: Home, config: EngineConfig, name: str) -> Any:
+def follow_until_stopped(
+    opened: Home, config: EngineConfig, name: str, progress: Callable[[int], None]
+) -> Any:
     """Run ``dispatch --follow`` until SIGTERM or Ctrl-C (both stop it cleanly, exit 0)."""
     stop = stop_on_signals()
     last = resumes_after(opened, name)
     where = "from the start" if last is None else f"after position {last}"
     click.echo(f"dispatcher:{name} following {opened.path} ({where}); stop with Ctrl-C", err=True)
-    stats = run_follow(opened, config, stop, name=name)
+    stats = run_follow(opened, config, stop, name=name, progress=progress)
     click.echo(f"dispatcher:{name} stopped", err=True)
     return stats
 
@@ -1156,6 +1167,7 @@ def follow_until_stopped(opened: Home, config: EngineConfig, name: str) -> Any:
 @click.option("--jobs", type=click.IntRange(min=1, max=10_000_000), required=True)
 @payer_options
 @engine_options
+@quiet_option
 @common
 def simulate(
     workers_file: Path | None,
@@ -1191,7 +1203,7 @@ def simulate(
     profiles = load_profiles(workers_file or EXAMPLE_WORKERS)
     stop = stop_on_signals()
     try:
-        with progress_bar(jobs, "simulating") as advance:
+        with showing() as shown, shown.counting("simulating", jobs, "jobs") as advance:
             report = run_simulation(
                 opened,
                 config,
@@ -1378,18 +1390,22 @@ def _fmt(value: float | None) -> str:
     multiple=True,
     help="Which view (default: all).",
 )
+@quiet_option
 @reading
 def rebuild(at: int | None, view_names: tuple[str, ...], home: str | None, as_json: bool) -> None:
     """Rebuild views from position 0 and swap them in; --at shows them as of a position."""
     opened = open_home(home)
     names = list(view_names or sorted(VIEW_KINDS))
     kinds = [VIEW_KINDS[name] for name in names]
+    total = opened.ledger.last_position() if at is None else at
     started = time.perf_counter()
-    views = (
-        opened.views.as_of_all(kinds, at, progress("views"))
-        if at is not None
-        else opened.views.rebuild_all(kinds, progress("views"))
-    )
+    with showing() as shown, shown.counting("rebuilding views", total, "events") as advance:
+        views = (
+            opened.views.as_of_all(kinds, at, advance)
+            if at is not None
+            else opened.views.rebuild_all(kinds, advance)
+        )
+        advance(total)
     seconds = round(time.perf_counter() - started, 3)  # one pass folds them all
     report = {
         name: _view_summary(view) | {"seconds": seconds}
@@ -1435,6 +1451,7 @@ def audit() -> None:
 @audit.command("verify")
 @existing_file("--pubkey", help="Also check the signed checkpoints against the log with this key.")
 @existing_file("--checkpoint", "checkpoint_file", help="An exported checkpoint (needs --pubkey).")
+@quiet_option
 @common
 def audit_verify(
     pubkey: Path | None, checkpoint_file: Path | None, home: str | None, as_json: bool
@@ -1443,8 +1460,15 @@ def audit_verify(
     if checkpoint_file is not None and pubkey is None:
         raise click.UsageError("--checkpoint needs --pubkey")
     opened = open_home(home)
-    result = opened.verify()
-    signed = audit_service.verify_signed(opened.path, pubkey, checkpoint_file) if pubkey else None
+    with showing() as shown:
+        # no total: the files are the evidence here, not what the (maybe damaged) log says
+        with shown.counting("verifying the hash chain", unit="events") as advance:
+            result = opened.verify(advance)
+            advance(result.verified)
+        signed = None
+        if pubkey:
+            shown.say("recomputing the signed tree heads from the log")
+            signed = audit_service.verify_signed(opened.path, pubkey, checkpoint_file)
     ok = result.ok and (signed is None or signed.ok)
     if as_json:
         signed_part = {"chain_ok": result.ok, "signed": signed.summary()} if signed else {}
@@ -1830,6 +1854,7 @@ def why_drift(
     default=None,
     help="regression: exit 1 when the mean score drops by more than this.",
 )
+@quiet_option
 @common
 def replay(
     mode: str | None,
@@ -1855,44 +1880,52 @@ def replay(
     if mode is None:
         raise click.UsageError("choose one of --exact, --counterfactual, --regression")
     opened = open_home(home)
-    if mode == "exact":
-        if everything and (trace_id or since):
-            raise click.UsageError("--all cannot be combined with --trace or --since")
-        with progress_bar(opened.ledger.last_position(), "replaying") as advance:
-            summary = run_exact(
-                opened,
-                trace_id=str(trace_id) if trace_id else None,
-                since=since or 1,
-                progress=advance,
-            )
-        failed = not summary["ok"]
-    elif mode == "counterfactual":
-        if node is not None:
-            if not action:
+    with showing() as shown:
+        if mode == "exact":
+            if everything and (trace_id or since):
+                raise click.UsageError("--all cannot be combined with --trace or --since")
+            last_position = opened.ledger.last_position()
+            with shown.counting("replaying", last_position, "positions") as advance:
+                summary = run_exact(
+                    opened,
+                    trace_id=str(trace_id) if trace_id else None,
+                    since=since or 1,
+                    progress=advance,
+                )
+            failed = not summary["ok"]
+        elif mode == "counterfactual":
+            if node is not None and not action:
                 raise click.UsageError("--at needs --action")
-            summary = run_counterfactual_at(opened, str(node), action)
-        else:
-            if not policy:
+            if node is None and not policy:
                 raise click.UsageError("--counterfactual needs --policy (or --at NODE --action A)")
-            summary = run_counterfactual(
-                opened,
-                policy,
-                estimator=estimator,
-                confidence=confidence,
-                resamples=resamples,
-                seed=seed,
-                intent=intent,
-                last=last,
-            )
-        failed = False
-    else:
-        if weights is None and priors is None:
-            raise click.UsageError("--regression needs --weights and/or --priors")
-        with progress_bar(opened.ledger.last_position(), "replaying") as advance:
-            summary = run_regression(
-                opened, weights=weights, priors=priors, fail_if_drop=fail_if_drop, progress=advance
-            )
-        failed = not summary["ok"]
+            shown.say("counterfactual: reading the logged decisions and estimating")
+            if node is not None:
+                summary = run_counterfactual_at(opened, str(node), cast(str, action))
+            else:
+                summary = run_counterfactual(
+                    opened,
+                    cast(str, policy),
+                    estimator=estimator,
+                    confidence=confidence,
+                    resamples=resamples,
+                    seed=seed,
+                    intent=intent,
+                    last=last,
+                )
+            failed = False
+        else:
+            if weights is None and priors is None:
+                raise click.UsageError("--regression needs --weights and/or --priors")
+            last_position = opened.ledger.last_position()
+            with shown.counting("replaying", last_position, "positions") as advance:
+                summary = run_regression(
+                    opened,
+                    weights=weights,
+                    priors=priors,
+                    fail_if_drop=fail_if_drop,
+                    progress=advance,
+                )
+            failed = not summary["ok"]
     emit_json(summary) if as_json else click.echo(replay_text(summary))
     if failed:
         sys.exit(1)
@@ -1919,6 +1952,7 @@ def bench() -> None:
     help="Jobs simulated for the whole-rebuild-process figure.",
 )
 @click.option("--quick", is_flag=True, help="A small run (2,000 jobs, 100,000 events).")
+@quiet_option
 @common
 def bench_store(
     jobs: int, rebuild_events: int, process_jobs: int, quick: bool, home: str | None, as_json: bool
@@ -1928,12 +1962,13 @@ def bench_store(
 
     if quick:
         jobs, rebuild_events, process_jobs = 2_000, 100_000, 2_000
-    report = run_store_bench(
-        jobs=jobs,
-        rebuild_events=rebuild_events,
-        process_jobs=process_jobs,
-        progress=progress("bench"),
-    )
+    with showing() as shown:
+        report = run_store_bench(
+            jobs=jobs,
+            rebuild_events=rebuild_events,
+            process_jobs=process_jobs,
+            progress=shown.say,
+        )
     if as_json:
         emit_json(report)
         return
@@ -1944,12 +1979,16 @@ def bench_store(
 @click.option("--decisions", type=click.IntRange(min=100), default=5_000, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=100), default=5_000, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True)
+@quiet_option
 @common
 def bench_decide(decisions: int, jobs: int, repeats: int, home: str | None, as_json: bool) -> None:
     """One decision's CPU and simulate's jobs/s, against msgspec-only anchors."""
     from sheratan.bench.decide import run_decide_bench
 
-    report = run_decide_bench(decisions=decisions, jobs=jobs, repeats=repeats)
+    with showing() as shown:
+        report = run_decide_bench(
+            decisions=decisions, jobs=jobs, repeats=repeats, progress=shown.say
+        )
     if as_json:
         emit_json(report)
         return
@@ -1981,6 +2020,7 @@ def bench_decide(decisions: int, jobs: int, repeats: int, home: str | None, as_j
     "--counterfactual-decisions", type=click.IntRange(min=1), default=100_000, hidden=True
 )
 @click.option("--resamples", type=click.IntRange(min=1), default=1000, hidden=True)
+@quiet_option
 @common
 def bench_analytics(
     decisions: int,
@@ -1997,14 +2037,15 @@ def bench_analytics(
 
     if quick:
         decisions, counterfactual_decisions, resamples = 20_000, 10_000, 200
-    report = run_analytics_bench(
-        decisions=decisions,
-        home=keep,
-        repeats=repeats,
-        counterfactual_decisions=counterfactual_decisions,
-        resamples=resamples,
-        progress=progress_bar,
-    )
+    with showing() as shown:
+        report = run_analytics_bench(
+            decisions=decisions,
+            home=keep,
+            repeats=repeats,
+            counterfactual_decisions=counterfactual_decisions,
+            resamples=resamples,
+            progress=shown,
+        )
     if as_json:
         emit_json(report)
         return
@@ -2026,12 +2067,14 @@ def bench_analytics(
     help="Events in the generated log.",
 )
 @click.option("--quick", is_flag=True, help="A small run: 50,000 events.")
+@quiet_option
 @common
 def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> None:
     """audit verify against a bare sha256 pass, audit prove latency, proof size vs log2(n)."""
     from sheratan.bench.audit import run_audit_bench
 
-    report = run_audit_bench(events=50_000 if quick else events, progress=bench_say())
+    with showing() as shown:
+        report = run_audit_bench(events=50_000 if quick else events, progress=shown.say)
     if as_json:
         emit_json(report)
         return
@@ -2055,13 +2098,15 @@ def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> No
     show_default=True,
     help="Jobs per simulate run (paid against plain).",
 )
+@quiet_option
 @common
 def bench_accounts(events: int, simulate_jobs: int, home: str | None, as_json: bool) -> None:
     """The balance of one account from the accounts view against a scan of the log, and
     simulate with accounts, limits and anomaly rules against simulate without them."""
     from sheratan.bench.accounts import run_accounts_bench
 
-    report = run_accounts_bench(events=events, simulate_jobs=simulate_jobs, progress=bench_say())
+    with showing() as shown:
+        report = run_accounts_bench(events=events, simulate_jobs=simulate_jobs, progress=shown.say)
     if as_json:
         emit_json(report)
         return
@@ -2085,13 +2130,15 @@ def bench_accounts(events: int, simulate_jobs: int, home: str | None, as_json: b
     show_default=True,
     help="Noop jobs for the throughput figure (and the simulate anchor).",
 )
+@quiet_option
 @common
 def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> None:
     """Create-to-start latency against a pipe round trip, end-to-end throughput against
     simulate, and the CPU of an idle dispatcher and worker (real processes)."""
     from sheratan.bench.runtime import run_runtime_bench
 
-    report = run_runtime_bench(samples=samples, jobs=jobs, progress=bench_say())
+    with showing() as shown:
+        report = run_runtime_bench(samples=samples, jobs=jobs, progress=shown.say)
     if as_json:
         emit_json(report)
         return
@@ -2133,6 +2180,7 @@ def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> N
     multiple=True,
     help="Run only these figures (default: all).",
 )
+@quiet_option
 @common
 def bench_api(
     requests: int,
@@ -2148,14 +2196,15 @@ def bench_api(
     slider's views as of positions in a large log against a fold from position 0."""
     from sheratan.bench.api import GROUPS, run_api_bench
 
-    report = run_api_bench(
-        requests=requests,
-        rounds=rounds,
-        decisions=decisions,
-        events=events,
-        only=frozenset(only or GROUPS),
-        progress=bench_say(),
-    )
+    with showing() as shown:
+        report = run_api_bench(
+            requests=requests,
+            rounds=rounds,
+            decisions=decisions,
+            events=events,
+            only=frozenset(only or GROUPS),
+            progress=shown.say,
+        )
     if as_json:
         emit_json(report)
         return
@@ -2164,11 +2213,84 @@ def bench_api(
         click.echo(f"skipped {name}: {why_not}")
 
 
-def bench_say() -> Callable[[str], None] | None:
-    """Bench progress lines on stderr, only on a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda message: click.echo(message, err=True)
+@bench.command("all")
+@click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of every bench (a minute).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON document to this file (for bench compare).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="BENCH",
+    help="Run only this bench (store, decide, ...); repeat for more (default: all).",
+)
+@quiet_option
+@common
+def bench_all(
+    quick: bool, out: Path | None, only: tuple[str, ...], home: str | None, as_json: bool
+) -> None:
+    """Every bench with its anchors in one run (about 15 minutes on 2 cores; --quick: a
+    minute): figures, ratios and the machine's description in one JSON document. Exit 1
+    when a bench failed (the others still run)."""
+    from sheratan.bench.suite import NAMES, run_all
+
+    unknown = [name for name in only if name not in NAMES]
+    if unknown:
+        choices = ", ".join(NAMES)
+        raise click.BadParameter(f"no bench {unknown[0]!r} (one of {choices})", param_hint="--only")
+    with showing() as shown:
+        document = run_all(shown, quick=quick, only=only)
+    if out is not None:
+        out.write_bytes(msgspec.json.format(msgspec.json.encode(document)) + b"\n")
+    if as_json:
+        emit_json(document)
+    else:
+        click.echo(suite_table(document))
+        for name in document["failed"]:
+            click.echo(f"bench {name} failed: {document['benches'][name]['error']}")
+    if document["failed"]:
+        sys.exit(1)
+
+
+@bench.command("compare")
+@click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@common
+def bench_compare(first: Path, second: Path, home: str | None, as_json: bool) -> None:
+    """The ratio of every figure in two `bench all` documents, and its change."""
+    from sheratan.bench.compare import compare, load_report
+
+    compared = compare(load_report(first), load_report(second))
+    if as_json:
+        emit_json({"first_file": str(first), "second_file": str(second), **compared})
+        return
+    rows = [
+        (
+            row["figure"],
+            f"{row['first']:.4g}",
+            f"{row['second']:.4g}",
+            "-" if row["change"] is None else f"{row['change']:+.1%}",
+        )
+        for row in compared["figures"]
+    ]
+    click.echo(table(rows, ("figure", f"ratio in {first.name}", f"in {second.name}", "change")))
+    for side, path in (("only_first", first), ("only_second", second)):
+        for name in compared[side]:
+            click.echo(f"only in {path}: {name}")
+
+
+def suite_table(document: dict[str, Any]) -> str:
+    """One row per figure of a `bench all` document, bench by bench."""
+    figures = {
+        f"{bench}/{name}": figure
+        for bench, part in document["benches"].items()
+        for group in ("figures", "info")
+        for name, figure in part.get(group, {}).items()
+    }
+    return bench_table({"figures": figures})
 
 
 def bench_table(report: dict[str, Any]) -> str:

@@ -20,6 +20,9 @@ HEADER = """# CLI reference
 Generated from `--help` by `python scripts/gen_cli_docs.py`; do not edit by hand.
 Every command takes `--home DIR` (default `$SHERATAN_HOME` or `./.sheratan`) and `--json`.
 Bad input: one line on stderr, exit 2. A failed check: exit 1.
+Long work shows progress on stderr: a bar on a terminal; elsewhere a line (label, count,
+rate, time) every `$SHERATAN_PROGRESS_EVERY` seconds (10); nothing with `--quiet`, given
+before the command or after it. Progress never changes stdout.
 """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -82,15 +83,16 @@ class Home:
     def views(self) -> Views:
         return Views(self.path, self.ledger)
 
-    def verify(self) -> Verification:
-        """The chain from the files alone, and what opening the ledger found (seals, files)."""
+    def verify(self, progress: Callable[[int], None] | None = None) -> Verification:
+        """The chain from the files alone, and what opening the ledger found (seals, files);
+        ``progress`` hears the count of events verified."""
         ledger = self.ledger
         committed = None
         if ledger.damage is None:
             with contextlib.suppress(CorruptLogError):  # then verify names it from the files
                 cut, _ = ledger.committed_cut()
                 committed = cut[-1] if cut else None
-        result = verify(ledger.dir, ledger.checkpoints_path, committed=committed)
+        result = verify(ledger.dir, ledger.checkpoints_path, progress, committed=committed)
         damage = ledger.damage
         found = result.first_bad_position
         if damage is not None and (found is None or damage.position < found):

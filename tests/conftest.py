@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,8 +10,14 @@ import pytest
 
 from sheratan.app import Sheratan
 from sheratan.home import init_home
+from sheratan.progress import EVERY_ENV
 
 PERSISTENCE_MODULES = ("sheratan.store", "eventsourcing.popo")
+
+# CliRunner mixes stderr into ``result.output``, which many tests parse as the answer: a
+# progress line from a command that a loaded machine slowed past 10 s must not land in it.
+# The progress tests (test_progress.py, test_bench_suite.py) set their own interval.
+os.environ.setdefault(EVERY_ENV, "3600")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,21 @@ def start_cli(home: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def run_cli(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``cli.py ARGS --home HOME`` run to its end, stdout and stderr captured (so neither is
+    a terminal); ``env`` is added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "cli.py"), *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+        check=False,
     )
 
 

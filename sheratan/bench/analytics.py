@@ -31,7 +31,6 @@ are ours / anchor for times.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
@@ -42,8 +41,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,6 +58,7 @@ from sheratan.bench.figures import environment
 from sheratan.bench.figures import figure as figure_of
 from sheratan.dispatch.service import EngineConfig, simulate
 from sheratan.home import Home, init_home
+from sheratan.progress import Progress, silent
 from sheratan.replay.counterfactual import candidate_rows, counterfactual
 from sheratan.replay.exact import ExactReport, replay_exact
 from sheratan.replay.history import History
@@ -95,9 +94,6 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "counterfactual_dr_s": ("<=", 5.0, "s"),
 }
 
-#: ``progress(total, label)`` opens a progress bar (a context manager giving ``advance(done)``
-#: or None), like ``cli.progress_bar``.
-ProgressBar = Callable[[int, str], AbstractContextManager[Callable[[int], None] | None]] | None
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +145,7 @@ def _prepare(path: Path, params: dict[str, Any]) -> None:
 
 
 def _generate(
-    path: Path, decisions: int, params: dict[str, Any], progress: ProgressBar
+    path: Path, decisions: int, params: dict[str, Any], shown: Progress
 ) -> dict[str, Any]:
     """Simulate jobs into a new home until it holds ``decisions`` decision events."""
     path.mkdir(parents=True, exist_ok=True)
@@ -164,14 +160,14 @@ def _generate(
     jobs = made = 0
     per_job = DECISION_EVENTS_PER_JOB
     try:
-        with _bar(progress, estimated_jobs, "generating jobs") as advance:
+        shown.say(f"generating a log of {decisions:,} decision events")
+        with shown.counting("generating jobs", estimated_jobs, "jobs") as advance:
             while 2 * made < decisions:
                 chunk = min(JOBS_PER_CHUNK, max(1, math.ceil((decisions - 2 * made) / per_job)))
                 base = jobs
 
                 def step(done: int, base: int = base) -> None:
-                    if advance is not None:
-                        advance(base + done)
+                    advance(base + done)
 
                 report = simulate(home, config, profiles, chunk, progress=step)
                 jobs += report["jobs"]
@@ -192,15 +188,6 @@ def _generate(
 # ------------------------------------------------------------------------------ helpers
 
 
-@contextlib.contextmanager
-def _bar(progress: ProgressBar, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    if progress is None:
-        yield None
-        return
-    with progress(total, label) as advance:
-        yield advance
-
-
 class _Runs:
     """Named series of measurements; figures are medians."""
 
@@ -214,12 +201,8 @@ class _Runs:
         return statistics.median(self.series[name])
 
 
-def _segments_done(
-    advance: Callable[[int], None] | None,
-) -> Callable[[int, int], None] | None:
+def _segments_done(advance: Callable[[int], None]) -> Callable[[int, int], None]:
     """``Analytics``'s progress (segments done, total) to a progress bar's ``advance``."""
-    if advance is None:
-        return None
     return lambda done, _total: advance(done)
 
 
@@ -464,10 +447,11 @@ def run_analytics_bench(
     repeats: int = 3,
     counterfactual_decisions: int = 100_000,
     resamples: int = 1000,
-    progress: ProgressBar = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Generate (or reuse) the log, measure every figure against its anchors; a JSON-able
-    report."""
+    report. ``progress`` shows each step and counts what can be counted."""
+    shown = progress or silent()
     if not 100 <= decisions <= MAX_DECISIONS:
         msg = f"decisions must be between 100 and {MAX_DECISIONS}, got {decisions}"
         raise ValueError(msg)
@@ -486,14 +470,14 @@ def run_analytics_bench(
         if marker is None:
             _prepare(path, params)
             log.info("bench analytics: generating %d decision events in %s", decisions, path)
-            marker = _generate(path, decisions, params, progress)
+            marker = _generate(path, decisions, params, shown)
         report = _measure(
             path,
             scratch,
             repeats=repeats,
             counterfactual_decisions=counterfactual_decisions,
             resamples=resamples,
-            progress=progress,
+            shown=shown,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -523,7 +507,7 @@ def _measure(
     repeats: int,
     counterfactual_decisions: int,
     resamples: int,
-    progress: ProgressBar,
+    shown: Progress,
 ) -> dict[str, Any]:
     runs = _Runs()
     opened = Home.open(path)
@@ -533,9 +517,9 @@ def _measure(
     log_bytes = sum(p.stat().st_size for p in segments)
     try:
         # session open, cold: the cache of sealed segments is built -----------------------
-        log.info("bench analytics: cold session open (building the Parquet cache)")
+        shown.say("cold session open (building the Parquet cache)")
         shutil.rmtree(path / CACHE_DIR, ignore_errors=True)
-        with _bar(progress, max(len(segments) - 1, 1), "caching segments") as advance:
+        with shown.counting("caching segments", max(len(segments) - 1, 1), "segments") as advance:
             began = time.perf_counter()
             cold = Analytics(path, progress=_segments_done(advance))
             cold_open = time.perf_counter() - began
@@ -545,7 +529,7 @@ def _measure(
             cold.close()
 
         # why stats, warm: a fresh session over the cache, open + stats -------------------
-        log.info("bench analytics: warm why stats")
+        shown.say("warm why stats")
         _why_stats(path)  # warm-up
         for _ in range(repeats):
             open_s, stats_s, answer = _why_stats(path)
@@ -557,7 +541,7 @@ def _measure(
             runs.add("why_stats_process_s", _why_stats_process(path))
 
         # trace lookups on a warm session; the counterfactual on the same session ----------
-        log.info("bench analytics: trace lookups and the counterfactual")
+        shown.say("trace lookups and the counterfactual")
         session = Analytics(path)
         try:
             why = Why(session)
@@ -584,7 +568,7 @@ def _measure(
             session.close()
 
         # anchor: a Parquet copy of the decisions, plain DuckDB --------------------------
-        log.info("bench analytics: Parquet anchor")
+        shown.say("Parquet anchor")
         parquet = scratch / "decisions.parquet"
         copy = _parquet_copy(path, parquet)
         parquet_answer = _parquet_stats(parquet)  # warm-up
@@ -606,16 +590,16 @@ def _measure(
             runs.add("parquet_cf_load_s", _timed(load)[0])
 
         # anchor: msgspec full scan ---------------------------------------------------------
-        log.info("bench analytics: msgspec full scan")
+        shown.say("msgspec full scan")
         scan = _msgspec_scan(ledger, last)  # warm-up
         for _ in range(repeats):
             runs.add("msgspec_scan_s", _timed(lambda: _msgspec_scan(ledger, last))[0])
 
         # exact replay over the whole log ----------------------------------------------------
-        log.info("bench analytics: exact replay of %d events", last)
+        shown.say(f"exact replay of {last:,} positions")
         replay_runs = 0
         while replay_runs < repeats:
-            with _bar(progress, last, "exact replay") as advance:
+            with shown.counting("exact replay", last, "positions") as advance:
                 seconds, replayed = _timed(partial(_replay, ledger, advance))
             replay_runs += 1
             runs.add("exact_replay_s", seconds)

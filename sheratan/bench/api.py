@@ -60,9 +60,11 @@ def run_api_bench(
     events: int = 1_000_000,
     only: frozenset[str] = frozenset(GROUPS),
     progress: Callable[[str], None] | None = None,
+    page_loads: int = PAGE_LOADS,
 ) -> dict[str, Any]:
     """The figures of ``only``'s groups: ``requests`` creates, ``rounds`` round trips, a
-    page over ``decisions`` decisions, the views of an ``events``-event log."""
+    page over ``decisions`` decisions (``page_loads`` renders of each kind), the views of an
+    ``events``-event log."""
     say = progress or (lambda _: None)
     report: dict[str, Any] = {"figures": {}, "skipped": {}}
     with tempfile.TemporaryDirectory(prefix="sheratan-bench-api-") as tmp:
@@ -75,7 +77,7 @@ def run_api_bench(
         if "page" in only:
             if (why_not := missing_browser()) is None:
                 report["figures"]["page_first_render"] = run_first_render(
-                    root, decisions=decisions, loads=PAGE_LOADS, say=say
+                    root, decisions=decisions, loads=page_loads, say=say
                 )
             else:
                 report["skipped"]["page_first_render"] = why_not

@@ -19,6 +19,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -171,13 +172,21 @@ def bench_simulate(root: Path, jobs: int) -> dict[str, Any]:
     )
 
 
-def run_decide_bench(decisions: int = 5000, jobs: int = 5000, repeats: int = 3) -> dict[str, Any]:
-    """Both figures, medians of ``repeats`` runs."""
+def run_decide_bench(
+    decisions: int = 5000,
+    jobs: int = 5000,
+    repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Both figures, medians of ``repeats`` runs; ``progress`` hears what each step does."""
+    say = progress or (lambda _message: None)
     root = Path(tempfile.mkdtemp(prefix="sheratan-bench-decide-"))
     try:
         runs: dict[str, list[dict[str, Any]]] = {"decision_cpu": [], "simulate_jobs_per_s": []}
         for i in range(repeats):
+            say(f"{decisions:,} dispatch decisions, 5 candidates: round {i + 1}/{repeats}")
             runs["decision_cpu"].append(bench_decision(root / f"r{i}", decisions))
+            say(f"simulate {jobs:,} jobs against a bare encode+write: round {i + 1}/{repeats}")
             runs["simulate_jobs_per_s"].append(bench_simulate(root / f"r{i}", jobs))
         figures = {}
         for name, series in runs.items():

@@ -86,9 +86,8 @@ MAX_REBUILD_EVENTS = 20_000_000
 
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-#: ``progress(steps_done)`` is called with a growing count after each step (what the step
-#: was goes to this module's logger at INFO).
-Progress = Callable[[int], None] | None
+#: ``progress(message)`` hears what each step is doing (and this module's logger, at INFO).
+Progress = Callable[[str], None] | None
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +455,7 @@ def run_store_bench(
         steps += 1
         log.info("bench store [%d]: %s", steps, message)
         if progress is not None:
-            progress(steps)
+            progress(message)
 
     started = time.perf_counter()
     os.sync()  # let earlier writeback finish: it would slow every fsync measured here

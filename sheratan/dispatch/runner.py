@@ -148,15 +148,18 @@ class Runner:
         *,
         batch: int = ROUND_JOBS,
         save: Callable[[Dispatcher], None] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> RunStats:
         """Rounds until ``stop`` is set; between them, sleep until the log changes, a lease
         expires or a retry's backoff ends (no busy polling). ``save`` persists the views now
-        and then, and at the end."""
+        and then, and at the end; ``progress`` hears the count of jobs dispatched."""
         stop.wakes(waiter)
         saved_at = time.monotonic()
         try:
             while not stop.is_set():
                 done = self.round(batch)
+                if progress is not None and done.dispatched:
+                    progress(self.stats.jobs)
                 if done.dispatched or done.settled:
                     continue
                 if save is not None and time.monotonic() - saved_at > SAVE_VIEWS_EVERY_S:

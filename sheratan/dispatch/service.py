@@ -252,12 +252,17 @@ def tracking_name(name: str) -> str:
 
 
 def dispatch(
-    home: Home, config: EngineConfig, *, max_jobs: int | None = None, name: str = DEFAULT_NAME
+    home: Home,
+    config: EngineConfig,
+    *,
+    max_jobs: int | None = None,
+    name: str = DEFAULT_NAME,
+    progress: Callable[[int], None] | None = None,
 ) -> RunStats:
     """Dispatch ready jobs (up to ``max_jobs`` decisions) on wall time, one save per job."""
     runner = open_runner(home, config, name=name)
     try:
-        return runner.drain(max_jobs=max_jobs)
+        return runner.drain(max_jobs=max_jobs, progress=progress)
     finally:
         save_views(home, runner.dispatcher, config.scoring)
 
@@ -269,12 +274,17 @@ def follow(
     *,
     name: str = DEFAULT_NAME,
     batch: int = ROUND_JOBS,
+    progress: Callable[[int], None] | None = None,
 ) -> RunStats:
     """``dispatch --follow``: rounds until ``stop``, woken by every commit to the log."""
     runner = open_runner(home, config, name=name)
     with Waker(home.ledger) as waker:
         return runner.follow(
-            stop, waker, batch=batch, save=lambda d: save_views(home, d, config.scoring)
+            stop,
+            waker,
+            batch=batch,
+            save=lambda d: save_views(home, d, config.scoring),
+            progress=progress,
         )
 
 
