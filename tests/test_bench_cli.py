@@ -81,7 +81,7 @@ def test_bench_decide_reports_cpu_per_decision_and_simulate_rate(tmp_path: Path)
         "decision_cpu",
         "simulate_jobs_per_s",
         "exact_replay_decisions_per_s",
-        "exact_replay_2_ranges_decisions_per_s",
+        "exact_replay_2_ranges_decisions_per_cpu_s",
         "replay_process_pace",
         "replay_process_pace_2_workers",
     }
