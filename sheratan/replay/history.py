@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -104,8 +103,7 @@ class _RecordedDraw(random.Random):
         return self.draw
 
 
-@dataclass(frozen=True)
-class DecisionStep:
+class DecisionStep(msgspec.Struct, frozen=True):
     """A recorded decision and the same decision re-run as of its position; ``health``:
     where the worker health it recorded differs from the fold as of its position."""
 
@@ -117,8 +115,7 @@ class DecisionStep:
     gated: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ScoreStep:
+class ScoreStep(msgspec.Struct, frozen=True):
     """A recorded score, the score re-computed under the recorded policy, and under the
     replay's scoring policy (the same unless weights are overridden)."""
 
