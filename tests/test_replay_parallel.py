@@ -13,12 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sheratan.dispatch.runner import Runner
-from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher
-from sheratan.home import Home
+from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher, simulate
+from sheratan.home import Home, init_home
 from sheratan.recording import Ids, VirtualClock
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
 from sheratan.replay.parallel import plan, replay_exact_ranges
+from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 from tests.cli_helpers import invoke, refused
 from tests.decision_helpers import simulated_home
 
@@ -99,3 +100,22 @@ def test_replay_takes_a_count_of_processes(drifting_log: Path) -> None:
     one, two = reports
     assert one == two
     assert one["drift"]["major"] >= 8
+
+
+def test_a_payload_that_names_a_decision_topic_is_folded_as_a_job(tmp_path: Path) -> None:
+    """The range's prefix skips ``decision.made`` lines by their envelope topic: a job whose
+    payload holds ``"topic": "decision.made"`` is still a job."""
+    init_home(tmp_path / "home")
+    home = Home.open(tmp_path / "home")
+    payload = {"topic": "decision.made", "prompt": "a decision, in words"}
+    job = home.app.create_job("llm_call", payload, namespace=SIMULATION)
+    simulate(home, EngineConfig.load(seed=1), load_profiles(EXAMPLE_WORKERS), 40)
+    try:
+        line = next(raw for _, raw in home.ledger.lines(1, 50) if str(job).encode() in raw)
+        assert b'"topic":"decision.made"' in line
+        one = replay_exact(History(home.ledger)).summary()
+        split = replay_exact_ranges(home.ledger, workers=2, min_per_process=10).summary()
+    finally:
+        home.close()
+    assert split == one
+    assert one["drift"]["none"] == one["decisions"] > 40

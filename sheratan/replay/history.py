@@ -90,9 +90,15 @@ class _MadeHead(msgspec.Struct):
 
 
 _MADE_HEAD = msgspec.json.Decoder(_MadeHead)
-_MADE_TOPIC = b'"topic":"decision.made"'
-#: The topic comes after the short pos, ts, stream and ver keys of a ledger line.
-_TOPIC_WITHIN = 160
+_TOPIC_KEY = b'"topic":"'
+_MADE = b'decision.made"'
+
+
+def _is_made(raw: bytes) -> bool:
+    """Whether a ledger line is a ``decision.made``, read without decoding it: its first
+    ``"topic":"`` is the envelope's (the pos, ts, stream and ver before it cannot hold one;
+    the data after it can)."""
+    return raw.startswith(_MADE, raw.find(_TOPIC_KEY) + len(_TOPIC_KEY))
 
 
 class _RecordedDraw(random.Random):
@@ -240,7 +246,7 @@ class History:
         waiting: dict[Any, tuple[int, str | None]] = {}
         decode, head = self.reader.decode, _MADE_HEAD.decode
         for position, raw in self.ledger.lines(1, last):
-            if raw.find(_MADE_TOPIC, 0, _TOPIC_WITHIN) >= 0:
+            if _is_made(raw):
                 made = head(raw)
                 waiting[made.stream] = (position, made.data.policy_id)
                 continue
