@@ -81,6 +81,7 @@ from sheratan.render import emit_json, fields, render_rows, table, to_plain
 from sheratan.replay.counterfactual import CounterfactualError
 from sheratan.replay.estimators import ESTIMATORS, SupportError
 from sheratan.replay.history import ReplayError
+from sheratan.replay.parallel import default_workers
 from sheratan.replay.service import (
     run_counterfactual,
     run_counterfactual_at,
@@ -1811,6 +1812,14 @@ def why_drift(
 )
 @click.option("--all", "everything", is_flag=True, help="exact: every decision (the default).")
 @click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(min=1, max=256),
+    default=None,
+    help="exact: processes that replay ranges of the log (default: one per core; one for "
+    "a log under 40,000 events or with --trace).",
+)
+@click.option(
     "--policy",
     default=None,
     help="counterfactual: always:<worker>, random or ucb:c=<c>,epsilon=<e>.",
@@ -1861,6 +1870,7 @@ def replay(
     trace_id: UUID | None,
     since: int | None,
     everything: bool,
+    processes: int | None,
     policy: str | None,
     estimator: str,
     confidence: float,
@@ -1890,6 +1900,7 @@ def replay(
                     opened,
                     trace_id=str(trace_id) if trace_id else None,
                     since=since or 1,
+                    workers=processes or default_workers(),
                     progress=advance,
                 )
             failed = not summary["ok"]
@@ -1979,15 +1990,29 @@ def bench_store(
 @click.option("--decisions", type=click.IntRange(min=100), default=5_000, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=100), default=5_000, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True)
+@click.option(
+    "--replay-jobs",
+    type=click.IntRange(min=100),
+    default=20_000,
+    show_default=True,
+    help="Simulated jobs in the log exact replay is measured on.",
+)
 @quiet_option
 @common
-def bench_decide(decisions: int, jobs: int, repeats: int, home: str | None, as_json: bool) -> None:
-    """One decision's CPU and simulate's jobs/s, against msgspec-only anchors."""
+def bench_decide(
+    decisions: int, jobs: int, repeats: int, replay_jobs: int, home: str | None, as_json: bool
+) -> None:
+    """One decision's CPU, simulate's jobs/s and exact replay (in this process and as whole
+    CLI processes), against msgspec-only anchors."""
     from sheratan.bench.decide import run_decide_bench
 
     with showing() as shown:
         report = run_decide_bench(
-            decisions=decisions, jobs=jobs, repeats=repeats, progress=shown.say
+            decisions=decisions,
+            jobs=jobs,
+            repeats=repeats,
+            replay_jobs=replay_jobs,
+            progress=shown.say,
         )
     if as_json:
         emit_json(report)

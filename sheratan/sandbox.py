@@ -25,9 +25,24 @@ def path_problem(
     ``inside`` decides whether the path stays inside once symlinks are followed (default:
     ``resolves_inside``, resolved now).
     """
+    problem = shape_problem(text, forbidden_prefixes)
+    if problem is None and not (inside or resolves_inside)(str(workspace), normal_path(text)):
+        return f"path {text!r} resolves outside the workspace"
+    return problem
+
+
+def normal_path(text: str) -> str:
+    """The path with forward slashes, as it is checked and resolved."""
+    return text.replace("\\", "/")
+
+
+def shape_problem(text: str, forbidden_prefixes: tuple[str, ...]) -> str | None:
+    """What the text of a path alone forbids (the filesystem aside), or None: a NUL byte, an
+    absolute path, climbing out with ``..``, a forbidden prefix. A pure function of its
+    arguments, so the gates cache it."""
     if "\x00" in text:
         return f"path {text!r} holds a NUL byte"
-    normal = text.replace("\\", "/")
+    normal = normal_path(text)
     if normal.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", normal):
         return f"absolute path {text!r}"
     parts = PurePosixPath(normal).parts
@@ -37,8 +52,6 @@ def path_problem(
         parts[0] == prefix or normal.startswith(prefix + "/") for prefix in forbidden_prefixes
     ):
         return f"path {text!r} is under a forbidden prefix"
-    if not (inside or resolves_inside)(str(workspace), normal):
-        return f"path {text!r} resolves outside the workspace"
     return None
 
 

@@ -71,6 +71,8 @@ def test_bench_decide_reports_cpu_per_decision_and_simulate_rate(tmp_path: Path)
             "200",
             "--repeats",
             "1",
+            "--replay-jobs",
+            "200",
             "--json",
             "--home",
             str(tmp_path),
@@ -78,7 +80,15 @@ def test_bench_decide_reports_cpu_per_decision_and_simulate_rate(tmp_path: Path)
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)["figures"]
-    assert set(figures) == {"decision_cpu", "simulate_jobs_per_s"}
+    assert set(figures) == {
+        "decision_cpu",
+        "simulate_jobs_per_s",
+        "exact_replay_decisions_per_s",
+        "exact_replay_2_ranges_decisions_per_cpu_s",
+        "replay_process_pace",
+        "replay_process_pace_2_workers",
+    }
+    assert figures["exact_replay_decisions_per_s"]["drift"]["major"] == 0
     for figure in figures.values():
         assert set(figure) >= FIGURE_KEYS
         assert figure["ratio"] == figure["value"] / figure["anchor_value"]

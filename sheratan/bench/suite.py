@@ -52,8 +52,14 @@ def _store(shown: Progress, quick: bool) -> dict[str, Any]:
 def _decide(shown: Progress, quick: bool) -> dict[str, Any]:
     from sheratan.bench.decide import run_decide_bench
 
-    size, repeats = (200, 1) if quick else (3_000, 3)
-    return run_decide_bench(decisions=size, jobs=size, repeats=repeats, progress=shown.say)
+    size, repeats, replay_jobs = (200, 1, 300) if quick else (3_000, 3, 10_000)
+    return run_decide_bench(
+        decisions=size,
+        jobs=size,
+        repeats=repeats,
+        replay_jobs=replay_jobs,
+        progress=shown.say,
+    )
 
 
 def _analytics(shown: Progress, quick: bool) -> dict[str, Any]:

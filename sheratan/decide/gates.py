@@ -10,7 +10,7 @@ constraints. Each gate returns a GateResult with the reason it blocked.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +21,8 @@ from events.decisions import Evidence, GateResult
 from projections.jobs import JobState
 from projections.workers import WorkerState
 from sheratan.decide.policy import GatePolicy, QuarantineEvidence
-from sheratan.sandbox import path_problem, resolves_inside
+from sheratan.sandbox import normal_path as _normal
+from sheratan.sandbox import resolves_inside, shape_problem
 from sheratan.workers.kinds import WRITE_KINDS, validate_payload
 
 #: Keys whose string values are paths, whatever else they look like.
@@ -49,16 +50,24 @@ PASSED = {
 IN_PROCESS_TRANSPORTS = frozenset({"local", "simulated"})
 
 
-def _strings(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
-    """Every (key, string) in a JSON value, at any depth; list items keep their list's key."""
-    if isinstance(value, str):
-        yield key, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, str(k))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item, key)
+def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """Every (key, string) in a JSON value, at any depth, in document order; list items keep
+    their list's key. A loop over an explicit stack: a generator per level cost a quarter
+    of a decision's job gates."""
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [(key, value)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        key, value = pop()
+        if isinstance(value, str):
+            out.append((key, value))
+        elif isinstance(value, dict):
+            for k, v in reversed(value.items()):
+                push((str(k), v))
+        elif isinstance(value, list | tuple):
+            for item in reversed(value):
+                push((key, item))
+    return out
 
 
 def _looks_like_path(text: str) -> bool:
@@ -73,6 +82,9 @@ def _looks_like_path(text: str) -> bool:
 #: made after the check is caught where it matters: the local worker checks again, uncached,
 #: at the moment it opens the file. The engine records what the gate resolved (``observed``).
 resolves_inside_cached = lru_cache(maxsize=4096)(resolves_inside)
+#: What a path's text alone says (absolute, climbing out, a forbidden prefix) never changes:
+#: each text is judged once per process.
+_shape_problem = lru_cache(maxsize=4096)(shape_problem)
 
 
 class JobGates:
@@ -81,6 +93,8 @@ class JobGates:
     def __init__(self, policy: GatePolicy, workspace: Path) -> None:
         self.policy = policy
         self.workspace = workspace
+        self._root = str(workspace)
+        self._markers = [m.lower() for m in policy.escalation_markers]
 
     def check(
         self,
@@ -90,7 +104,7 @@ class JobGates:
     ) -> list[GateResult]:
         """G1-G4 and readonly; ``inside`` is G3's one reach into the filesystem (whether a
         path stays inside the workspace once symlinks are followed)."""
-        strings = list(_strings(job.payload))  # G3 and G4 both look at every string
+        strings = _strings(job.payload)  # G3 and G4 both look at every string
         return [
             self._g1_payload(job),
             self._g2_kind(job.kind),
@@ -109,7 +123,7 @@ class JobGates:
         These gates read the job alone, so a job they refuse now would be gated by every
         dispatch decision: the API refuses it at creation (403) instead of queueing it. G3
         is checked on the filesystem as it is now; the dispatch decision checks it again."""
-        strings = list(_strings(payload))
+        strings = _strings(payload)
         for result in (
             self._g2_kind(kind),
             self._g3_paths(strings, resolves_inside),
@@ -131,18 +145,15 @@ class JobGates:
     ) -> GateResult:
         for key, text in strings:
             if PATH_KEY.search(key) or _looks_like_path(text):
-                problem = path_problem(
-                    text,
-                    self.workspace,
-                    self.policy.forbidden_path_prefixes,
-                    inside,
-                )
+                problem = _shape_problem(text, self.policy.forbidden_path_prefixes)
+                if problem is None and not inside(self._root, _normal(text)):
+                    problem = f"path {text!r} resolves outside the workspace"
                 if problem:
                     return GateResult("G3_path", False, f"{key or 'value'}: {problem}")
         return PASSED["G3_path"]
 
     def _g4_escalation(self, strings: list[tuple[str, str]]) -> GateResult:
-        markers = [m.lower() for m in self.policy.escalation_markers]
+        markers = self._markers
         for key, text in strings:
             lowered = text.lower()
             for marker in markers:
@@ -199,6 +210,8 @@ def _g0_barrier(
             False,
             f"worker {worker.id} is silent since {worker.last_seen:%Y-%m-%dT%H:%M:%SZ}",
         )
+    if not policy.untrusted_zones:
+        return PASSED["G0_barrier"]
     zones = {str(job.payload.get("zone", "")), str((worker.profile or {}).get("zone", ""))}
     untrusted = zones & set(policy.untrusted_zones)
     if untrusted:

@@ -129,6 +129,19 @@ class ExactReport:
             finding = Finding(position, str(made.originator_id), made.intent, drift, differences)
             self.findings.append(finding)
 
+    def merge(self, other: ExactReport) -> None:
+        """Add the report of the next range of the log (``sheratan.replay.parallel``): the
+        counts add up, the findings stay in log order (the first MAX_SHOWN)."""
+        self.decisions += other.decisions
+        self.scores += other.scores
+        self.drift.update(other.drift)
+        self.input_hash_matches += other.input_hash_matches
+        self.output_hash_matches += other.output_hash_matches
+        self.scores_drifted += other.scores_drifted
+        self.worker_health_differs += other.worker_health_differs
+        self.findings = (self.findings + other.findings)[:MAX_SHOWN]
+        self.unrecorded_policy += other.unrecorded_policy
+
     def summary(self) -> dict[str, Any]:
         return {
             "mode": "exact",
@@ -149,13 +162,18 @@ def replay_exact(
     history: History,
     *,
     check_from: int = 1,
+    check_to: int | None = None,
     trace_id: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ExactReport:
-    """Re-run every decision at or after ``check_from`` (or of one trace) and compare."""
+    """Re-run every decision from ``check_from`` to ``check_to`` (default: the end of the
+    log), or of one trace, and compare."""
     wanted = None if trace_id is None else (lambda made: str(made.trace_id) == trace_id)
     report = ExactReport()
-    for step in history.steps(check_from=check_from, wanted=wanted, progress=progress):
+    steps = history.steps(
+        check_from=check_from, check_to=check_to, wanted=wanted, progress=progress
+    )
+    for step in steps:
         if isinstance(step, DecisionStep):
             report.decisions += 1
             drift, differences = compare(step.recorded, step.rerun)

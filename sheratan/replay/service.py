@@ -18,6 +18,7 @@ from sheratan.home import Home
 from sheratan.replay.counterfactual import at_node, counterfactual, parse_target
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
+from sheratan.replay.parallel import replay_exact_ranges
 from sheratan.replay.regression import replay_regression
 from sheratan.views import WORKERS
 
@@ -31,11 +32,24 @@ def _record(home: Home, mode: str, options: dict[str, Any], summary: dict[str, A
 
 
 def run_exact(
-    home: Home, *, trace_id: str | None = None, since: int = 1, progress: Progress = None
+    home: Home,
+    *,
+    trace_id: str | None = None,
+    since: int = 1,
+    workers: int = 1,
+    progress: Progress = None,
 ) -> dict[str, Any]:
-    summary = replay_exact(
-        History(home.ledger), check_from=since, trace_id=trace_id, progress=progress
-    ).summary()
+    """Exact replay from ``since`` (or of one trace); the whole log's ranges in up to
+    ``workers`` processes (the same report)."""
+    if trace_id is None:
+        report = replay_exact_ranges(
+            home.ledger, check_from=since, workers=workers, progress=progress
+        )
+    else:
+        report = replay_exact(
+            History(home.ledger), check_from=since, trace_id=trace_id, progress=progress
+        )
+    summary = report.summary()
     _record(home, "exact", {"trace": trace_id, "since": since}, summary)
     return summary
 
