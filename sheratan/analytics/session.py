@@ -40,6 +40,7 @@ from typing import Any
 
 import duckdb
 
+from sheratan.analytics import QUERY_TIMEOUT_S
 from sheratan.analytics.reader import (
     Closing,
     CommittedLog,
@@ -64,8 +65,6 @@ MEMORY_LIMIT = "1GB"
 #: The active segment is cached in chunks of at least this many bytes (the rest is parsed
 #: per session, so this bounds what a session parses and redacts of the tail).
 CHUNK_MIN_BYTES = 4 * 1024 * 1024
-#: Default time limit of a user's query, in seconds (``sql --timeout``).
-QUERY_TIMEOUT_S = 10.0
 #: Statement types a user may run: reads only.
 READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA, drift_report
+from sheratan.analytics import PH_DELTA, PH_LAMBDA
+from sheratan.analytics.drift import drift_report
 from sheratan.analytics.session import Analytics
 from sheratan.decide.trace import iso_utc
 from sheratan.reveal import shown
