@@ -116,6 +116,7 @@ def test_bench_analytics_reports_figures_against_anchors() -> None:
     assert report["ratios"] and all(v > 0 for v in report["ratios"].values())
     assert set(report["targets"]) == {
         "why_stats_warm_s",
+        "why_stats_process_s",
         "trace_lookup_s",
         "exact_replay_decisions_per_s",
         "counterfactual_dr_s",
