@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 from uuid import UUID
 
 import click
@@ -21,116 +21,74 @@ import msgspec
 
 from events.jobs import PRIORITIES
 from events.workers import TRANSPORTS
-from projections.jobs import JobsView, Status
-from sheratan import accounts as accounts_service
-from sheratan import system_report as system_service
-from sheratan.analytics.audit_report import home_report, render_markdown
-from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA
-from sheratan.analytics.redact import redact_rows
-from sheratan.analytics.session import QUERY_TIMEOUT_S, Analytics, QueryError, ReadOnlyError
-from sheratan.analytics.text import drift_text, node_text, replay_text, stats_text
-from sheratan.analytics.why import Why, WhyNotFoundError, parse_window
+from projections.jobs import Status
+from sheratan.analytics import PH_DELTA, PH_LAMBDA, QUERY_TIMEOUT_S
 from sheratan.api import DEFAULT_HOST, DEFAULT_PORT
-from sheratan.api.tokens import TokenMissingError, fingerprint, new_token, read_token
-from sheratan.api.worker_tokens import (
-    check_token_id,
-    issue_worker_token,
-    read_token_file,
-    write_token_file,
-)
-from sheratan.app import OPERATOR_CANCEL_REASON, NotFoundError
-from sheratan.audit import proofs as proof_codec
-from sheratan.audit import service as audit_service
-from sheratan.audit.checkpoint import CheckpointFormatError
-from sheratan.audit.proofs import ProofFailedError
-from sheratan.audit.signing import SigningKeyError
-from sheratan.audit.signing import load_public as load_public_key
-from sheratan.decide.policy import PolicyError
-from sheratan.decide.selection import PolicyParseError
-from sheratan.dispatch.runner import Stop
-from sheratan.dispatch.service import DEFAULT_NAME as DEFAULT_DISPATCHER
-from sheratan.dispatch.service import (
-    SIMULATION,
-    EngineConfig,
-    Paid,
-    SimulationInterruptedError,
-    resumes_after,
-)
-from sheratan.dispatch.service import dispatch as run_dispatch
-from sheratan.dispatch.service import follow as run_follow
-from sheratan.dispatch.service import simulate as run_simulation
-from sheratan.dispatch.service import summary as run_summary
-from sheratan.home import Home, HomeMissingError, init_home, resolve_home
-from sheratan.inputs import (
-    MAX_NAME_CHARS,
-    InvalidInputError,
-    check_arguments,
-    check_text,
-    decode_object,
-)
-from sheratan.lifecycle import IllegalTransitionError
-from sheratan.limits import BackpressureError
-from sheratan.policy_report import (
-    effective_policies,
-    effective_text,
-    priors_diff,
-    priors_rows,
-)
+from sheratan.dispatch import DEFAULT_NAME as DEFAULT_DISPATCHER
+from sheratan.dispatch import SIMULATION
+from sheratan.inputs import MAX_NAME_CHARS, check_arguments, check_text, decode_object
+from sheratan.lifecycle import OPERATOR_CANCEL_REASON
 from sheratan.progress import Progress
 from sheratan.render import emit_json, fields, render_rows, table, to_plain
-from sheratan.replay.counterfactual import CounterfactualError
-from sheratan.replay.estimators import ESTIMATORS, SupportError
-from sheratan.replay.history import ReplayError
-from sheratan.replay.parallel import default_workers
-from sheratan.replay.service import (
-    run_counterfactual,
-    run_counterfactual_at,
-    run_exact,
-    run_regression,
-)
-from sheratan.reveal import os_user, record_reveal, redacted_line, shown
-from sheratan.store.ledger import CorruptLogError
-from sheratan.views import ACCOUNTS, JOBS, MISSIONS, PRIORS, VIEW_KINDS, WORKERS
-from sheratan.workers.daemon import (
-    DEFAULT_GRACE_S,
-    DEFAULT_HEARTBEAT_S,
-    DaemonConfig,
-    run_worker,
-)
-from sheratan.workers.simulated import (
-    EXAMPLE_WORKERS,
-    ProfileError,
-    check_worker_profile,
-    load_profiles,
-)
-from sheratan.workers.webrelay import relay_profile
+from sheratan.replay import ESTIMATORS
+from sheratan.workers import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S
+
+if TYPE_CHECKING:
+    from projections.jobs import JobsView
+    from sheratan.analytics.why import Why
+    from sheratan.audit.proofs import Proof
+    from sheratan.dispatch.runner import Stop
+    from sheratan.dispatch.service import EngineConfig
+    from sheratan.home import Home
+    from sheratan.workers.daemon import DaemonConfig
+
+# The services are imported in the commands that call them, so that a command loads only
+# what it uses: `--help` and `job show` load neither DuckDB nor numpy (tests/test_cli_start.py).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Errors that mean "the input was wrong": one line on stderr, exit 2.
+#: Errors that mean "the input was wrong": one line on stderr, exit 2. Named, not imported
+#: (see ``loaded_errors``).
 BAD_INPUT = (
-    InvalidInputError,
-    TokenMissingError,
-    NotFoundError,
-    HomeMissingError,
-    IllegalTransitionError,
-    PolicyError,
-    PolicyParseError,
-    BackpressureError,
-    ProfileError,
-    ReadOnlyError,
-    QueryError,
-    WhyNotFoundError,
-    CounterfactualError,
-    SupportError,
-    ReplayError,
-    audit_service.AuditInputError,
-    SigningKeyError,
-    CheckpointFormatError,
+    "sheratan.inputs.InvalidInputError",
+    "sheratan.api.tokens.TokenMissingError",
+    "sheratan.app.NotFoundError",
+    "sheratan.home.HomeMissingError",
+    "sheratan.lifecycle.IllegalTransitionError",
+    "sheratan.decide.policy.PolicyError",
+    "sheratan.decide.selection.PolicyParseError",
+    "sheratan.limits.BackpressureError",
+    "sheratan.workers.simulated.ProfileError",
+    "sheratan.analytics.session.ReadOnlyError",
+    "sheratan.analytics.session.QueryError",
+    "sheratan.analytics.why.WhyNotFoundError",
+    "sheratan.replay.counterfactual.CounterfactualError",
+    "sheratan.replay.estimators.SupportError",
+    "sheratan.replay.history.ReplayError",
+    "sheratan.audit.service.AuditInputError",
+    "sheratan.audit.signing.SigningKeyError",
+    "sheratan.audit.checkpoint.CheckpointFormatError",
 )
 #: Errors that mean "a check failed": one line on stderr, exit 1.
-FAILED_CHECK = (CorruptLogError, ProofFailedError, audit_service.LogMismatchError)
+FAILED_CHECK = (
+    "sheratan.store.ledger.CorruptLogError",
+    "sheratan.audit.proofs.ProofFailedError",
+    "sheratan.audit.service.LogMismatchError",
+)
 STATUSES: tuple[str, ...] = get_args(Status)
+
+
+def loaded_errors(names: tuple[str, ...]) -> tuple[type[BaseException], ...]:
+    """The classes named ``module.Class`` whose modules are imported.
+
+    An error of a module never imported cannot have been raised, so classifying an error
+    needs no import (most of these modules load the store, DuckDB or numpy)."""
+    found = []
+    for name in names:
+        module, _, attribute = name.rpartition(".")
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], attribute))
+    return tuple(found)
 
 
 class SheratanGroup(click.Group):
@@ -151,12 +109,11 @@ class SheratanGroup(click.Group):
         except click.Abort:
             click.echo("error: aborted", err=True)
             sys.exit(1)
-        except BAD_INPUT as error:
+        except Exception as error:
+            if not isinstance(error, loaded_errors(BAD_INPUT + FAILED_CHECK)):
+                raise
             click.echo(f"error: {error}", err=True)
-            sys.exit(2)
-        except FAILED_CHECK as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
+            sys.exit(2 if isinstance(error, loaded_errors(BAD_INPUT)) else 1)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -215,6 +172,8 @@ def _serve_intact_prefix(_ctx: Any, _param: click.Parameter, value: bool) -> Non
 
 
 def open_home(home: str | None) -> Home:
+    from sheratan.home import Home, resolve_home
+
     opened = Home.open(resolve_home(home))
     _opened.append(opened)
     if _intact_prefix:
@@ -246,6 +205,8 @@ def reveal_option(command: F) -> F:
 
 def revealing(opened: Home, reveal: bool) -> bool:
     """Record the reveal first when one is asked for; True when raw values may be shown."""
+    from sheratan.reveal import record_reveal
+
     if reveal:
         ctx = click.get_current_context()
         record_reveal(opened.app, ctx.command_path, ctx.params)
@@ -307,6 +268,8 @@ def cli(home: str | None, as_json: bool, quiet: bool) -> None:
 @common
 def init(home: str | None, as_json: bool) -> None:
     """Create a home (idempotent)."""
+    from sheratan.home import init_home, resolve_home
+
     path = resolve_home(home)
     created = init_home(path)
     if as_json:
@@ -371,6 +334,8 @@ def serve(
 @click.pass_context
 def token(ctx: click.Context, home: str | None, as_json: bool) -> None:
     """Print the home's API token alone on one line (``token rotate`` replaces it)."""
+    from sheratan.api.tokens import read_token
+
     if ctx.invoked_subcommand is not None:
         return
     secret = read_token(open_home(home).path)
@@ -382,6 +347,9 @@ def token(ctx: click.Context, home: str | None, as_json: bool) -> None:
 def token_rotate(home: str | None, as_json: bool) -> None:
     """Replace the API token; the rotation is recorded (who, the new fingerprint), the token
     never is. The server takes the new one at its next request."""
+    from sheratan.api.tokens import fingerprint, new_token
+    from sheratan.reveal import os_user
+
     opened = open_home(home)
     secret = new_token(opened.path)
     opened.app.record_token_rotation(os_user(), fingerprint(secret))
@@ -412,6 +380,8 @@ def mission_create(title: str, description: str, home: str | None, as_json: bool
 @reading
 def mission_list(home: str | None, as_json: bool) -> None:
     """All missions."""
+    from sheratan.views import MISSIONS
+
     view = open_home(home).views.current(MISSIONS)
     missions = sorted(view.missions.values(), key=lambda m: m.created_at)
     if as_json:
@@ -428,6 +398,8 @@ def mission_list(home: str | None, as_json: bool) -> None:
 @reading
 def mission_show(mission_id: UUID, home: str | None, as_json: bool) -> None:
     """One mission with its tasks."""
+    from sheratan.views import MISSIONS
+
     opened = open_home(home)
     state = opened.app.get_mission(mission_id)
     tasks = [t for t in opened.views.current(MISSIONS).tasks.values() if t.mission_id == mission_id]
@@ -472,6 +444,8 @@ def task_create(
 @reading
 def task_list(mission_id: UUID | None, home: str | None, as_json: bool) -> None:
     """Tasks, oldest first."""
+    from sheratan.views import MISSIONS
+
     tasks = sorted(
         open_home(home).views.current(MISSIONS).tasks.values(), key=lambda t: t.created_at
     )
@@ -502,6 +476,8 @@ def parse_amount(_ctx: Any, param: click.Parameter, value: str | None) -> int | 
     """Click callback: an amount in units ("12.5") as micro-units (None when not given)."""
     if value is None:
         return None
+    from sheratan import accounts as accounts_service
+
     what = param.opts[0] if isinstance(param, click.Option) else "amount"
     return accounts_service.parse_amount(value, what)
 
@@ -580,6 +556,7 @@ def job_show(job_id: UUID, reveal: bool, home: str | None, as_json: bool) -> Non
     """One job's state (secrets redacted unless --reveal), and its chain's jobs if it is in
     one (``chain_jobs``: id, kind, status and depth of each, the first job first)."""
     from sheratan.chains import chain_members
+    from sheratan.reveal import shown
     from sheratan.views import CHAINS
 
     opened = open_home(home)
@@ -619,6 +596,9 @@ def job_list(
 ) -> None:
     """Jobs matching every filter given, oldest first (queued ones in dispatch order with
     --status queued). Payloads and results are redacted unless --reveal."""
+    from sheratan.reveal import shown
+    from sheratan.views import JOBS
+
     opened = open_home(home)
     view: JobsView = opened.views.current(JOBS)
     jobs = view.matching(status, kind, mission_id, task_id)
@@ -638,6 +618,8 @@ def job_cancel(job_id: UUID, reason: str, home: str | None, as_json: bool) -> No
     """Cancel a job that has not ended, and every job that depends on it, transitively.
 
     Refused (exit 2, nothing recorded) for a completed, cancelled or quarantined job."""
+    from sheratan.views import JOBS
+
     opened = open_home(home)
     dependents = opened.app.cancel_job(job_id, reason, view=opened.views.current(JOBS))
     plain = {"id": job_id, "status": "cancelled", "dependents_cancelled": dependents}
@@ -672,6 +654,8 @@ def job_retry_dependents(job_id: UUID, home: str | None, as_json: bool) -> None:
     refused (exit 2, nothing recorded) while it is failed, timed out or quarantined (requeue
     it first), and when it was cancelled (final: its dependents cannot resume). Jobs
     cancelled for another reason are left alone; none to resume is not an error (0 resumed)."""
+    from sheratan.views import JOBS
+
     opened = open_home(home)
     resumed = opened.app.retry_dependents(job_id, opened.views.current(JOBS))
     if as_json:
@@ -720,6 +704,9 @@ def account_credit(
 
 def echo_balance(opened: Home, account_id: str, done: str, as_json: bool) -> None:
     """The account after a change: its whole record with --json, else one line."""
+    from sheratan import accounts as accounts_service
+    from sheratan.views import ACCOUNTS
+
     shown_account = accounts_service.show(opened.views.current(ACCOUNTS), account_id)
     emit_json(shown_account) if as_json else click.echo(
         f"{done} {account_id}: balance {shown_account['balance']}"
@@ -731,6 +718,9 @@ def echo_balance(opened: Home, account_id: str, done: str, as_json: bool) -> Non
 @reading
 def account_show(account_id: str, home: str | None, as_json: bool) -> None:
     """One account: balance, held, available (from the accounts view)."""
+    from sheratan import accounts as accounts_service
+    from sheratan.views import ACCOUNTS
+
     shown_account = accounts_service.show(open_home(home).views.current(ACCOUNTS), account_id)
     emit_json(shown_account) if as_json else click.echo(fields(shown_account))
 
@@ -739,6 +729,9 @@ def account_show(account_id: str, home: str | None, as_json: bool) -> None:
 @reading
 def account_list(home: str | None, as_json: bool) -> None:
     """Every account."""
+    from sheratan import accounts as accounts_service
+    from sheratan.views import ACCOUNTS
+
     rows = accounts_service.listing(open_home(home).views.current(ACCOUNTS))
     if as_json:
         emit_json(rows)
@@ -752,6 +745,9 @@ def account_list(home: str | None, as_json: bool) -> None:
 @reading
 def account_history(account_id: str, home: str | None, as_json: bool) -> None:
     """An account's events in log order: credits, holds, settlements, releases."""
+    from sheratan import accounts as accounts_service
+    from sheratan.views import ACCOUNTS
+
     opened = open_home(home)
     rows = accounts_service.history(opened, opened.views.current(ACCOUNTS), account_id)
     if as_json:
@@ -777,6 +773,8 @@ def events() -> None:
 @reading
 def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_json: bool) -> None:
     """The last events of the log (JSON lines with --json; data redacted unless --reveal)."""
+    from sheratan.reveal import redacted_line
+
     opened = open_home(home)
     raw_lines = revealing(opened, reveal)
     ledger = opened.ledger
@@ -862,6 +860,11 @@ def worker_register(
 ) -> None:
     """Register a worker (local and simulated run inside the dispatcher; a process worker is
     a `worker run` daemon; a webrelay worker is reached through files in --relay-dir)."""
+    from sheratan.api.worker_tokens import check_token_id, issue_worker_token, write_token_file
+    from sheratan.inputs import InvalidInputError
+    from sheratan.workers.simulated import check_worker_profile
+    from sheratan.workers.webrelay import relay_profile
+
     opened = open_home(home)
     check_worker_profile(worker_id, kinds, transport, profile)
     if (issue_token or token_file) and (transport != "process" or not issue_token):
@@ -951,6 +954,8 @@ def worker_run(
     with --issue-token), so it may run on another machine.
     It stops on SIGTERM or Ctrl-C: no new claims, running attempts finish within --grace
     (or are handed back: their leases expire), then one line and exit 0."""
+    from sheratan.workers.daemon import DaemonConfig, run_worker
+
     config = DaemonConfig(
         worker_id, kinds, concurrency, workspace or Path.cwd(), heartbeat_s, grace_s, price
     )
@@ -969,6 +974,8 @@ def worker_run(
 
 def worker_over_api(config: DaemonConfig, api: str | None, token_file: Path | None) -> Any:
     """``worker run --api``: the daemon over HTTP; a refusal by the API is a failed check."""
+    from sheratan.api.worker_tokens import read_token_file
+    from sheratan.inputs import InvalidInputError
     from sheratan.workers.remote import RefusedError, run_remote_worker
 
     if api is None or token_file is None:
@@ -993,6 +1000,9 @@ def worker_over_api(config: DaemonConfig, api: str | None, token_file: Path | No
 @reading
 def worker_list(home: str | None, as_json: bool) -> None:
     """Registered workers."""
+    from sheratan.reveal import shown
+    from sheratan.views import WORKERS
+
     workers = sorted(open_home(home).views.current(WORKERS).workers.values(), key=lambda w: w.id)
     plain = shown(workers, reveal=False)
     if as_json:
@@ -1106,6 +1116,10 @@ def dispatch(
     Several dispatchers may serve one home at once, each in its own process: they take
     turns under the home's dispatch lock, and a lost race is re-read, never an error.
     """
+    from sheratan.dispatch.service import EngineConfig
+    from sheratan.dispatch.service import dispatch as run_dispatch
+    from sheratan.dispatch.service import summary as run_summary
+
     if until_idle and follow:
         raise click.UsageError("choose --until-idle or --follow, not both")
     check_text("dispatcher name", name, MAX_NAME_CHARS)
@@ -1140,6 +1154,8 @@ def dispatch(
 
 def stop_on_signals() -> Stop:
     """A Stop that SIGTERM and Ctrl-C set (long work stops between saves, never inside one)."""
+    from sheratan.dispatch.runner import Stop
+
     stop = Stop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -1150,6 +1166,9 @@ def follow_until_stopped(
     opened: Home, config: EngineConfig, name: str, progress: Callable[[int], None]
 ) -> Any:
     """Run ``dispatch --follow`` until SIGTERM or Ctrl-C (both stop it cleanly, exit 0)."""
+    from sheratan.dispatch.service import follow as run_follow
+    from sheratan.dispatch.service import resumes_after
+
     stop = stop_on_signals()
     last = resumes_after(opened, name)
     where = "from the start" if last is None else f"after position {last}"
@@ -1191,6 +1210,10 @@ def simulate(
     routes to a real worker, and dispatch never runs its jobs. Ctrl-C cancels its open jobs.
     With --payer, every job is paid from that account (opened first with `account open`).
     """
+    from sheratan.dispatch.service import EngineConfig, Paid, SimulationInterruptedError
+    from sheratan.dispatch.service import simulate as run_simulation
+    from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
+
     opened = open_home(home)
     config = EngineConfig.load(
         policy=policy,
@@ -1248,6 +1271,8 @@ def simulation_option(command: F) -> F:
 @reading
 def system_state(simulation: bool, home: str | None, as_json: bool) -> None:
     """The state, since when and why, its open alarms, and what dispatch does in it."""
+    from sheratan import system_report as system_service
+
     report = system_service.system_report(open_home(home), SIMULATION if simulation else "")
     if as_json:
         emit_json(report)
@@ -1270,6 +1295,8 @@ def system_transition(
     target: str, reason: str, simulation: bool, home: str | None, as_json: bool
 ) -> None:
     """Move the system to STATE; an illegal transition is refused and nothing is recorded."""
+    from sheratan import system_report as system_service
+
     namespace = SIMULATION if simulation else ""
     state = system_service.transition(open_home(home), target, reason, namespace)
     emit_json(state) if as_json else click.echo(f"system {state['state']}: {reason}")
@@ -1280,6 +1307,8 @@ def system_transition(
 @reading
 def system_history(simulation: bool, home: str | None, as_json: bool) -> None:
     """Every transition and alarm, oldest first."""
+    from sheratan import system_report as system_service
+
     rows = system_service.history(open_home(home), SIMULATION if simulation else "")
     if as_json:
         emit_json(rows)
@@ -1326,6 +1355,9 @@ def policy_show(
     as_json: bool,
 ) -> None:
     """The current priors, and the effective gates and scoring with each value's source."""
+    from sheratan.policy_report import effective_policies, effective_text, priors_rows
+    from sheratan.views import PRIORS
+
     effective = effective_policies(gates, scoring)
     rows = priors_rows(open_home(home).views.current(PRIORS), intent)
     if as_json:
@@ -1349,6 +1381,9 @@ def policy_show(
 @reading
 def policy_diff(start: int, end: int, intent: str | None, home: str | None, as_json: bool) -> None:
     """What was learned between two positions."""
+    from sheratan.policy_report import priors_diff
+    from sheratan.views import PRIORS
+
     if end < start:
         raise click.BadParameter("--to must not be before --from", param_hint="--to")
     views = open_home(home).views
@@ -1380,6 +1415,20 @@ def _fmt(value: float | None) -> str:
 # ------------------------------------------------------------------- rebuild
 
 
+class ViewChoice(click.Choice[str]):
+    """The views' names (``rebuild --view``), looked up when click first needs them (a parse,
+    ``rebuild --help``): they live in sheratan.views, whose import loads the store."""
+
+    def __init__(self) -> None:  # no choices yet: ``choices`` reads them
+        self.case_sensitive = True
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from sheratan.views import VIEW_KINDS
+
+        return tuple(sorted(VIEW_KINDS))
+
+
 @cli.command()
 @click.option(
     "--at", "at", type=click.IntRange(min=0), default=None, help="Fold only up to this position."
@@ -1387,7 +1436,7 @@ def _fmt(value: float | None) -> str:
 @click.option(
     "--view",
     "view_names",
-    type=click.Choice(sorted(VIEW_KINDS)),
+    type=ViewChoice(),
     multiple=True,
     help="Which view (default: all).",
 )
@@ -1395,6 +1444,8 @@ def _fmt(value: float | None) -> str:
 @reading
 def rebuild(at: int | None, view_names: tuple[str, ...], home: str | None, as_json: bool) -> None:
     """Rebuild views from position 0 and swap them in; --at shows them as of a position."""
+    from sheratan.views import VIEW_KINDS
+
     opened = open_home(home)
     names = list(view_names or sorted(VIEW_KINDS))
     kinds = [VIEW_KINDS[name] for name in names]
@@ -1458,6 +1509,8 @@ def audit_verify(
     pubkey: Path | None, checkpoint_file: Path | None, home: str | None, as_json: bool
 ) -> None:
     """Recompute the whole hash chain (and signed tree heads); exit 1 naming what failed."""
+    from sheratan.audit import service as audit_service
+
     if checkpoint_file is not None and pubkey is None:
         raise click.UsageError("--checkpoint needs --pubkey")
     opened = open_home(home)
@@ -1501,6 +1554,8 @@ def audit_checkpoint(
     key_file: Path | None, export: Path | None, home: str | None, as_json: bool
 ) -> None:
     """Record the current position and chain head as a checkpoint (--sign: a signed one)."""
+    from sheratan.audit import service as audit_service
+
     if key_file is None:
         if export is not None:
             raise click.UsageError("--export needs --sign")
@@ -1529,6 +1584,9 @@ def audit_checkpoint(
 @common
 def audit_keygen(out_dir: Path, force: bool, home: str | None, as_json: bool) -> None:
     """Make an Ed25519 key pair for signed checkpoints (the private key mode 0600)."""
+    from sheratan.audit import service as audit_service
+    from sheratan.home import resolve_home
+
     made = audit_service.keygen(out_dir, resolve_home(home), force=force)
     if as_json:
         emit_json(made)
@@ -1544,6 +1602,8 @@ def audit_prove(
     position: int, checkpoint_file: Path | None, home: str | None, as_json: bool
 ) -> None:
     """An inclusion proof of the event at POSITION against a signed checkpoint."""
+    from sheratan.audit import service as audit_service
+
     proof = audit_service.prove(open_home(home), position, checkpoint_file, warn)
     emit_proof(proof, as_json, f"position {position} in tree size {proof.checkpoint.tree_size}")
 
@@ -1557,6 +1617,8 @@ def audit_consistency(
     first: Path, second: Path, pubkey: Path | None, home: str | None, as_json: bool
 ) -> None:
     """A proof that the --to checkpoint's log extends the --from checkpoint's."""
+    from sheratan.audit import service as audit_service
+
     proof = audit_service.consistency(open_home(home), first, second, pubkey, warn)
     emit_proof(proof, as_json, f"tree size {proof.first.tree_size} -> {proof.second.tree_size}")
 
@@ -1567,12 +1629,17 @@ def audit_consistency(
 @common
 def audit_verify_proof(proof_file: Path, pubkey: Path, home: str | None, as_json: bool) -> None:
     """Check a proof with nothing but it and the public key (no home needed)."""
+    from sheratan.audit import proofs as proof_codec
+    from sheratan.audit.signing import load_public as load_public_key
+
     kind, proven = proof_codec.verify(proof_file.read_bytes(), load_public_key(pubkey))
     emit_json({"ok": True, "kind": kind, "proven": proven}) if as_json else click.echo(proven)
 
 
-def emit_proof(proof: proof_codec.Proof, as_json: bool, what: str) -> None:
+def emit_proof(proof: Proof, as_json: bool, what: str) -> None:
     """The proof document (the file an outsider checks) or one line about it."""
+    from sheratan.audit import proofs as proof_codec
+
     if as_json:
         click.echo(proof_codec.encode(proof))
     else:
@@ -1596,6 +1663,8 @@ def audit_report_cmd(
     """Events, decisions, blocked gates, breaches, quarantines, self-heals, anomalies, replay runs.
 
     Exits 1 when the chain does not verify (the report is printed all the same)."""
+    from sheratan.analytics.audit_report import home_report, render_markdown
+
     opened = open_home(home)
     raw = revealing(opened, reveal)
     report = home_report(opened, since=since, workspace=workspace, reveal=raw)
@@ -1641,6 +1710,9 @@ def sql(
     The views hold payloads redacted at the source, so no SQL function shows a secret;
     --reveal reads the raw log instead (recorded first). No file outside the views is read,
     memory is limited, and a query past --timeout stops with exit 2."""
+    from sheratan.analytics.redact import redact_rows
+    from sheratan.analytics.session import Analytics
+
     if not schema and not statement:
         raise click.UsageError("give a SELECT statement, or --schema")
     opened = open_home(home)
@@ -1667,6 +1739,8 @@ def sql(
 
 
 def parse_window_option(_ctx: Any, param: click.Parameter, value: str | None) -> Any:
+    from sheratan.analytics.why import parse_window
+
     if value is None:
         return None
     try:
@@ -1677,6 +1751,9 @@ def parse_window_option(_ctx: Any, param: click.Parameter, value: str | None) ->
 
 @contextmanager
 def asking_why(home: str | None, workspace: Path | None, reveal: bool = False) -> Iterator[Why]:
+    from sheratan.analytics.session import Analytics
+    from sheratan.analytics.why import Why
+
     opened = open_home(home)
     with Analytics(opened.path, raw=revealing(opened, reveal)) as analytics:
         yield Why(analytics, workspace)
@@ -1696,6 +1773,8 @@ def why_latest(
     intent: str | None, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
 ) -> None:
     """The most recent decision."""
+    from sheratan.analytics.text import node_text
+
     with asking_why(home, workspace, reveal) as asked:
         answer = asked.latest(intent)
     emit_json(answer) if as_json else click.echo(node_text(answer))
@@ -1710,6 +1789,8 @@ def why_trace(
     trace_id: UUID, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
 ) -> None:
     """Every node of a trace (also accepts a node id)."""
+    from sheratan.analytics.text import node_text
+
     with asking_why(home, workspace, reveal) as asked:
         answer = asked.trace(str(trace_id))
     if as_json:
@@ -1727,6 +1808,8 @@ def why_job(
     job_id: UUID, workspace: Path | None, reveal: bool, home: str | None, as_json: bool
 ) -> None:
     """A job as the log has it, and every decision taken on it."""
+    from sheratan.analytics.text import node_text
+
     with asking_why(home, workspace, reveal) as asked:
         answer = asked.job(str(job_id))
     if as_json:
@@ -1746,6 +1829,8 @@ def why_stats(
     intent: str | None, window: Any, reveal: bool, home: str | None, as_json: bool
 ) -> None:
     """Count, success rate, mean score, p50/p95 latency and cost, per action, failures."""
+    from sheratan.analytics.text import stats_text
+
     with asking_why(home, None, reveal) as asked:
         answer = asked.stats(intent, window)
     emit_json(answer) if as_json else click.echo(stats_text(answer))
@@ -1784,6 +1869,8 @@ def why_drift(
     as_json: bool,
 ) -> None:
     """Latency and cost p50/p95 per (intent, action) per window against the baseline."""
+    from sheratan.analytics.text import drift_text
+
     with asking_why(home, None) as asked:
         report = asked.drift(window, intent=intent, delta=delta, threshold=threshold)
     emit_json(report) if as_json else click.echo(drift_text(report))
@@ -1887,6 +1974,15 @@ def replay(
     as_json: bool,
 ) -> None:
     """Re-run history: --exact (determinism), --counterfactual, --regression."""
+    from sheratan.analytics.text import replay_text
+    from sheratan.replay.parallel import default_workers
+    from sheratan.replay.service import (
+        run_counterfactual,
+        run_counterfactual_at,
+        run_exact,
+        run_regression,
+    )
+
     if mode is None:
         raise click.UsageError("choose one of --exact, --counterfactual, --regression")
     opened = open_home(home)
@@ -2316,6 +2412,23 @@ def suite_table(document: dict[str, Any]) -> str:
         for name, figure in part.get(group, {}).items()
     }
     return bench_table({"figures": figures})
+
+
+@bench.command("cli")
+@click.option("--repeats", type=click.IntRange(min=1, max=100), default=11, show_default=True)
+@quiet_option
+@common
+def bench_cli(repeats: int, home: str | None, as_json: bool) -> None:
+    """CLI start: --help, job show, job create as whole processes against python -c pass."""
+    from sheratan.bench.cli_start import run_cli_bench
+
+    with showing() as shown:
+        report = run_cli_bench(repeats=repeats, progress=shown.say)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(bench_table(report))
+    click.echo(bench_table({"figures": report["info"]}))
 
 
 def bench_table(report: dict[str, Any]) -> str:

@@ -72,7 +72,11 @@ from sheratan.inputs import (
     check_payload,
     check_text,
 )
-from sheratan.lifecycle import cascade_cancellations, job_event, resumptions
+from sheratan.lifecycle import (
+    cascade_cancellations,
+    job_event,
+    resumptions,
+)
 from sheratan.streams import (
     account_stream,
     policy_stream,
@@ -87,9 +91,6 @@ IDEMPOTENCY_NAMESPACE = UUID("5d3c1f0e-8f0b-4c52-9a57-3c1f6a2e9b11")
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
-
-#: The reason recorded when an operator cancels a job without giving one.
-OPERATOR_CANCEL_REASON = "cancelled by an operator"
 
 #: How often an operator's command reads again after another process took a version first.
 MAX_RACES = 5

@@ -14,9 +14,6 @@ from typing import Any
 
 import msgspec
 
-from sheratan.decide.policy import load_gates
-from sheratan.packaged import schema_file
-
 #: The deepest nesting of objects and arrays a JSON input (payload, profile) may have.
 MAX_JSON_DEPTH = 32
 #: The largest JSON input (a job payload, a worker profile), in bytes of canonical JSON.
@@ -135,6 +132,8 @@ def _check_utf8(name: str, value: str) -> None:
 def known_kinds() -> tuple[str, ...]:
     """The kinds a job or worker may name: the shipped gates' allowed, not forbidden, kinds
     (read once a process: the shipped file does not change while it runs)."""
+    from sheratan.decide.policy import load_gates  # not at import: the CLI starts without it
+
     return load_gates().known_kinds
 
 
@@ -162,6 +161,8 @@ def check_payload(kind: str, payload: dict[str, Any]) -> None:
 @cache
 def _validator(kind: str) -> Any:
     import jsonschema  # slow to import: only commands that create jobs pay for it
+
+    from sheratan.packaged import schema_file
 
     resource = schema_file("kinds", f"{kind}.json")
     if not resource.is_file():

@@ -30,6 +30,9 @@ from events.jobs import (
 )
 from projections.jobs import JobState, JobsView, Status
 
+#: The reason recorded when an operator cancels a job without giving one.
+OPERATOR_CANCEL_REASON = "cancelled by an operator"
+
 TERMINAL: frozenset[Status] = frozenset({"completed", "cancelled", "quarantined"})
 
 ALLOWED_FROM: dict[type[Event], frozenset[Status]] = {

@@ -19,6 +19,7 @@ from events.decisions import DecisionMade, DecisionScored, PriorsSeeded, PriorsU
 from projections.jobs import JobsView
 from projections.priors import PriorsView
 from sheratan.analytics.session import Analytics, ReadOnlyError
+from sheratan.analytics.shapes import STATS_ROWS
 from tests.decision_helpers import decisions, events, simulated_home
 
 JOBS = 400
@@ -40,7 +41,8 @@ def test_the_log_spans_sealed_segments_and_a_tail(home) -> None:  # type: ignore
     with Analytics(home.path):
         pass
     cached = list((home.path / "analytics").glob("*.parquet"))
-    assert len(cached) == 3 * (len(segments) - 1)  # events, made, scored per sealed segment
+    # events, made, scored, heals per sealed segment
+    assert len(cached) == 4 * (len(segments) - 1)
 
 
 def test_views_count_what_a_python_fold_counts(home) -> None:  # type: ignore[no-untyped-def]
@@ -156,3 +158,16 @@ def test_sql_cli_formats_and_schema(home) -> None:  # type: ignore[no-untyped-de
     bad = runner.invoke(cli, [*base, "SELECT nope FROM events"])
     assert bad.exit_code == 2
     assert "nope" in bad.output
+
+
+def test_why_stats_rows_are_the_scored_decisions_with_or_without_the_join(home) -> None:  # type: ignore[no-untyped-def]
+    """``STATS_ROWS`` (a scored row cached with its made's columns when both are in one file,
+    joined otherwise) holds exactly the scored rows of ``decisions`` (the join), decisions
+    made in one segment and scored in a later one included."""
+    columns = "ts, intent, chosen_key, status, score, latency_ms, cost, error_code"
+    with Analytics(home.path) as analytics:
+        joined = analytics.rows(f"SELECT {columns} FROM decisions WHERE status IS NOT NULL")
+        fast = analytics.rows(f"SELECT {columns} FROM ({STATS_ROWS})")
+        apart = analytics.rows("SELECT count(*) AS n FROM base_scored WHERE made_pos IS NULL")
+    assert sorted(map(repr, fast)) == sorted(map(repr, joined))
+    assert len(fast) > 0 and apart[0]["n"] > 0  # both ways of finding the made were taken

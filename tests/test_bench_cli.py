@@ -129,6 +129,7 @@ def test_bench_analytics_reports_figures_against_anchors() -> None:
     assert report["ratios"] and all(v > 0 for v in report["ratios"].values())
     assert set(report["targets"]) == {
         "why_stats_warm_s",
+        "why_stats_process_s",
         "trace_lookup_s",
         "exact_replay_decisions_per_s",
         "counterfactual_dr_s",
@@ -245,3 +246,19 @@ def test_bench_api_refuses_bad_options_in_one_line(
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert needle in result.stderr
+
+
+def test_bench_cli_times_the_start_against_a_bare_interpreter(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "cli", "--repeats", "1", "--json", "--home", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["figures"]) == {"cli_help", "job_show", "job_create"}
+    for name, figure in report["figures"].items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["anchor"] == "python -c pass"
+        assert figure["value"] > 0 and figure["anchor_value"] > 0, name
+        assert figure["target"] is not None and figure["met"] in (True, False)
+    for figure in report["info"].values():
+        assert figure["target"] is None and figure["met"] is None

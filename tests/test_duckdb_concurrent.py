@@ -27,7 +27,7 @@ from store_helpers import (
     truncate,
 )
 
-from sheratan.analytics import CommittedLog, read_ndjson_sql
+from sheratan.analytics.reader import CommittedLog, read_ndjson_sql
 from sheratan.store import CorruptLogError
 from sheratan.store.ledger import Ledger
 

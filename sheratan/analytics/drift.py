@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sheratan.analytics.session import Analytics
+from sheratan.analytics import PH_DELTA, PH_LAMBDA
+
+if TYPE_CHECKING:  # the detector runs in the dispatcher, which has no DuckDB session
+    from sheratan.analytics.session import Analytics
 
 RATIO_LIMIT = 1.5
-PH_DELTA = 0.05
-PH_LAMBDA = 10.0
 METRICS = ("latency_ms", "cost")
 
 

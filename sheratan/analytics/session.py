@@ -40,6 +40,7 @@ from typing import Any
 
 import duckdb
 
+from sheratan.analytics import QUERY_TIMEOUT_S
 from sheratan.analytics.reader import (
     Closing,
     CommittedLog,
@@ -48,14 +49,15 @@ from sheratan.analytics.reader import (
     sql_string,
 )
 from sheratan.analytics.shapes import BASE_TABLES, VIEWS, empty_lines
-from sheratan.analytics.source import redacted_data_sql, register
+from sheratan.analytics.source import flagged_sql, redacted_data_sql, register
 from sheratan.store.files import file_digest, own_temp
 from sheratan.store.ledger import Ledger
 
 CACHE_DIR = "analytics"
-#: 2: data redacted at the source, and the source digest recorded. Files of another format
-#: are never served (an unredacted format-1 cache included).
-CACHE_FORMAT = 2
+#: 2: data redacted at the source, and the source digest recorded; 3: scored rows carry
+#: their decision.made's columns (``shapes.STATS_ROWS``), self-heal events in a file apart.
+#: Files of another format are never served (an unredacted format-1 cache included).
+CACHE_FORMAT = 3
 #: Parquet key-value metadata of a cache file.
 META_FORMAT = "sheratan_cache_format"
 META_SOURCE = "sheratan_source_sha256"
@@ -64,8 +66,8 @@ MEMORY_LIMIT = "1GB"
 #: The active segment is cached in chunks of at least this many bytes (the rest is parsed
 #: per session, so this bounds what a session parses and redacts of the tail).
 CHUNK_MIN_BYTES = 4 * 1024 * 1024
-#: Default time limit of a user's query, in seconds (``sql --timeout``).
-QUERY_TIMEOUT_S = 10.0
+#: The ledger line fields the ``events`` base table reads.
+LINE_FIELDS = "pos, ts, stream, ver, topic, data"
 #: Statement types a user may run: reads only.
 READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 
@@ -105,8 +107,11 @@ class Analytics(Closing):
         self.log = CommittedLog(self.home)
         self.con = duckdb.connect(":memory:")
         self._rebuilt: list[str] = []
+        self._redactor = False
+        #: What ``_read_facts`` read of cache files, by path.
+        self._meta: dict[str, dict[str, str]] = {}
+        self._positions: dict[str, tuple[int, int | None, int | None]] = {}
         try:
-            register(self.con)
             self.last_position = self._load(progress)
         except Exception:
             self.close()
@@ -118,6 +123,11 @@ class Analytics(Closing):
         cut, last_position = self.log.ledger.committed_cut()
         sealed = [] if self.raw else self._sealed_segments(cut)
         cached: dict[str, list[str]] = {table: [] for table in BASE_TABLES}
+        if sealed and self.cache_dir.is_dir():
+            with contextlib.suppress(duckdb.Error):  # a file not ours: each is read alone
+                self._read_facts(
+                    sorted(map(str, self.cache_dir.glob(f"*-v{CACHE_FORMAT}.*.parquet")))
+                )
         done = 0
         for path, _, last_pos in sealed:
             files = self._cached(path, last_pos)
@@ -149,11 +159,13 @@ class Analytics(Closing):
         if not self.raw:
             self._remove_stale(cached)
         lines = read_ndjson_sql(live) if live else empty_lines()
-        self.con.execute(f"CREATE TEMP TABLE tail_events AS {self._events_sql(lines)}")
+        self.con.execute(f"CREATE TEMP TABLE tail_lines AS SELECT {LINE_FIELDS} FROM {lines}")
+        self.con.execute(f"CREATE TEMP TABLE tail_events AS {self._events_sql('tail_lines')}")
+        self.con.execute("DROP TABLE tail_lines")
         for table, sql in BASE_TABLES.items():
             tail = f"tail_{table}"
             if table != "events":  # the tail's lines are parsed once, into tail_events
-                query = sql.replace("{lines}", "tail_events")
+                query = sql.replace("{lines}", "tail_events").replace("{made}", "tail_made")
                 self.con.execute(f"CREATE TEMP TABLE {tail} AS {query}")
             sources = [f"SELECT * FROM {tail}"]
             if cached[table]:
@@ -165,9 +177,25 @@ class Analytics(Closing):
         return last_position
 
     def _events_sql(self, lines: str) -> str:
-        """The ``events`` base table over ``lines``: data redacted, unless the session is raw."""
-        data = "data" if self.raw else redacted_data_sql("data")
+        """The ``events`` base table over ``lines``: data redacted, unless the session is raw
+        (or no line of ``lines`` may hold anything to redact: then ``data`` is the same)."""
+        data = "data" if self.raw or not self._needs_redactor(lines) else redacted_data_sql()
         return BASE_TABLES["events"].replace("{data}", data).replace("{lines}", lines)
+
+    def _needs_redactor(self, lines: str) -> bool:
+        """Whether a line of ``lines`` may need the redactor, which is registered if so: a
+        warm session whose tail holds no such line never loads it (nor numpy with it)."""
+        if not self._redactor:
+            query = f"SELECT bool_or({flagged_sql()}) FROM {lines}"
+            if not self.con.execute(query).fetchall()[0][0]:
+                return False
+            self._register_redactor()
+        return True
+
+    def _register_redactor(self) -> None:
+        if not self._redactor:
+            register(self.con)
+            self._redactor = True
 
     def _sealed_segments(self, cut: list[tuple[Path, int]]) -> list[tuple[Path, int, int]]:
         """(path, committed size, last position) of every sealed segment, in order."""
@@ -241,36 +269,55 @@ class Analytics(Closing):
 
         Their metadata must name the format and the digest, and the events file must hold
         gapless positions from ``first`` on (which a file of made-up rows does not)."""
-        try:
-            for file in files.values():
-                meta = dict(
-                    self.con.execute(
-                        "SELECT decode(key), decode(value) FROM parquet_kv_metadata(?)",
-                        [str(file)],
-                    ).fetchall()
-                )
-                if meta.get(META_FORMAT) != str(CACHE_FORMAT) or meta.get(META_SOURCE) != digest:
-                    return None
-            count, low, high = self.con.execute(
-                "SELECT count(*), min(pos), max(pos) FROM read_parquet(?)", [str(files["events"])]
-            ).fetchone() or (0, None, None)
-        except duckdb.Error:
-            return None  # garbage: not a Parquet file, or not ours
+        names = [str(file) for file in files.values()]
+        events = str(files["events"])
+        if events not in self._positions or not all(n in self._meta for n in names):
+            try:
+                self._read_facts(names)
+            except duckdb.Error:
+                return None  # garbage: not a Parquet file, or not ours
+        for name in names:
+            meta = self._meta.get(name, {})
+            if meta.get(META_FORMAT) != str(CACHE_FORMAT) or meta.get(META_SOURCE) != digest:
+                return None
+        count, low, high = self._positions.get(events, (0, None, None))
         if low != first or high is None or count != high - first + 1:
             return None
         return int(high)
 
+    def _read_facts(self, files: list[str]) -> None:
+        """The key-value metadata of ``files`` and the positions their events files hold
+        (count, first, last), into ``_meta`` and ``_positions``: two queries for any number
+        of files, so a warm session checks every cached segment at once (``_load``)."""
+        rows = self.con.execute(
+            "SELECT file_name, decode(key), decode(value) FROM parquet_kv_metadata(?)", [files]
+        ).fetchall()
+        events = [f for f in files if f.endswith(".events.parquet")]
+        spans = self.con.execute(
+            "SELECT filename, count(*), min(pos), max(pos) "
+            "FROM read_parquet(?, filename = true) GROUP BY filename",
+            [events],
+        ).fetchall()
+        for name, key, value in rows:
+            self._meta.setdefault(name, {})[key] = value
+        for name, count, low, high in spans:
+            self._positions[name] = (count, low, high)
+
     def _build(self, source: Path, digest: str, files: dict[str, Path]) -> None:
         """Parse a JSONL file once (data redacted) into one Parquet file per base table."""
         metadata = f"KV_METADATA {{{META_FORMAT}: '{CACHE_FORMAT}', {META_SOURCE}: '{digest}'}}"
+        self._register_redactor()  # a whole segment: not worth a scan to find it needs none
         try:
             events_sql = self._events_sql(read_ndjson_sql([str(source)]))
             self.con.execute(f"CREATE TEMP TABLE segment_events AS {events_sql}")
             for table, sql in BASE_TABLES.items():
                 partial = own_temp(files[table])
-                query = sql.replace("{lines}", "segment_events")
+                query = sql.replace("{lines}", "segment_events").replace("{made}", "segment_made")
                 if table == "events":
                     query = "SELECT * FROM segment_events"
+                elif table == "made":  # kept: the scored rows take their made's columns from it
+                    self.con.execute(f"CREATE TEMP TABLE segment_made AS {query}")
+                    query = "SELECT * FROM segment_made"
                 self.con.execute(
                     f"COPY ({query}) TO {sql_string(str(partial))} "
                     f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000, {metadata})"
@@ -278,6 +325,7 @@ class Analytics(Closing):
                 os.replace(partial, files[table])
         finally:
             self.con.execute("DROP TABLE IF EXISTS segment_events")
+            self.con.execute("DROP TABLE IF EXISTS segment_made")
 
     def _remove_stale(self, cached: dict[str, list[str]]) -> None:
         """Other files of a sealed and cached segment go: its chunks from when it was active,

@@ -110,15 +110,42 @@ BASE_TABLES: dict[str, str] = {
         FROM (SELECT pos, ts, stream, from_json(data, {_structure(_MADE)}) AS d
               FROM {{lines}} WHERE topic = 'decision.made')
     """,
+    # A scored row carries its decision.made's columns when the made is among the same lines
+    # ({made}: that made table; a segment's, a chunk's or the tail's), so ``why stats`` joins
+    # only the few others (``STATS_ROWS``).
     "scored": f"""
-        SELECT pos, ts, stream AS node_id, d.status, d.score, d.metrics.latency_ms AS latency_ms,
-               d.metrics.cost AS cost, d.metrics.retries AS retries, d.metrics.risk AS risk,
-               d.metrics.quality AS quality, d.error.code AS error_code,
-               d.error.message AS error_message, d.breakdown, d.artifacts
-        FROM (SELECT pos, ts, stream, from_json(data, {_structure(_SCORED)}) AS d
-              FROM {{lines}} WHERE topic = 'decision.scored')
+        SELECT s.*, m.pos AS made_pos, m.ts AS made_ts, m.intent AS made_intent,
+               m.chosen_key AS made_chosen_key
+        FROM (
+            SELECT pos, ts, stream AS node_id, d.status, d.score,
+                   d.metrics.latency_ms AS latency_ms, d.metrics.cost AS cost,
+                   d.metrics.retries AS retries, d.metrics.risk AS risk,
+                   d.metrics.quality AS quality, d.error.code AS error_code,
+                   d.error.message AS error_message, d.breakdown, d.artifacts
+            FROM (SELECT pos, ts, stream, from_json(data, {_structure(_SCORED)}) AS d
+                  FROM {{lines}} WHERE topic = 'decision.scored')
+        ) s
+        LEFT JOIN (SELECT node_id, pos, ts, intent, chosen_key FROM {{made}}) m USING (node_id)
+    """,
+    # The few self-heal events apart, so ``self_heals`` (in every ``why stats``) does not read
+    # the data of every event.
+    "heals": """
+        SELECT pos, ts, topic, data FROM {lines}
+        WHERE topic IN ('self_heal.taken', 'self_heal.resolved')
     """,
 }
+
+#: The scored decisions (with their decision.made's intent, action and time) that ``why
+#: stats`` counts: the rows of ``decisions`` with a status, without joining on the text node
+#: id but for scored rows whose made was cached apart (a decision scored in a later segment).
+STATS_ROWS = """
+    SELECT made_ts AS ts, made_intent AS intent, made_chosen_key AS chosen_key, status, score,
+           latency_ms, cost, error_code
+    FROM base_scored WHERE made_pos IS NOT NULL
+    UNION ALL
+    SELECT m.ts, m.intent, m.chosen_key, s.status, s.score, s.latency_ms, s.cost, s.error_code
+    FROM base_scored s JOIN base_made m USING (node_id) WHERE s.made_pos IS NULL
+"""
 
 
 def empty_lines() -> str:
@@ -218,9 +245,9 @@ VIEWS: dict[str, str] = {
     """,
     "self_heals": """
         WITH taken AS (
-            SELECT pos, ts, data FROM base_events WHERE topic = 'self_heal.taken'
+            SELECT pos, ts, data FROM base_heals WHERE topic = 'self_heal.taken'
         ), resolved AS (
-            SELECT pos, ts, data FROM base_events WHERE topic = 'self_heal.resolved'
+            SELECT pos, ts, data FROM base_heals WHERE topic = 'self_heal.resolved'
         )
         SELECT t.data->>'heal_id' AS heal_id, t.pos, t.ts, t.data->>'namespace' AS namespace,
                t.data->>'trigger' AS trigger, t.data->>'action' AS action,

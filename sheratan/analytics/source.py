@@ -26,13 +26,19 @@ UDF = "sheratan_redact_source"
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
-    """Make ``UDF`` known to ``con`` (before its configuration is locked)."""
+    """Make ``UDF`` known to ``con`` (before its configuration is locked). DuckDB imports
+    numpy for a Python function (0.1-0.3 s), so a session registers it only when some line
+    needs it (``flagged_sql``)."""
     con.create_function(UDF, redact_source, [VARCHAR], VARCHAR, side_effects=False)
+
+
+def flagged_sql(column: str = "data") -> str:
+    """A SQL condition: ``column`` may hold something the redactor changes (a superset)."""
+    structure = sql_string(structure_sql_pattern())
+    hint = sql_string(source_hint())
+    return f"regexp_matches(regexp_replace({column}, {structure}, '', 'g'), {hint})"
 
 
 def redacted_data_sql(column: str = "data") -> str:
     """A SQL expression: ``column`` (JSON text of an event's data) with its secrets hidden."""
-    structure = sql_string(structure_sql_pattern())
-    hint = sql_string(source_hint())
-    flagged = f"regexp_matches(regexp_replace({column}, {structure}, '', 'g'), {hint})"
-    return f"CASE WHEN {flagged} THEN {UDF}({column})::JSON ELSE {column} END"
+    return f"CASE WHEN {flagged_sql(column)} THEN {UDF}({column})::JSON ELSE {column} END"

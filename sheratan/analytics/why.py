@@ -14,8 +14,10 @@ from typing import Any
 
 import msgspec
 
-from sheratan.analytics.drift import PH_DELTA, PH_LAMBDA, drift_report
+from sheratan.analytics import PH_DELTA, PH_LAMBDA
+from sheratan.analytics.drift import drift_report
 from sheratan.analytics.session import Analytics
+from sheratan.analytics.shapes import STATS_ROWS
 from sheratan.decide.trace import iso_utc
 from sheratan.reveal import shown
 
@@ -298,7 +300,7 @@ class Why:
         measures = STATS_MEASURES
         self.an.con.execute(
             f"CREATE OR REPLACE TEMP TABLE stats_rows AS SELECT intent, chosen_key, status, "
-            f"score, latency_ms, cost, error_code FROM decisions WHERE {where}",
+            f"score, latency_ms, cost, error_code FROM ({STATS_ROWS}) WHERE {where}",
             params,
         )
         total = self.an.rows(f"SELECT {measures} FROM stats_rows")[0]

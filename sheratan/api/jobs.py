@@ -24,7 +24,6 @@ from projections.jobs import JobState, Status
 from sheratan.accounts import parse_amount
 from sheratan.api.paging import Cursor, Limit, page
 from sheratan.api.routing import Rule, home_of, problems
-from sheratan.app import OPERATOR_CANCEL_REASON
 from sheratan.inputs import (
     MAX_DEPENDENCIES,
     MAX_DESCRIPTION_CHARS,
@@ -32,6 +31,7 @@ from sheratan.inputs import (
     MAX_RETRIES,
     MAX_TIMEOUT_SECONDS,
 )
+from sheratan.lifecycle import OPERATOR_CANCEL_REASON
 from sheratan.reveal import shown
 from sheratan.views import JOBS
 

@@ -113,8 +113,15 @@ def _api(shown: Progress, quick: bool) -> dict[str, Any]:
     )
 
 
+def _cli(shown: Progress, quick: bool) -> dict[str, Any]:
+    from sheratan.bench.cli_start import run_cli_bench
+
+    return run_cli_bench(repeats=3 if quick else 11, progress=shown.say)
+
+
 #: Every bench of ``bench all``, in the order they run: one line per bench.
 BENCHES: tuple[Bench, ...] = (
+    Bench("cli", _cli, "CLI start: --help, job show, job create against python -c pass"),
     Bench("store", _store, "the ledger against SQLite, raw msgspec lines and bare fsync"),
     Bench("decide", _decide, "a dispatch decision's CPU and simulate's jobs/s"),
     Bench("analytics", _analytics, "why stats, trace, exact replay, counterfactual"),

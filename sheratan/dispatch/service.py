@@ -31,6 +31,7 @@ from sheratan.decide.policy import (
     load_scoring,
 )
 from sheratan.decide.selection import SelectionPolicy
+from sheratan.dispatch import DEFAULT_NAME, SIMULATION
 from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
 from sheratan.dispatch.gating import SystemPolicy, load_system_policy
@@ -61,10 +62,6 @@ from sheratan.workers.simulated import SimulatedTransport, WorkerProfile
 from sheratan.workers.webrelay import WebRelay
 
 BUILD_ID = "sheratan-0.1.0"
-#: The namespace of every simulated job and worker ("" is real work).
-SIMULATION = "simulation"
-#: The tracking name of a dispatcher not given one (``dispatcher:dispatch``).
-DEFAULT_NAME = "dispatch"
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from sheratan.replay import ESTIMATORS
+
 Floats = NDArray[np.float64]
 Indices = NDArray[np.intp]
 
-ESTIMATORS = ("dm", "ips", "snips", "dr")
 #: Every row of the logged and target policies is a distribution: it sums to 1 within this.
 ROW_SUM_TOLERANCE = 1e-6
 #: A bootstrap interval from a single decision is no interval at all.

@@ -48,6 +48,7 @@ from sheratan.inputs import InvalidInputError, check_kinds
 from sheratan.recording import LogSource, Recorder, ViewsDivergedError, WallClock
 from sheratan.store.wake import Waker
 from sheratan.views import JOBS
+from sheratan.workers import DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S
 from sheratan.workers.local import LocalTransport
 from sheratan.workers.outcome import Outcome, run_attempt
 from sheratan.workers.report import (
@@ -65,8 +66,6 @@ DAEMON_KINDS = frozenset({"noop", "file_read", "file_write", "patch_apply"})
 MAX_CONCURRENCY = MAX_RUNNING
 #: The highest price per attempt a daemon may ask (units of account).
 MAX_PRICE = 1e9
-DEFAULT_HEARTBEAT_S = 5.0
-DEFAULT_GRACE_S = 30.0
 #: Saves in a row that may lose a version race before a step waits for the next loop.
 MAX_RACES_PER_STEP = 8
 
