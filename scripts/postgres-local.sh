@@ -13,6 +13,7 @@
 # `postgres` (Debian's package makes it; created here if missing). The superuser is
 # `sheratan` with a random password, which the DSN carries (the folder is 0700).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # runuser, useradd
 
 dir="${SHERATAN_PG_DIR:-${TMPDIR:-/tmp}/sheratan-postgres-$(id -u)}"
 data="$dir/data"
