@@ -138,6 +138,10 @@ def common(command: F) -> F:
     def with_group_options(*args: Any, home: str | None, as_json: bool, **kwargs: Any) -> Any:
         before = click.get_current_context().find_root().params
         home = home if home is not None else before.get("home")
+        from sheratan.home import resolve_home
+        from sheratan.postgres.support import refuse_unsupported
+
+        refuse_unsupported(resolve_home(home), click.get_current_context().command_path)
         return command(*args, home=home, as_json=as_json or before.get("as_json"), **kwargs)
 
     return _json_option(_home_option(cast(F, with_group_options)))
@@ -265,13 +269,27 @@ def cli(home: str | None, as_json: bool, quiet: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--store",
+    type=click.Choice(["embedded", "postgres"]),
+    default="embedded",
+    show_default=True,
+    help="Where the log lives: the home's JSONL files, or PostgreSQL (docs/postgres.md).",
+)
+@click.option(
+    "--dsn",
+    default=None,
+    help="With --store postgres: postgresql://USER[:PASSWORD]@HOST:PORT/DB (default "
+    "$SHERATAN_DSN); a password is kept in a 0600 file beside the marker, never in it.",
+)
 @common
-def init(home: str | None, as_json: bool) -> None:
+def init(store: str, dsn: str | None, home: str | None, as_json: bool) -> None:
     """Create a home (idempotent)."""
     from sheratan.home import init_home, resolve_home
+    from sheratan.postgres.target import store_target
 
     path = resolve_home(home)
-    created = init_home(path)
+    created = init_home(path, *store_target(store, dsn))
     if as_json:
         emit_json({"home": str(path), "created": created})
     else:

@@ -1,0 +1,58 @@
+"""Which commands run on a PostgreSQL home now, and the one line for those that do not yet.
+
+The commands below read and write through the application and the views folded from the
+database (``sheratan.postgres.log``). The others need what only the embedded store has so
+far: the hash-chained JSONL files (why, replay, audit, sql read them with DuckDB), the
+ledger's followers and tracking files (dispatch, workers, serve). The exporter and several
+dispatchers on one database (issue 13, docs/postgres.md) bring them; each then joins
+``SUPPORTED``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sheratan.home import MARKER, read_marker
+from sheratan.inputs import InvalidInputError
+
+#: Command paths (after ``sheratan``) that work on a PostgreSQL home, each with a test.
+SUPPORTED = frozenset(
+    {
+        "init",
+        "mission create",
+        "mission list",
+        "mission show",
+        "task create",
+        "task list",
+        "job create",
+        "job show",
+        "job list",
+        "events tail",
+    }
+)
+
+
+class NotOnPostgresError(InvalidInputError):
+    """A command that needs the embedded store's files, asked of a PostgreSQL home."""
+
+
+def refuse_unsupported(home: Path, command_path: str) -> None:
+    """Before a command runs: on a PostgreSQL home, refuse it unless it runs there.
+    ``command_path`` is click's (``sheratan job list``); a folder that is no home yet is
+    left to the command (``init`` makes one, the others say there is none)."""
+    if not (home / MARKER).exists() or read_marker(home).postgres is None:
+        return
+    check_supported(command_path.split(" ", 1)[1] if " " in command_path else command_path)
+
+
+def check_supported(command: str) -> None:
+    """Refuse ``command`` (its path after ``sheratan``) on a PostgreSQL home unless it runs
+    there; the message names what it waits for."""
+    if command in SUPPORTED:
+        return
+    msg = (
+        f"`sheratan {command}` does not run on a PostgreSQL home yet: views, why, replay, "
+        "audit and sql need the JSONL exporter, dispatch and workers several dispatchers on "
+        "one database (issue 13; docs/postgres.md lists what runs now)"
+    )
+    raise NotOnPostgresError(msg)
