@@ -3,25 +3,14 @@ answers and messages (issue 11 over the API of issue 10)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
+import test_api_jobs
 from api_helpers import Server
 from cli_helpers import as_json, log_digest
-from test_api_jobs import ROOMY, problem, serve_with
+from test_api_jobs import problem
 
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    yield from serve_with(tmp_path, ROOMY)
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
+#: The API tests' server (roomy write limits) and client fixtures.
+server, api = test_api_jobs.server, test_api_jobs.api
 
 
 def test_accounts_open_credit_show_list_and_history_as_the_cli(

@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from events.system import SystemStateName
+from projections.system import Alarm
 from sheratan import system_report
 from sheratan.api.routing import Rule, home_of, problems
 from sheratan.dispatch.service import SIMULATION
@@ -38,15 +39,6 @@ class SystemStateOut(msgspec.Struct, kw_only=True):
     reason: str
     cause: str
     version: int
-
-
-class Alarm(msgspec.Struct, kw_only=True):
-    rule: str
-    severity: str
-    value: float
-    threshold: float
-    detail: str
-    raised_at: datetime
 
 
 class SystemReport(SystemStateOut, kw_only=True):

@@ -218,23 +218,28 @@ class History:
                 step = self._score(position, event, position >= check_from)  # type: ignore[arg-type]
                 if step is not None and (wanted is None or wanted(step.made)):
                     yield step
-            elif kind is PriorsUpdated or kind is PriorsSeeded:
-                self._prior(position, event)
-            elif kind is PolicyRecorded:
-                recorded: PolicyRecorded = event  # type: ignore[assignment]
-                self.policies[recorded.policy_id] = PolicySnapshot.from_plain(
-                    recorded.scoring, recorded.gates, recorded.workspace
-                )
             else:
-                for view in routes.get(kind, ()):
-                    view.apply(position, event)
-                if kind is BaselineUpdated:
-                    for baselines in self.baselines.values():
-                        baselines.apply(position, event)
+                self._fold_state(position, event, routes)
             if progress is not None and count % PROGRESS_EVERY == 0:
                 progress(position)
         if progress is not None:
             progress(last)
+
+    def _fold_state(self, position: int, event: Any, routes: dict[type[Event], list[Any]]) -> None:
+        """Fold an event that is neither a decision nor its score: priors, policies, views."""
+        kind = type(event)
+        if kind is PriorsUpdated or kind is PriorsSeeded:
+            self._prior(position, event)
+        elif kind is PolicyRecorded:
+            self.policies[event.policy_id] = PolicySnapshot.from_plain(
+                event.scoring, event.gates, event.workspace
+            )
+        else:
+            for view in routes.get(kind, ()):
+                view.apply(position, event)
+            if kind is BaselineUpdated:
+                for baselines in self.baselines.values():
+                    baselines.apply(position, event)
 
     def _fold_prefix(self, last: int, progress: Callable[[int], None] | None) -> int:
         """Fold positions 1..``last``, where nothing is checked; the next position to read.
@@ -256,19 +261,8 @@ class History:
                 opened = waiting.pop(event.originator_id, None)
                 if opened is not None:
                     self._fold_score(opened[1], event)  # type: ignore[arg-type]
-            elif kind is PriorsUpdated or kind is PriorsSeeded:
-                self._prior(position, event)
-            elif kind is PolicyRecorded:
-                recorded: PolicyRecorded = event  # type: ignore[assignment]
-                self.policies[recorded.policy_id] = PolicySnapshot.from_plain(
-                    recorded.scoring, recorded.gates, recorded.workspace
-                )
             else:
-                for view in routes.get(kind, ()):
-                    view.apply(position, event)
-                if kind is BaselineUpdated:
-                    for baselines in self.baselines.values():
-                        baselines.apply(position, event)
+                self._fold_state(position, event, routes)
             if progress is not None and position % PROGRESS_EVERY == 0:
                 progress(position)
         positions = sorted(position for position, _ in waiting.values())

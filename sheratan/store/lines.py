@@ -194,8 +194,9 @@ def encode_save(
     """Append the lines of one save (positions ``pos + 1`` on) to ``parts`` and their lengths
     to ``lengths``; return the chain head after them.
 
-    Byte for byte what ``encode_line`` gives line by line (``trk`` on the save's last line),
-    in one call per save: the per-line work is one ``%`` format, one sha256 and one concat.
+    Byte for byte what formatting and hashing each line on its own gives (``trk`` on the
+    save's last line), in one call per save: the per-line work is one ``%`` format, one
+    sha256 and one concat (tests/test_store_lines.py holds the per-line path it replaced).
     """
     end = pos + len(events)
     body_format = _BODY
@@ -220,26 +221,6 @@ def encode_save(
         parts.append(line)
         lengths.append(len(line))
     return digest
-
-
-def encode_line(
-    event: Prepared, *, pos: int, ts: bytes, end: int, prev: bytes, trk: Trk | None = None
-) -> tuple[bytes, bytes]:
-    """One line (newline included) and its hash, both ASCII bytes."""
-    trk_field = b',"trk":' + _json(trk) if trk is not None else b""
-    body = _BODY % (
-        pos,
-        ts,
-        event.stream_json,
-        event.ver,
-        event.topic_json,
-        event.state_field,
-        trk_field,
-        end,
-        prev,
-    )
-    digest = hexlify(sha256(prev + body).digest())
-    return body[:-1] + b',"hash":"' + digest + b'"}\n', digest
 
 
 _json = msgspec.json.Encoder().encode
