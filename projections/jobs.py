@@ -287,6 +287,8 @@ class JobsView:
         waiting = [job for job in self.jobs.values() if job.status == "queued"]
         for job in sorted(waiting, key=lambda job: (job.queued_at, str(job.id))):
             self._queued[PRIORITY_RANK[job.priority]][job.id] = None
+        #: Queued jobs per namespace (real work "", the simulations'): the queue-depth rule's.
+        self._queued_in: Counter[str] = Counter(job.namespace for job in waiting)
 
     def apply(self, position: int, event: Event) -> None:
         """Fold the event at ``position``; events of other kinds only advance the position."""
@@ -300,8 +302,10 @@ class JobsView:
             was_queued = before is not None and before.status == "queued"
             if was_queued and after.status != "queued":
                 del self._queued[PRIORITY_RANK[after.priority]][job_id]
+                self._queued_in[after.namespace] -= 1
             elif after.status == "queued" and not was_queued:
                 self._queued[PRIORITY_RANK[after.priority]][job_id] = None
+                self._queued_in[after.namespace] += 1
             if after.status in LEASED:
                 self.leased[job_id] = None
             elif before is not None and before.status in LEASED:
@@ -316,9 +320,11 @@ class JobsView:
         """Queued jobs in dispatch order: by priority, then first queued first."""
         return [self.jobs[job_id] for level in self._queued for job_id in level]
 
-    def queue_depth(self) -> int:
-        """How many jobs are queued, of every namespace (O(1))."""
-        return sum(len(level) for level in self._queued)
+    def queue_depth(self, namespace: str | None = None) -> int:
+        """How many jobs are queued, of ``namespace`` or of every namespace (O(1))."""
+        if namespace is None:
+            return sum(len(level) for level in self._queued)
+        return self._queued_in[namespace]
 
     def queued(self) -> Iterator[JobState]:
         """The queue, lazily: stop early without building the whole list.

@@ -49,10 +49,15 @@ def test_the_queue_view_counts_what_the_jobs_view_holds(script: list, cut: float
         tasks = (None, home.app.create_task(mission, "t"))
         _run(home, script[: int(len(script) * cut)], jobs=4, tasks=tasks)
         home.views.current(QUEUE)  # saved part-way
+        home.views.current(JOBS)
         _run(home, script[int(len(script) * cut) :], jobs=3, tasks=tasks)
         queue = home.views.current(QUEUE)
         jobs = home.views.rebuild(JOBS).jobs.values()
         assert queue.waiting_count() == sum(job.status in WAITING for job in jobs)
+        queued = sum(job.status == "queued" for job in jobs)
+        resumed = home.views.current(JOBS)
+        assert resumed.queue_depth() == resumed.queue_depth("") == queued
+        assert resumed.queue_depth("simulation") == 0
         in_flight = Counter(
             f"mission:{job.mission_id}"
             for job in jobs

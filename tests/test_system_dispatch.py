@@ -344,6 +344,19 @@ def test_a_full_queue_degrades_until_it_drains(tmp_path: Path) -> None:
     assert history[0]["detail"] == "6 job(s) queued" and history[0]["threshold"] == 3
 
 
+def test_the_queue_depth_rule_counts_only_its_own_namespace(tmp_path: Path) -> None:
+    """Real work waiting (no worker runs its kind) does not fill the simulations' queue."""
+    home = tmp_path / "home"
+    invoke(home, "init")
+    for _ in range(5):
+        invoke(home, "job", "create", "noop")
+    mine = tmp_path / "system.json"
+    mine.write_text(json.dumps({"rules": {"queue_depth": {"raise_above": 3, "clear_below": 0}}}))
+    steady = workers_file(tmp_path / "steady.json", STEADY)
+    as_json(home, "simulate", "--workers", str(steady), "--jobs", "2", "--system", str(mine))
+    assert as_json(home, "system", "history", "--simulation") == []
+
+
 def test_a_latency_shift_raises_a_drift_alarm_that_clears_once_it_settles(tmp_path: Path) -> None:
     """Page-Hinkley (the detector of ``why drift``) on the attempts' latency: the work moves
     from a fast worker to a ten times slower one."""

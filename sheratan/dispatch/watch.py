@@ -108,7 +108,7 @@ class Watch:
             yield "silent_workers", silent.severity, reading, silent.raise_above, silent.clear_below
         depth = rules.queue_depth
         if depth.enabled:
-            queued = self.context.views.jobs.queue_depth()
+            queued = self.context.views.jobs.queue_depth(self.context.namespace)
             reading = Reading(queued, f"{queued} job(s) queued")
             yield "queue_depth", depth.severity, reading, depth.raise_above, depth.clear_below
         drift = rules.drift
