@@ -2094,10 +2094,7 @@ def bench_store(
             process_jobs=process_jobs,
             progress=shown.say,
         )
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(bench_table(report))
+    echo_bench(report, as_json)
 
 
 @bench.command("decide")
@@ -2128,10 +2125,7 @@ def bench_decide(
             replay_jobs=replay_jobs,
             progress=shown.say,
         )
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(bench_table(report))
+    echo_bench(report, as_json)
 
 
 @bench.command("analytics")
@@ -2185,16 +2179,14 @@ def bench_analytics(
             resamples=resamples,
             progress=shown,
         )
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(
+    echo_bench(
+        report,
+        as_json,
         f"{report['decision_events']:,} decision events, {report['events']:,} events; "
         f"session open cold {report['session_open_cold_s']:.2f} s, "
         f"warm {report['session_open_warm_s']:.3f} s; "
-        f"why stats in a fresh process {report['why_stats_process_s']:.2f} s"
+        f"why stats in a fresh process {report['why_stats_process_s']:.2f} s",
     )
-    click.echo(bench_table(report))
 
 
 @bench.command("audit")
@@ -2214,12 +2206,7 @@ def bench_audit(events: int, quick: bool, home: str | None, as_json: bool) -> No
 
     with showing() as shown:
         report = run_audit_bench(events=50_000 if quick else events, progress=shown.say)
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(f"{report['events']:,} events, {report['log_bytes'] / 1e6:,.1f} MB")
-    click.echo(bench_table(report))
-    click.echo(bench_table({"figures": report["info"]}))
+    echo_bench(report, as_json, f"{report['events']:,} events, {report['log_bytes'] / 1e6:,.1f} MB")
 
 
 @bench.command("accounts")
@@ -2246,12 +2233,7 @@ def bench_accounts(events: int, simulate_jobs: int, home: str | None, as_json: b
 
     with showing() as shown:
         report = run_accounts_bench(events=events, simulate_jobs=simulate_jobs, progress=shown.say)
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(f"{report['events']:,} events")
-    click.echo(bench_table(report))
-    click.echo(bench_table({"figures": report["info"]}))
+    echo_bench(report, as_json, f"{report['events']:,} events")
 
 
 @bench.command("runtime")
@@ -2278,10 +2260,7 @@ def bench_runtime(samples: int, jobs: int, home: str | None, as_json: bool) -> N
 
     with showing() as shown:
         report = run_runtime_bench(samples=samples, jobs=jobs, progress=shown.say)
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(bench_table(report))
+    echo_bench(report, as_json)
 
 
 @bench.command("api")
@@ -2344,12 +2323,7 @@ def bench_api(
             only=frozenset(only or GROUPS),
             progress=shown.say,
         )
-    if as_json:
-        emit_json(report)
-        return
-    click.echo(bench_table(report))
-    for name, why_not in report["skipped"].items():
-        click.echo(f"skipped {name}: {why_not}")
+    echo_bench(report, as_json)
 
 
 @bench.command("all")
@@ -2442,11 +2416,22 @@ def bench_cli(repeats: int, home: str | None, as_json: bool) -> None:
 
     with showing() as shown:
         report = run_cli_bench(repeats=repeats, progress=shown.say)
+    echo_bench(report, as_json)
+
+
+def echo_bench(report: dict[str, Any], as_json: bool, heading: str = "") -> None:
+    """A bench's report: its JSON, or the heading, its figures and its info figures as
+    tables (figures against their anchors, ratios, targets) and the figures it skipped."""
     if as_json:
         emit_json(report)
         return
+    if heading:
+        click.echo(heading)
     click.echo(bench_table(report))
-    click.echo(bench_table({"figures": report["info"]}))
+    if report.get("info"):
+        click.echo(bench_table({"figures": report["info"]}))
+    for name, why_not in report.get("skipped", {}).items():
+        click.echo(f"skipped {name}: {why_not}")
 
 
 def bench_table(report: dict[str, Any]) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from events import Event
 from events.decisions import DecisionMade, DecisionScored
-from sheratan.dispatch.service import EngineConfig, simulate
+from sheratan.dispatch.runner import Runner
+from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher, simulate
 from sheratan.home import Home, init_home
+from sheratan.recording import Ids, VirtualClock
 from sheratan.views import EventReader
 from sheratan.workers.simulated import load_profiles
 
@@ -37,3 +41,20 @@ def decisions(home: Home) -> list[tuple[DecisionMade, DecisionScored | None]]:
         elif isinstance(event, DecisionScored):
             scored[event.originator_id] = event
     return [(m, scored.get(node)) for node, m in made.items()]
+
+
+def dispatch_under_unrecorded_budget(home: Home, jobs: int) -> None:
+    """Dispatch ``jobs`` simulated jobs under a budget the log does not record (the expensive
+    worker, which costs 8, is gated by it): decisions replay cannot re-run alike (major drift)."""
+    for i in range(jobs):
+        home.app.create_job("llm_call", {"prompt": f"budgeted {i}"}, namespace=SIMULATION)
+    dispatcher = build_dispatcher(
+        home,
+        EngineConfig.load(seed=2),
+        clock=VirtualClock(datetime.now(UTC)),
+        ids=Ids(seed="budget"),
+        outcomes_rng=random.Random(2),
+        namespace=SIMULATION,
+    )
+    dispatcher.constraints = {"budget_remaining": 5.0}
+    Runner(dispatcher).drain()

@@ -191,30 +191,19 @@ def test_a_cancelled_attempt_releases_its_hold_and_a_second_settle_is_refused(
         2,
     )
 
-    stream = UUID(closing["stream"])
+    closed: dict[str, Any] = {
+        "originator_id": UUID(closing["stream"]),
+        "originator_version": 2,
+        "timestamp": NOW,
+        "account_id": "acme",
+        "job_id": UUID(leased),
+        "attempt": 1,
+    }
     opened = Home.open(home)
     try:
         for second in (
-            AccountSettled(
-                originator_id=stream,
-                originator_version=2,
-                timestamp=NOW,
-                account_id="acme",
-                job_id=UUID(leased),
-                attempt=1,
-                cost_micros=1,
-                released_micros=0,
-            ),
-            AccountReleased(
-                originator_id=stream,
-                originator_version=2,
-                timestamp=NOW,
-                account_id="acme",
-                job_id=UUID(leased),
-                attempt=1,
-                amount_micros=1,
-                why="again",
-            ),
+            AccountSettled(**closed, cost_micros=1, released_micros=0),
+            AccountReleased(**closed, amount_micros=1, why="again"),
         ):
             with pytest.raises(IntegrityError):
                 opened.app.save(second)

@@ -7,9 +7,7 @@ estimates are held to separate on-policy runs, the issue's acceptance.
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,17 @@ from cli import cli
 from events.decisions import GateResult
 from events.policy import ReplayRun
 from sheratan.decide.engine import output_hash
-from sheratan.dispatch.runner import Runner
-from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher
 from sheratan.home import Home, init_home
-from sheratan.recording import Ids, VirtualClock
 from sheratan.replay.exact import compare
 from tests.cli_helpers import refused
-from tests.decision_helpers import EXAMPLE_WORKERS, ROOT, decisions, events, simulated_home
+from tests.decision_helpers import (
+    EXAMPLE_WORKERS,
+    ROOT,
+    decisions,
+    dispatch_under_unrecorded_budget,
+    events,
+    simulated_home,
+)
 
 WORKERS = ("fast-cheap", "slow-reliable", "expensive-quality")
 FIXED = {
@@ -153,18 +155,7 @@ def test_every_replay_run_is_recorded(weighted_log: Path) -> None:
 def test_a_decision_input_replay_cannot_see_is_major_drift(tmp_path: Path) -> None:
     """Constraints given to the dispatcher but recorded nowhere change a gate: major."""
     home, _ = simulated_home(tmp_path / "home", 20, seed=1)
-    for i in range(10):
-        home.app.create_job("llm_call", {"prompt": f"budgeted {i}"}, namespace=SIMULATION)
-    dispatcher = build_dispatcher(
-        home,
-        EngineConfig.load(seed=2),
-        clock=VirtualClock(datetime.now(UTC)),
-        ids=Ids(seed="budget"),
-        outcomes_rng=random.Random(2),
-        namespace=SIMULATION,
-    )
-    dispatcher.constraints = {"budget_remaining": 5.0}  # expensive-quality costs 8
-    Runner(dispatcher).drain()
+    dispatch_under_unrecorded_budget(home, 10)
     home.close()
     code, output = run("replay", "--home", str(tmp_path / "home"), "--exact", "--json")
     report = json.loads(output)

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sheratan.dispatch.runner import Runner
-from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher, simulate
+from sheratan.dispatch.service import SIMULATION, EngineConfig, simulate
 from sheratan.home import Home, init_home
-from sheratan.recording import Ids, VirtualClock
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
 from sheratan.replay.parallel import plan, replay_exact_ranges
 from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 from tests.cli_helpers import invoke, refused
-from tests.decision_helpers import simulated_home
+from tests.decision_helpers import dispatch_under_unrecorded_budget, simulated_home
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +26,7 @@ def drifting_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     drift), then more simulated decisions: findings in the middle of the log."""
     path = tmp_path_factory.mktemp("parallel") / "home"
     home, _ = simulated_home(path, 150, seed=1)
-    for i in range(8):
-        home.app.create_job("llm_call", {"prompt": f"budgeted {i}"}, namespace=SIMULATION)
-    dispatcher = build_dispatcher(
-        home,
-        EngineConfig.load(seed=2),
-        clock=VirtualClock(datetime.now(UTC)),
-        ids=Ids(seed="budget"),
-        outcomes_rng=random.Random(2),
-        namespace=SIMULATION,
-    )
-    dispatcher.constraints = {"budget_remaining": 5.0}  # expensive-quality costs 8
-    Runner(dispatcher).drain()
+    dispatch_under_unrecorded_budget(home, 8)
     home.close()
     home, _ = simulated_home(path, 150, seed=3, epsilon=0.3)
     home.close()
