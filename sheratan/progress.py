@@ -136,14 +136,16 @@ class Progress:
             self._label, self._unit, self._total = label, unit, total
             self._count, self._count_began, self._lines = 0, time.monotonic(), 0
             self._written, self._moves_only = 0, moves_only
+        finished = False
         try:
             yield self._advance
+            finished = True
         finally:
             with self._lock:
                 if self.terminal and not self.quiet:
                     self._draw()  # the final count, even when the work was too quick to draw
                 elif self._lines:  # (none when quiet)
-                    self._write(self._line(done=True))
+                    self._write(self._line(done=True, finished=finished))
                 self._end_bar()
                 self._label = None
 
@@ -166,12 +168,16 @@ class Progress:
                     elapsed = time.monotonic() - self._step_began
                     self._write(f"{self._step} ({_duration(elapsed)} so far)\n")
 
-    def _line(self, *, done: bool) -> str:
+    def _line(self, *, done: bool, finished: bool = True) -> str:
+        """A count line; ``done`` for the last, which says whether the work finished or was
+        stopped (Ctrl-C, an error)."""
         elapsed = time.monotonic() - self._count_began
         rate = self._count / elapsed if elapsed > 0 else 0.0
         unit = f" {self._unit}" if self._unit else ""
         of = f"/{self._total:,}" if self._total else ""
-        took = f"done in {_duration(elapsed)}" if done else f"{_duration(elapsed)} so far"
+        took = f"{_duration(elapsed)} so far"
+        if done:
+            took = f"{'done in' if finished else 'stopped after'} {_duration(elapsed)}"
         return f"{self._label}: {self._count:,}{of}{unit}, {rate:,.0f}/s, {took}\n"
 
     def _draw(self) -> None:

@@ -146,3 +146,18 @@ def test_an_open_ended_count_that_does_not_move_stays_silent() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("dispatched: 3 jobs, ")
     assert len(lines) == 2 and lines[1].startswith("dispatched: 3 jobs, ") and "done in" in lines[1]
+
+
+def test_work_stopped_midway_says_stopped_not_done() -> None:
+    """Ctrl-C (or an error) inside counted work: the last line says where it stopped."""
+    stream = io.StringIO()
+    shown = Progress(stream, terminal=False, every_s=0.001)
+    with shown, pytest.raises(KeyboardInterrupt), shown.counting("simulating", 10, "jobs") as go:
+        go(4)
+        deadline = time.monotonic() + 60
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        raise KeyboardInterrupt
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("simulating: 4/10 jobs, ") and "stopped after" in last
+    assert "done in" not in stream.getvalue()
