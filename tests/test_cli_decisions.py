@@ -7,7 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.cli_helpers import refused
+from sheratan.store.files import FileLock
+from tests.cli_helpers import refused, refused_unrecorded
 from tests.decision_helpers import EXAMPLE_WORKERS, ROOT
 from tests.test_cli import run
 
@@ -30,6 +31,20 @@ def test_the_smoke_run_reads_readme_through_a_local_worker(tmp_path: Path) -> No
         shown["result"]["sha256"] == hashlib.sha256((ROOT / "README.md").read_bytes()).hexdigest()
     )
     assert run(home, "audit", "verify")["ok"]
+
+
+def test_a_second_simulate_in_one_home_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Two simulations started at one position would draw the same job ids: the second is
+    refused at once, with one line and nothing recorded, and runs once the first is done."""
+    home = tmp_path / "h"
+    run(home, "init")
+    running = FileLock(home / "locks" / "simulate.lock")  # what a running simulate holds
+    assert running.try_acquire()
+    try:
+        refused_unrecorded(home, "simulate", "--jobs", "5", needle="another simulate is running")
+    finally:
+        running.close()
+    assert run(home, "simulate", "--jobs", "5")["jobs"] == 5
 
 
 def test_simulate_reports_the_documented_keys_and_continues_a_home(tmp_path: Path) -> None:

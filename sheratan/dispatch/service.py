@@ -303,8 +303,30 @@ def simulate(
     the SIMULATION namespace. With ``paid``, every job names its payer and budget, so its
     attempts are held against and settled on that account as real work's are. ``stop`` (or
     Ctrl-C) cancels every open simulated job, then raises SimulationInterruptedError.
-    ``stop`` is looked at between saves, so a stop never lands inside one."""
+    ``stop`` is looked at between saves, so a stop never lands inside one.
+
+    One simulation runs in a home at a time (a second is refused at once, InvalidInputError):
+    two started at one position would draw the same job ids from the same seed."""
     home.app.check_payer(paid.payer, paid.budget_micros)
+    lock = FileLock(home.path / "locks" / "simulate.lock")
+    try:
+        if not lock.try_acquire():
+            msg = "another simulate is running in this home: wait for it to end"
+            raise InvalidInputError(msg)
+        return _simulate(home, config, profiles, jobs, progress, stop, paid)
+    finally:
+        lock.close()  # closing the lock file releases it
+
+
+def _simulate(
+    home: Home,
+    config: EngineConfig,
+    profiles: tuple[WorkerProfile, ...],
+    jobs: int,
+    progress: Callable[[int], None] | None,
+    stop: Stop | None,
+    paid: Paid,
+) -> dict[str, Any]:
     start = home.ledger.last_position()
     views = load_views(home, config.scoring)
     _check_profile_ids(views, profiles)

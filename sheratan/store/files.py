@@ -89,6 +89,14 @@ class FileLock:
     def acquire(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; False (at once) if somebody does."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
