@@ -795,7 +795,7 @@ def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_jso
 
     opened = open_home(home)
     raw_lines = revealing(opened, reveal)
-    ledger = opened.ledger
+    ledger = opened.log
     last = ledger.last_position()
     position = max(1, last - count + 1)
     try:

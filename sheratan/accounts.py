@@ -80,7 +80,7 @@ def history(home: Home, view: AccountsView, account_id: str) -> list[dict[str, A
     if account_id not in view.accounts:
         raise NotFoundError(f"no account {account_id!r}")
     rows: deque[dict[str, Any]] = deque(maxlen=MAX_HISTORY)
-    for position, event in home.views.reader.events(home.ledger, topics=_TOPICS):
+    for position, event in home.views.reader.events(home.log, topics=_TOPICS):
         if event.account_id != account_id:  # type: ignore[attr-defined]
             continue
         data = to_plain(event)

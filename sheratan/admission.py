@@ -43,7 +43,7 @@ class Admission:
             if self._queue is None:
                 self._queue = views.saved(QUEUE)
             queue = self._queue
-            behind = self.home.ledger.last_position() - queue.position
+            behind = self.home.log.last_position() - queue.position
             try:  # far from every limit: no need to read what the view lags behind
                 check_backpressure(self.limits, queue, created, now, slack=behind)
             except BackpressureError:

@@ -27,6 +27,7 @@ from sheratan.store.audit import Verification, verify
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import write_durably
 from sheratan.store.ledger import CorruptLogError, Ledger
+from sheratan.store.wake import Waker
 from sheratan.views import Views
 
 DEFAULT_HOME = ".sheratan"
@@ -121,20 +122,37 @@ class Home:
         return Sheratan(env=target.env(password))
 
     @cached_property
-    def ledger(self) -> Ledger:
-        """The home's log. On a PostgreSQL home, the database's notification log read as
-        ledger lines (``PostgresLog``): it answers what the views, admission and ``events
-        tail`` read (last_position, lines, hash_at); the commands that need more of a Ledger
-        are refused before they open one (``sheratan.postgres.support``)."""
+    def log(self) -> Ledger:
+        """The live log, which the views, the dispatchers, admission and ``events tail``
+        follow: the ledger itself on an embedded home; on a PostgreSQL home, the database's
+        notification log read as ledger lines (``PostgresLog``: last_position, lines,
+        hash_at)."""
         if self.marker.postgres is not None:
             from sheratan.postgres.log import PostgresLog
 
             return cast(Ledger, PostgresLog(self.app.recorder))
+        return self.ledger
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The hash-chained JSONL ledger in the home folder, which why, replay, audit and
+        sql read: the log itself on an embedded home; on a PostgreSQL home, the exporter's
+        copy of the database's log (docs/postgres.md)."""
         return open_ledger(self.path, "events")
+
+    def waker(self) -> Waker:
+        """What a follower of the live log sleeps on until something commits: the wake
+        files' ``Waker`` on an embedded home, LISTEN/NOTIFY on a PostgreSQL home
+        (``sheratan.postgres.wake``). The caller closes it (a context manager)."""
+        if self.marker.postgres is not None:
+            from sheratan.postgres.wake import PostgresWaker
+
+            return cast(Waker, PostgresWaker(self.app.recorder))
+        return Waker(self.ledger)
 
     @cached_property
     def views(self) -> Views:
-        return Views(self.path, self.ledger)
+        return Views(self.path, self.log)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> Verification:
         """The chain from the files alone, and what opening the ledger found (seals, files);

@@ -49,10 +49,10 @@ class LogSource(EventSource):
         self.topics = topics
 
     def last_position(self) -> int:
-        return self.home.ledger.last_position()
+        return self.home.log.last_position()
 
     def events(self, first: int, last: int) -> Iterator[tuple[int, Event]]:
-        return self.home.views.reader.events(self.home.ledger, first, last, self.topics)
+        return self.home.views.reader.events(self.home.log, first, last, self.topics)
 
 
 class ViewsDivergedError(Exception):

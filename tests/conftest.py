@@ -52,3 +52,13 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sheratan]:
     application = Sheratan(env=env)
     yield application
     application.close()
+
+
+@pytest.fixture
+def pg_home(tmp_path: Path, postgres_dsn: str) -> Path:
+    """A home initialised on a fresh PostgreSQL database (``init --store postgres``)."""
+    from cli_helpers import as_json
+
+    home = tmp_path / "pg-home"
+    assert as_json(home, "init", "--store", "postgres", "--dsn", postgres_dsn)["created"]
+    return home

@@ -16,13 +16,6 @@ from postgres_helpers import dsn_of
 from sheratan.postgres.target import PASSWORD_FILE, PostgresTarget, parse_dsn
 
 
-@pytest.fixture
-def pg_home(tmp_path: Path, postgres_dsn: str) -> Path:
-    home = tmp_path / "pg-home"
-    assert as_json(home, "init", "--store", "postgres", "--dsn", postgres_dsn)["created"]
-    return home
-
-
 def test_missions_tasks_and_jobs_live_in_the_database(pg_home: Path) -> None:
     mission = as_json(pg_home, "mission", "create", "Nightly reports")["id"]
     task = as_json(pg_home, "task", "create", mission, "Collect inputs")["id"]

@@ -106,7 +106,7 @@ class PullDesk:
         if job is not None or wait_s <= 0:
             return job
         deadline = time.monotonic() + wait_s
-        with Waker(self.home.ledger) as waker:
+        with self.home.waker() as waker:
             self.waiting.add(waker)
             try:
                 while (job := await anyio.to_thread.run_sync(self.claim_now, worker_id)) is None:

@@ -31,7 +31,6 @@ from sheratan.replay.counterfactual import DEFAULT_INTENT
 from sheratan.replay.estimators import ESTIMATORS
 from sheratan.replay.service import estimate_at, estimate_counterfactual, estimate_regression
 from sheratan.reveal import redacted_line, shown
-from sheratan.store.wake import Waker
 from sheratan.time_travel import views_at
 
 #: The longest log the regression route re-scores in one request.
@@ -236,8 +235,8 @@ async def events(
 async def _stream(
     home: Home, start: int | None, until: int | None
 ) -> AsyncIterator[ServerSentEventMessage]:
-    ledger = home.ledger
-    with Waker(ledger) as waker:  # register, then read, then wait: no commit is missed
+    ledger = home.log
+    with home.waker() as waker:  # register, then read, then wait: no commit is missed
         position = start or ledger.last_position() + 1
         quiet = 0.0
         while until is None or position <= until:
@@ -261,7 +260,7 @@ async def _stream(
 def _read(home: Home, first: int, last: int) -> list[tuple[int, str]]:
     return [
         (pos, msgspec.json.encode(redacted_line(raw)).decode())
-        for pos, raw in home.ledger.lines(first, last)
+        for pos, raw in home.log.lines(first, last)
     ]
 
 

@@ -44,7 +44,6 @@ from sheratan.limits import ChainLimit, load_limits
 from sheratan.recording import Clock, Ids, LogSource, Recorder, VirtualClock, WallClock
 from sheratan.store.factory import open_ledger
 from sheratan.store.files import FileLock
-from sheratan.store.wake import Waker
 from sheratan.streams import worker_stream
 from sheratan.views import (
     ACCOUNTS,
@@ -228,7 +227,7 @@ def open_runner(home: Home, config: EngineConfig, *, name: str = DEFAULT_NAME) -
     tracked as ``dispatcher:<name>``; a lost race loads its views again."""
 
     def make(stats: RunStats | None = None) -> Dispatcher:
-        start = home.ledger.last_position()
+        start = home.log.last_position()
         views = load_views(home, config.scoring)
         config.selection.require_known(_of_namespace(views, ""))
         return build_dispatcher(
@@ -275,7 +274,7 @@ def follow(
 ) -> RunStats:
     """``dispatch --follow``: rounds until ``stop``, woken by every commit to the log."""
     runner = open_runner(home, config, name=name)
-    with Waker(home.ledger) as waker:
+    with home.waker() as waker:
         return runner.follow(
             stop,
             waker,
@@ -327,7 +326,7 @@ def _simulate(
     stop: Stop | None,
     paid: Paid,
 ) -> dict[str, Any]:
-    start = home.ledger.last_position()
+    start = home.log.last_position()
     views = load_views(home, config.scoring)
     _check_profile_ids(views, profiles)
     config.selection.require_known({*_of_namespace(views, SIMULATION), *(p.id for p in profiles)})

@@ -342,5 +342,5 @@ def run_worker(
     config = check_config(config)
     stop = threading.Event()
     # Registered before the daemon reads the log: no commit after its read goes unheard.
-    with Waker(home.ledger) as waker, stop_on_signals(stop, waker.wake):
+    with home.waker() as waker, stop_on_signals(stop, waker.wake):
         return WorkerDaemon(home, config, waker).run(stop, on_start)
