@@ -19,6 +19,9 @@ from sheratan.inputs import InvalidInputError
 SUPPORTED = frozenset(
     {
         "init",
+        "serve",
+        "token",
+        "token rotate",
         "mission create",
         "mission list",
         "mission show",
@@ -27,7 +30,25 @@ SUPPORTED = frozenset(
         "job create",
         "job show",
         "job list",
+        "job cancel",
+        "job requeue",
+        "job retry-dependents",
+        "account open",
+        "account credit",
+        "account show",
+        "account list",
+        "account history",
         "events tail",
+        "worker register",
+        "worker run",
+        "worker list",
+        "worker quarantine",
+        "worker release",
+        "dispatch",
+        "simulate",
+        "system state",
+        "system transition",
+        "system history",
     }
 )
 
