@@ -326,7 +326,7 @@ def simulate(
     lock = home_lock(home, "simulate")
     try:
         if not lock.try_acquire():
-            msg = "another simulate is running in this home: wait for it to end"
+            msg = "another simulate is running on this log: wait for it to end"
             raise InvalidInputError(msg)
         return _simulate(home, config, profiles, jobs, progress, stop, paid)
     finally:

@@ -25,6 +25,8 @@ by the log (the events table) and the purpose ("dispatch", "simulate").
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sheratan.postgres.session import connect_beside
@@ -71,3 +73,24 @@ class AdvisoryLock:
         if self._conn is None or self._conn.broken or self._conn.closed:
             self._conn = connect_beside(self._recorder)
         return self._conn
+
+
+#: The key of the lock that the creation of the library's tables and functions runs under.
+SCHEMA_KEY = lock_key("*", "schema")
+
+
+@contextmanager
+def creating_tables(datastore: Any) -> Iterator[None]:
+    """Hold the schema lock while the library creates its tables and its insert function.
+
+    Every process that opens the application runs the library's ``CREATE TABLE IF NOT
+    EXISTS`` and ``CREATE OR REPLACE FUNCTION``; two processes starting at once (a follower
+    and a worker on two hosts) collide on the catalog ("tuple concurrently updated"). Taken
+    one at a time they are idempotent. The lock is held on one of the pool's connections,
+    released before it goes back to the pool."""
+    with datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_KEY,))
