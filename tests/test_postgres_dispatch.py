@@ -250,3 +250,33 @@ def test_simulate_runs_one_at_a_time_per_log(hosts: tuple[Path, Path]) -> None:
         other.close()
     report = as_json(h1, "simulate", "--jobs", "20")
     assert report["jobs"] == 20 and report["completed"] + report["failed"] <= 20
+
+
+def test_events_tail_follow_wakes_on_another_folder_s_commit(hosts: tuple[Path, Path]) -> None:
+    h1, h2 = hosts
+    tail = start_cli(h1, "events", "tail", "-n", "0", "--follow", "--json")
+    try:
+        assert tail.stdout is not None
+        wait_until(lambda: listening(h1), "the tail to LISTEN", tail)
+        job = as_json(h2, "job", "create", "noop")["id"]
+        seen = [json.loads(tail.stdout.readline()) for _ in range(2)]
+        assert [(line["topic"], line["stream"]) for line in seen] == [
+            ("job.created", job),
+            ("job.queued", job),
+        ]
+    finally:
+        stop(tail, signal.SIGINT)
+
+
+def listening(home: Path) -> bool:
+    """Whether some session of the home's database LISTENs (a follower waits on NOTIFY)."""
+    (opened_home,) = opened(home)
+    try:
+        with opened_home.app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            ).fetchone()
+            return bool(row and row["n"])
+    finally:
+        opened_home.close()
