@@ -1137,8 +1137,9 @@ def dispatch(
 ) -> None:
     """Dispatch the next ready job (or all of them, or follow the log until stopped).
 
-    Several dispatchers may serve one home at once, each in its own process: they take
-    turns under the home's dispatch lock, and a lost race is re-read, never an error.
+    Several dispatchers may serve one home at once, each in its own process (on several
+    hosts when the log is in PostgreSQL): they take turns under the log's dispatch lock (a
+    lock file, or a PostgreSQL advisory lock), and a lost race is re-read, never an error.
     """
     from sheratan.dispatch.service import EngineConfig
     from sheratan.dispatch.service import dispatch as run_dispatch
