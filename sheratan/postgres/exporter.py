@@ -239,12 +239,11 @@ def render(
         rows = held + batch
         complete = len(batch) < BATCH_ROWS
         held = []
-        if not complete and rows:
-            last = rows[-1].txid
+        if not complete:
             cut = len(rows)
-            while cut > 0 and rows[cut - 1].txid == last and rows[cut - 1].end is None:
+            while cut > 0 and not _closes(rows, cut - 1):
                 cut -= 1
-            rows, held = rows[:cut], rows[cut:]  # all held: one transaction goes on
+            rows, held = rows[:cut], rows[cut:]  # all held: one save goes on
         lines, prev = _lines_of(source, rows, position, prev)
         if rows:
             position = rows[-1].id
@@ -252,6 +251,15 @@ def render(
             yield lines
         if complete:
             return
+
+
+def _closes(rows: list[Row], at: int) -> bool:
+    """Whether the row at ``at`` is the last of its save: as the import kept it, or (a
+    native row) the next row belongs to another transaction."""
+    row = rows[at]
+    if row.end is not None:
+        return row.end == row.id
+    return at + 1 < len(rows) and rows[at + 1].txid != row.txid
 
 
 def _lines_of(
