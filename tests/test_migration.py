@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from process_helpers import run_cli
 from store_helpers import all_lines
@@ -113,3 +114,74 @@ def test_a_log_moves_both_ways_unchanged(
         assert any(gap in line for line in all_lines(d1)), "the refused save left a gap"
         # the imported embedded home folds past the gap like past any event
         assert len(cli_json(second, "job", "list")) == 4
+
+
+def small_log(tmp_path: Path) -> Path:
+    """An embedded home with a little history, exported to a folder."""
+    home = tmp_path / "small"
+    cli_ok(home, "init")
+    cli_ok(home, "mission", "create", "m")
+    folder = tmp_path / "D"
+    cli_ok(home, "export", "--to", str(folder))
+    return folder
+
+
+def test_import_refuses_what_is_not_a_whole_log(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    cli_refused(target, "import", "--from", str(tmp_path / "nowhere"), needle="no folder")
+    (tmp_path / "plain").mkdir()
+    cli_refused(target, "import", "--from", str(tmp_path / "plain"), needle="not a Sheratan log")
+    folder = small_log(tmp_path)
+    segment = next((folder / "events").glob("*.jsonl"))
+    data = segment.read_bytes()
+    segment.write_bytes(data.replace(b'"title":"m"', b'"title":"M"'))
+    cli_refused(target, "import", "--from", str(folder), needle="does not verify")
+    assert not target.exists() or not any(target.iterdir()), "nothing was written"
+
+
+def test_import_needs_an_empty_home_and_export_an_empty_folder(tmp_path: Path) -> None:
+    folder = small_log(tmp_path)
+    busy = tmp_path / "busy"
+    cli_ok(busy, "init")  # init seeds the priors: a log already
+    cli_refused(busy, "import", "--from", str(folder), needle="import needs an empty home")
+    cli_refused(busy, "export", "--to", str(folder), needle="export --to needs a new or empty")
+
+
+def test_a_database_with_an_unfinished_import_is_refused(tmp_path: Path, postgres_dsn: str) -> None:
+    """What a crash half way through an import leaves (its row in sheratan_imports not
+    done, no marker) is never taken for a whole log: neither an export nor another import
+    runs on that database."""
+    folder = small_log(tmp_path)
+    home = tmp_path / "pg"
+    cli_ok(home, "import", "--from", str(folder), "--store", "postgres", "--dsn", postgres_dsn)
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("UPDATE sheratan_imports SET done = false, imported = 1")
+    line = run_cli(home, "export")
+    assert line.returncode == 2 and "holds an unfinished import" in line.stderr
+    again = tmp_path / "again"
+    cli_refused(
+        again,
+        "import",
+        "--from",
+        str(folder),
+        "--store",
+        "postgres",
+        "--dsn",
+        postgres_dsn,
+        needle="holds an unfinished import",
+    )
+
+
+def test_new_events_continue_after_an_imported_log(tmp_path: Path, postgres_dsn: str) -> None:
+    """The import sets the sequence: the next event on PostgreSQL takes the next position."""
+    folder = small_log(tmp_path)
+    home = tmp_path / "pg"
+    imported = cli_json(
+        home, "import", "--from", str(folder), "--store", "postgres", "--dsn", postgres_dsn
+    )
+    cli_ok(home, "mission", "create", "after")
+    assert cli_json(home, "export") == {
+        "exported": imported["events"] + 1,
+        "database": imported["events"] + 1,
+    }
+    assert cli_json(home, "audit", "verify")["ok"]
