@@ -269,7 +269,7 @@ def _lines_of(
     ends: dict[str, int] = {}
     for row in rows:
         ends[row.txid] = row.id  # ids are in order: the last one wins
-    wanted = []
+    wanted: list[int] = []
     expected = position + 1
     for row in rows:
         wanted.extend(range(expected, row.id))

@@ -561,9 +561,10 @@ class Ledger:
         pointers = []
         for offset, line in enumerate(lines):
             expected = index.last_pos + 1 + offset
-            problem, pointer = check_line(line[:-1], expected, head)
-            if not problem and line[-1:] != b"\n":
-                problem = "it does not end with a newline"
+            pointer: Any = None
+            problem = "it does not end with a newline"
+            if line[-1:] == b"\n":
+                problem, pointer = check_line(line[:-1], expected, head)
             if not problem and len(line) > MAX_LINE_BYTES:
                 problem = f"it is over {MAX_LINE_BYTES} bytes"
             if not problem:
