@@ -89,8 +89,7 @@ def check_supported(command: str) -> None:
     if command in SUPPORTED:
         return
     msg = (
-        f"`sheratan {command}` does not run on a PostgreSQL home yet: dispatch, workers, "
-        "serve and the commands that change jobs need several dispatchers on one database "
-        "(issue 13; docs/postgres.md lists what runs now)"
+        f"`sheratan {command}` does not run on a PostgreSQL home yet: it waits for several "
+        "dispatchers on one database (issue 13; docs/postgres.md lists what runs now)"
     )
     raise NotOnPostgresError(msg)
