@@ -161,3 +161,13 @@ def test_export_needs_to_on_an_embedded_home(home: Path) -> None:
     assert done.stderr.strip() == (
         "error: an embedded home is its own JSONL log: export --to DIR copies it"
     )
+
+
+def test_lag_seconds_is_the_longest_wait_for_a_position() -> None:
+    samples = [(0.0, 5, 5), (0.1, 5, 9), (0.2, 7, 9), (0.5, 9, 12), (0.6, 12, 12)]
+    assert lag_seconds(samples) == pytest.approx(
+        0.4
+    )  # position 9: in the database at 0.1, exported at 0.5
+    assert lag_seconds([(0.0, 3, 3), (1.0, 3, 3)]) == 0.0
+    assert lag_seconds([(0.0, 1, 4), (2.0, 2, 4)]) == 2.0  # never reached: until the last
+    assert lag_seconds([]) == 0.0

@@ -112,6 +112,16 @@ class Source:
         self._ensure_tables()
 
     def _ensure_tables(self) -> None:
+        """Create the side tables once (a look first: two hosts creating one table at once
+        may collide in PostgreSQL's catalogue, and then the other one made it)."""
+        import psycopg
+
+        names = [self.lines.as_string(), self.imports.as_string()]
+        found = self.query(
+            sql.SQL("SELECT to_regclass(%s) AS a, to_regclass(%s) AS b"), tuple(names)
+        )[0]
+        if found["a"] is not None and found["b"] is not None:
+            return
         statements = [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (notification_id bigint PRIMARY KEY, "
@@ -122,9 +132,12 @@ class Source:
                 "NULL, imported bigint NOT NULL, done boolean NOT NULL)"
             ).format(self.imports),
         ]
-        with self.datastore.transaction(commit=True) as curs:
-            for statement in statements:
-                curs.execute(statement)
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                for statement in statements:
+                    curs.execute(statement)
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created them just now
 
     def query(self, statement: sql.Composable, params: tuple[Any, ...] = ()) -> list[Any]:
         with self.datastore.transaction(commit=False) as curs:
@@ -363,8 +376,9 @@ def follow(
         waker.wait(FOLLOW_WAKE_S)
         if stop.is_set():
             break
-        lag = export_pass(source, ledger)
-        on_pass(lag)
+        last, lag = lag, export_pass(source, ledger)
+        if lag != last:  # an idle follower says nothing
+            on_pass(lag)
     return lag
 
 
@@ -375,8 +389,9 @@ def measure_lag(
     every_s: float = 0.05,
 ) -> list[tuple[float, int, int]]:
     """Samples of (seconds since start, exported position, database position) taken every
-    ``every_s`` for ``duration_s`` while another thread or process exports: what the
-    ``bench scale`` exporter-lag figure is computed from (``lag_seconds``)."""
+    ``every_s`` for ``duration_s`` while another thread or process exports (``export
+    --follow``): what the ``bench scale`` exporter-lag figure is computed from
+    (``lag_seconds``)."""
     samples: list[tuple[float, int, int]] = []
     began = time.monotonic()
     while (now := time.monotonic() - began) < duration_s:
@@ -387,14 +402,16 @@ def measure_lag(
 
 
 def lag_seconds(samples: list[tuple[float, int, int]]) -> float:
-    """The longest time the export took to reach a position the database had: for every
-    sample, how long until an export sample at or past that database position."""
+    """The longest time the export took to reach a position the database had (samples in
+    time order, both positions never falling); a position never reached counts until the
+    last sample."""
     worst = 0.0
-    for at, _, database in samples:
-        reached = next((t for t, exported, _ in samples if t >= at and exported >= database), None)
-        if reached is None:
-            reached = samples[-1][0] if samples else at
-        worst = max(worst, reached - at)
+    reached = 0
+    for i, (at, _, database) in enumerate(samples):
+        reached = max(reached, i)
+        while reached < len(samples) - 1 and samples[reached][1] < database:
+            reached += 1
+        worst = max(worst, samples[reached][0] - at)
     return worst
 
 
