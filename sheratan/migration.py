@@ -211,7 +211,11 @@ def _row_of(line: bytes) -> tuple[Row | None, tuple[int, str, int, str | None]]:
     if decoded.topic == LogGap.TOPIC:
         return None, side
     state = decoded.raw if decoded.raw is not None else bytes(decoded.data)
-    stream = UUID(decoded.stream)
+    try:
+        stream = UUID(decoded.stream)
+    except ValueError:
+        msg = f"position {decoded.pos}: stream {decoded.stream!r} is not a UUID (PostgreSQL's is)"
+        raise NotALogError(msg) from None
     row = Row(decoded.pos, stream, decoded.ver, decoded.topic, state, "", *side[1:])
     return row, side
 

@@ -185,3 +185,39 @@ def test_new_events_continue_after_an_imported_log(tmp_path: Path, postgres_dsn:
         "database": imported["events"] + 1,
     }
     assert cli_json(home, "audit", "verify")["ok"]
+
+
+def test_why_and_audit_answer_on_postgres_as_on_the_embedded_home(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """A history with decisions, moved to PostgreSQL: why and the audit's proofs answer from
+    the export as they did on the embedded home, each saying how far behind it is."""
+    first = tmp_path / "embedded"
+    cli_ok(first, "init")
+    cli_ok(first, "simulate", "--jobs", "30", "--seed", "2")
+    folder = tmp_path / "D"
+    cli_ok(first, "export", "--to", str(folder))
+    home = tmp_path / "pg"
+    cli_ok(home, "import", "--from", str(folder), "--store", "postgres", "--dsn", postgres_dsn)
+    latest = cli_json(first, "why", "latest")
+    done = run_cli(home, "why", "latest", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == latest
+    assert "export: exported to" in done.stderr
+    trace = ("why", "trace", latest["trace_id"])
+    assert cli_json(home, *trace) == cli_json(first, *trace)
+    assert cli_json(home, "why", "job", latest["job_id"]) == cli_json(
+        first, "why", "job", latest["job_id"]
+    )
+    assert cli_json(home, "why", "drift") == cli_json(first, "why", "drift")
+    keys = tmp_path / "keys"
+    cli_ok(home, "audit", "keygen", "--out", str(keys))
+    key, pub = str(keys / "sheratan-signing.key"), str(keys / "sheratan-signing.pub")
+    cli_ok(home, "audit", "checkpoint", "--sign", key, "--export", str(tmp_path / "c1.json"))
+    cli_ok(home, "mission", "create", "later")  # the log grows on PostgreSQL
+    cli_ok(home, "audit", "checkpoint", "--sign", key, "--export", str(tmp_path / "c2.json"))
+    proof = tmp_path / "proof.json"
+    proof.write_text(cli_ok(home, "audit", "prove", "1", "--json").stdout)
+    cli_ok(home, "audit", "verify-proof", str(proof), "--pubkey", pub)
+    between = ("--from", str(tmp_path / "c1.json"), "--to", str(tmp_path / "c2.json"))
+    cli_ok(home, "audit", "consistency", *between, "--pubkey", pub)
+    assert cli_json(home, "audit", "verify", "--pubkey", pub)["ok"]

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from process_helpers import run_cli, start_cli, stop, wait_until
-from store_helpers import all_lines
+from store_helpers import all_lines, decoded_lines
 
 from sheratan.home import Home
 from sheratan.postgres.exporter import Source, lag_seconds, measure_lag
@@ -52,6 +52,12 @@ def test_export_writes_the_ledger_and_says_how_far_it_got(pg_home: Path, postgre
     assert len(all_lines(pg_home)) == last
     assert cli_json(pg_home, "export") == lag  # nothing new: nothing written
     assert len(all_lines(pg_home)) == last
+    lines = decoded_lines(pg_home)
+    assert [line["pos"] for line in lines] == list(range(1, last + 1))
+    # `end`: the last id of the transaction (job.created and job.queued commit together)
+    created = [line for line in lines if line["topic"] == "job.created"]
+    assert created and all(line["end"] == line["pos"] + 1 for line in created)
+    assert all("trk" not in line for line in lines)
 
 
 @pytest.mark.parametrize(
