@@ -320,15 +320,29 @@ def init(store: str, dsn: str | None, home: str | None, as_json: bool) -> None:
     is_flag=True,
     help="PostgreSQL home: keep the export current (woken by NOTIFY) until SIGTERM or Ctrl-C.",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="PostgreSQL home: first render every exported line again from the database and "
+    "compare (the whole history, not only the head); exit 1 naming the first that differs.",
+)
 @quiet_option
 @common
-def export_cmd(to_dir: Path | None, follow: bool, home: str | None, as_json: bool) -> None:
+def export_cmd(
+    to_dir: Path | None, follow: bool, check: bool, home: str | None, as_json: bool
+) -> None:
     """Export the log: a PostgreSQL home's JSONL copy (once, or --follow), or --to DIR."""
     from sheratan.migration import export_to
-    from sheratan.postgres.exporter import Source, bring_up_to_date
+    from sheratan.postgres.exporter import Source, bring_up_to_date, check_all
     from sheratan.postgres.exporter import follow as follow_export
 
     opened = open_home(home)
+    if check and opened.marker.postgres is None:
+        raise click.UsageError("--check compares a PostgreSQL home's export with its database")
+    if check:
+        with showing() as shown, shown.counting("checking the export", unit="events") as tick:
+            checked = check_all(Source(opened.app.recorder), opened.ledger, tick)
+        click.echo(f"export: {checked} positions match the database", err=True)
     if to_dir is not None:
         if follow:
             raise click.UsageError("--to and --follow do not go together")

@@ -177,3 +177,16 @@ def test_lag_seconds_is_the_longest_wait_for_a_position() -> None:
     assert lag_seconds([(0.0, 3, 3), (1.0, 3, 3)]) == 0.0
     assert lag_seconds([(0.0, 1, 4), (2.0, 2, 4)]) == 2.0  # never reached: until the last
     assert lag_seconds([]) == 0.0
+
+
+def test_export_check_finds_a_row_changed_anywhere(pg_home: Path, postgres_dsn: str) -> None:
+    """The pass checks the head; ``export --check`` renders every exported line again."""
+    with_jobs(pg_home)
+    cli_ok(pg_home, "export")
+    done = cli_ok(pg_home, "export", "--check")
+    last = database_last(postgres_dsn)
+    assert f"export: {last} positions match the database" in done.stderr
+    _sql(postgres_dsn, "UPDATE sheratan_events SET topic = 'job.renamed' WHERE notification_id = 3")
+    done = run_cli(pg_home, "export", "--check")
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("at position 3: its row differs"), done.stderr

@@ -344,6 +344,28 @@ def check_export(source: Source, ledger: Ledger) -> None:
         raise ExportMismatchError(msg)
 
 
+def check_all(source: Source, ledger: Ledger, advance: Callable[[int], None] | None = None) -> int:
+    """Render every exported position again from the database and compare it with the
+    export, byte for byte (``export --check``): a row changed anywhere in the history, not
+    only at the head, is named by its position. Returns the positions checked."""
+    last = ledger.last_position()
+    exported = ledger.lines(1, last)
+    checked = 0
+    where = f"the database no longer matches the export in {ledger.dir}"
+    for lines in render(source, 0, GENESIS_HASH.encode(), last):
+        for line in lines:
+            position, held = next(exported, (checked + 1, b""))
+            if held + b"\n" != line:
+                raise ExportMismatchError(f"{where} at position {position}: its row differs")
+            checked += 1
+        if advance is not None:
+            advance(checked)
+    if checked != last:
+        msg = f"{where}: the database holds positions 1..{checked} of the export's {last}"
+        raise ExportMismatchError(msg)
+    return checked
+
+
 def export_pass(
     source: Source, ledger: Ledger, advance: Callable[[int], None] | None = None
 ) -> Lag:
