@@ -2,6 +2,8 @@
 
 Outputs redact secrets by default; ``--reveal`` shows the log's values as they are, and an
 auditor must be able to see afterwards who asked for that, with which command and when.
+Beside them, the facts about the log itself: a rotated API token, and a position that no
+event holds (``log.gap``, in a log exported from PostgreSQL).
 """
 
 from __future__ import annotations
