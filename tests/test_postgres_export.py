@@ -16,7 +16,7 @@ from process_helpers import run_cli, start_cli, stop, wait_until
 from store_helpers import all_lines, decoded_lines
 
 from sheratan.home import Home
-from sheratan.postgres.exporter import Source, lag_seconds, measure_lag
+from sheratan.postgres.exporter import Source, background_export, lag_seconds, measure_lag
 from sheratan.store.factory import open_ledger
 
 
@@ -144,19 +144,20 @@ def test_export_follow_keeps_up_and_stops_on_sigterm(pg_home: Path, postgres_dsn
 
 
 def test_the_lag_is_measured_beside_a_follower(pg_home: Path, postgres_dsn: str) -> None:
-    """``measure_lag`` samples (time, exported, database) while a follower exports; the
-    bench turns them into seconds with ``lag_seconds`` (no timing is asserted here)."""
+    """``measure_lag`` samples (time, exported, database) while ``background_export``
+    follows; the bench turns them into seconds with ``lag_seconds`` (no timing is asserted
+    here)."""
     task = with_jobs(pg_home, 1)
-    follower = start_cli(pg_home, "export", "--follow")
     opened = Home.open(pg_home)
+    source, ledger = Source(opened.app.recorder), open_ledger(pg_home)
     try:
-        cli_ok(pg_home, "job", "create", "noop", "--task", task)
-        last = database_last(postgres_dsn)
-        wait_until(lambda: len(all_lines(pg_home)) == last, "the export reaches it", follower)
-        samples = measure_lag(Source(opened.app.recorder), open_ledger(pg_home), 0.3)
+        with opened.waker() as waker, background_export(source, ledger, waker):
+            cli_ok(pg_home, "job", "create", "noop", "--task", task)
+            last = database_last(postgres_dsn)
+            wait_until(lambda: ledger.last_position() == last, "the export reaches it")
+            samples = measure_lag(source, ledger, 0.3)
     finally:
         opened.close()
-        stop(follower)
     assert samples and all(exported == database == last for _, exported, database in samples)
     assert lag_seconds(samples) == 0.0
 

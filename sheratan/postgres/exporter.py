@@ -24,8 +24,10 @@ with ``ExportMismatchError`` (exit 1). See docs/postgres.md.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -404,6 +406,23 @@ def follow(
     return lag
 
 
+@contextmanager
+def background_export(source: Source, ledger: Ledger, waker: Any) -> Iterator[None]:
+    """``follow`` in a thread for the ``with`` block (a bench measures its lag beside a
+    load): stopped and joined on exit; the waker is the caller's (``Home.waker()``)."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=follow, args=(source, ledger, waker, stop, lambda _: None), daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        waker.wake()
+        thread.join()
+
+
 def measure_lag(
     source: Source,
     ledger: Ledger,
@@ -411,9 +430,9 @@ def measure_lag(
     every_s: float = 0.05,
 ) -> list[tuple[float, int, int]]:
     """Samples of (seconds since start, exported position, database position) taken every
-    ``every_s`` for ``duration_s`` while another thread or process exports (``export
-    --follow``): what the ``bench scale`` exporter-lag figure is computed from
-    (``lag_seconds``)."""
+    ``every_s`` for ``duration_s`` while another thread (``background_export``) or process
+    (``export --follow``) exports: what the ``bench scale`` exporter-lag figure is computed
+    from (``lag_seconds``)."""
     samples: list[tuple[float, int, int]] = []
     began = time.monotonic()
     while (now := time.monotonic() - began) < duration_s:
