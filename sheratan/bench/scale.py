@@ -47,8 +47,6 @@ from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 
 #: Where ``bench scale`` finds its server when no --dsn is given.
 DSN_ENV = "SHERATAN_BENCH_DSN"
-#: Every figure the bench reports (measured, or skipped with a reason).
-FIGURES = ("recorder_events_per_s", "dispatch_2_vs_1", "dispatch_3_vs_1", "exporter_lag")
 #: Events per save of the recorder figure: about what one dispatch round of ROUND_JOBS jobs
 #: saves (a simulated job makes some eleven events).
 SAVE_EVENTS = 2_000
@@ -84,7 +82,7 @@ def run_scale_bench(
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sheratan-scale-")))
             _measure(report, server, root, events_jobs, jobs, dispatchers, say)
     except NoServerError as error:
-        for name in FIGURES:
+        for name in figure_names(dispatchers):
             report["skipped"].setdefault(name, f"no PostgreSQL server: {error}")
     report["jobs"], report["events_jobs"] = jobs, events_jobs
     return report
@@ -118,7 +116,7 @@ def _measure(
             with fresh_database(server) as database:
                 curve[count] = dispatch_rate(root / f"dispatch-{count}", database, count, jobs)
         except DispatcherFailedError as error:
-            for name in FIGURES[1:3]:
+            for name in _curve_names(dispatchers):
                 report["skipped"][name] = f"dispatch on PostgreSQL: {error}"
             break
     ceiling = theirs * events_jobs / len(events)  # jobs/s if saving were all a job cost
@@ -144,11 +142,23 @@ def _curve_figures(report: dict[str, Any], curve: dict[int, float], ceiling: flo
         )
 
 
+def figure_names(dispatchers: int) -> list[str]:
+    """Every figure the bench reports (measured, or skipped with a reason)."""
+    return ["recorder_events_per_s", *_curve_names(dispatchers), "exporter_lag"]
+
+
+def _curve_names(dispatchers: int) -> list[str]:
+    return [f"dispatch_{count}_vs_1" for count in range(2, dispatchers + 1)]
+
+
 @contextmanager
 def _server(dsn: str | None, say: Callable[[str], None]) -> Iterator[str]:
-    """The server's DSN: the one given, ``$SHERATAN_BENCH_DSN``, or a scratch one."""
+    """The server's DSN: the one given, ``$SHERATAN_BENCH_DSN``, or a scratch one. A DSN
+    given that is malformed or does not answer is bad input (one line), not a skip."""
     given = dsn or os.environ.get(DSN_ENV)
     if given:
+        target, password = parse_dsn(given)
+        target.check_reachable(password)
         yield given
         return
     say("start a scratch PostgreSQL (scripts/postgres-local.sh)")
