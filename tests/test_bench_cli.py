@@ -290,7 +290,7 @@ def test_bench_scale_measures_or_skips_every_figure_on_postgres(postgres_dsn: st
         assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
     assert figures["recorder_events_per_s"]["events"] >= 2_000
     if "dispatch_2_vs_1" in figures:
-        assert set(figures["dispatch_2_vs_1"]["curve"]) == {"1", "2"}
+        assert set(report["info"]["dispatch_1"]["curve"]) == {"1", "2"}
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,7 @@ def _curve_figures(report: dict[str, Any], curve: dict[int, float], ceiling: flo
             continue
         target, met = (">= 1.5x", rate >= 1.5 * one) if count == 2 else (None, None)
         report["figures"][f"dispatch_{count}_vs_1"] = figure(
-            rate, "jobs/s", "1 dispatcher", one, target, met, curve=dict(curve)
+            rate, "jobs/s", "1 dispatcher", one, target, met, dispatchers=count
         )
 
 
