@@ -234,16 +234,16 @@ def _completion(home: Home, waker: Waker, job_id: UUID) -> JobCompleted:
 
 def _idle_cpu(pids: dict[str, list[int]]) -> dict[str, float]:
     """Each role's CPU share of one core while nothing happens (the worst of its processes)."""
-    before = {pid: _cpu_s(pid) for group in pids.values() for pid in group}
+    before = {pid: cpu_seconds(pid) for group in pids.values() for pid in group}
     time.sleep(IDLE_S)
-    after = {pid: _cpu_s(pid) for pid in before}
+    after = {pid: cpu_seconds(pid) for pid in before}
     return {
         role: max((after[pid] - before[pid]) / IDLE_S for pid in group)
         for role, group in pids.items()
     }
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -37,7 +37,7 @@ from typing import Any
 from events import Event
 from sheratan.app import Sheratan
 from sheratan.bench.figures import environment, figure
-from sheratan.bench.runtime import CLI, queue_and_wait
+from sheratan.bench.runtime import CLI, cpu_seconds, queue_and_wait
 from sheratan.dispatch.service import EngineConfig, simulate
 from sheratan.home import Home, init_home
 from sheratan.postgres.scratch import NoServerError, fresh_database, scratch_server
@@ -57,6 +57,9 @@ SIMULATED_PROFILE = {"success": 1.0, "latency_ms": {"p50": 1.0, "p95": 2.0}, "co
                      "quality": 1.0}  # fmt: skip
 #: How long the bench waits for a dispatcher to start following.
 START_S = 60.0
+#: A dispatcher is ready once it spends less than IDLE_CPU_S of CPU over IDLE_LOOK_S.
+IDLE_LOOK_S = 0.2
+IDLE_CPU_S = 0.02
 
 
 def run_scale_bench(
@@ -282,12 +285,19 @@ def _dispatchers(homes: list[Path], workspace: Path) -> Iterator[None]:
 
 
 def _wait_following(process: subprocess.Popen[bytes], errors: Path) -> None:
-    """Until the dispatcher says it follows the log; DispatcherFailedError if it ends."""
+    """Until the dispatcher follows the log and sleeps (its views loaded: it spent under
+    IDLE_CPU_S of CPU over IDLE_LOOK_S); DispatcherFailedError if it ends first."""
     deadline = time.monotonic() + START_S
-    while b" following " not in errors.read_bytes():
+    used = None
+    while True:
         if process.poll() is not None:
             lines = errors.read_text(errors="replace").strip().splitlines()
             raise DispatcherFailedError(lines[-1] if lines else f"exit {process.returncode}")
         if time.monotonic() > deadline:
-            raise DispatcherFailedError(f"did not start following within {START_S:.0f} s")
-        time.sleep(0.05)
+            raise DispatcherFailedError(f"was not following within {START_S:.0f} s")
+        if b" following " in errors.read_bytes():
+            now_used = cpu_seconds(process.pid)
+            if used is not None and now_used - used < IDLE_CPU_S:
+                return
+            used = now_used
+        time.sleep(IDLE_LOOK_S)
