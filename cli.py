@@ -2354,6 +2354,13 @@ def bench_api(
     show_default=True,
     help="The most dispatcher processes tried (the curve runs 1..N).",
 )
+@click.option(
+    "--load-seconds",
+    type=click.FloatRange(min=1.0, max=3_600.0),
+    default=10.0,
+    show_default=True,
+    help="How long the exporter-lag figure's steady load lasts.",
+)
 @quiet_option
 @common
 def bench_scale(
@@ -2361,6 +2368,7 @@ def bench_scale(
     events_jobs: int,
     jobs: int,
     dispatchers: int,
+    load_seconds: float,
     home: str | None,
     as_json: bool,
 ) -> None:
@@ -2374,6 +2382,7 @@ def bench_scale(
             events_jobs=events_jobs,
             jobs=jobs,
             dispatchers=dispatchers,
+            load_seconds=load_seconds,
             dsn=dsn,
             progress=shown.say,
         )

@@ -23,22 +23,27 @@ skipped with its one-line reason; the others still run.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from events import Event
 from sheratan.app import Sheratan
 from sheratan.bench.figures import environment, figure
 from sheratan.bench.runtime import CLI, cpu_seconds, queue_and_wait
-from sheratan.dispatch.service import EngineConfig, simulate
+from sheratan.dispatch.service import EngineConfig, queued_job, simulate
 from sheratan.home import Home, init_home
 from sheratan.postgres.scratch import NoServerError, fresh_database, scratch_server
 from sheratan.postgres.target import parse_dsn
@@ -60,6 +65,9 @@ START_S = 60.0
 #: A dispatcher is ready once it spends less than IDLE_CPU_S of CPU over IDLE_LOOK_S.
 IDLE_LOOK_S = 0.2
 IDLE_CPU_S = 0.02
+#: The exporter-lag load: a save every LOAD_TICK_S; sampled until SETTLE_S after it ends.
+LOAD_TICK_S = 0.05
+SETTLE_S = 2.0
 
 
 def run_scale_bench(
@@ -67,11 +75,13 @@ def run_scale_bench(
     events_jobs: int = 2_000,
     jobs: int = 2_000,
     dispatchers: int = 3,
+    load_seconds: float = 10.0,
     dsn: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``events_jobs``: simulated jobs whose events the recorder figure saves; ``jobs``: jobs
-    each dispatch run settles; ``dispatchers``: the most dispatcher processes tried."""
+    each dispatch run settles; ``dispatchers``: the most dispatcher processes tried;
+    ``load_seconds``: how long the exporter-lag load lasts."""
     say = progress or (lambda _: None)
     report: dict[str, Any] = {
         "figures": {},
@@ -83,7 +93,8 @@ def run_scale_bench(
         with ExitStack() as stack:
             server = stack.enter_context(_server(dsn, say))
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sheratan-scale-")))
-            _measure(report, server, root, events_jobs, jobs, dispatchers, say)
+            sizes = (events_jobs, jobs, dispatchers, load_seconds)
+            _measure(report, server, root, sizes, say)
     except NoServerError as error:
         for name in figure_names(dispatchers):
             report["skipped"].setdefault(name, f"no PostgreSQL server: {error}")
@@ -95,11 +106,10 @@ def _measure(
     report: dict[str, Any],
     server: str,
     root: Path,
-    events_jobs: int,
-    jobs: int,
-    dispatchers: int,
+    sizes: tuple[int, int, int, float],
     say: Callable[[str], None],
 ) -> None:
+    events_jobs, jobs, dispatchers, load_seconds = sizes
     say(f"simulate {events_jobs:,} jobs for their events")
     events = simulated_events(root / "simulated", events_jobs)
     if len(events) < SAVE_EVENTS:
@@ -118,13 +128,44 @@ def _measure(
         try:
             with fresh_database(server) as database:
                 curve[count] = dispatch_rate(root / f"dispatch-{count}", database, count, jobs)
-        except DispatcherFailedError as error:
+        except FollowerFailedError as error:
             for name in _curve_names(dispatchers):
                 report["skipped"][name] = f"dispatch on PostgreSQL: {error}"
             break
     ceiling = theirs * events_jobs / len(events)  # jobs/s if saving were all a job cost
     _curve_figures(report, curve, ceiling)
-    report["skipped"]["exporter_lag"] = "exporter not built"
+    _lag_figure(report, server, root, curve, load_seconds, say)
+
+
+def _lag_figure(
+    report: dict[str, Any],
+    server: str,
+    root: Path,
+    curve: dict[int, float],
+    seconds: float,
+    say: Callable[[str], None],
+) -> None:
+    """The exporter's lag at half the highest throughput of the curve (with as many
+    dispatchers as gave it), against the 1 s it may take."""
+    if not curve:
+        report["skipped"]["exporter_lag"] = "no dispatch throughput measured to load it with"
+        return
+    if importlib.util.find_spec("sheratan.postgres.exporter") is None:
+        report["skipped"]["exporter_lag"] = "exporter not built"
+        return
+    count = max(curve, key=curve.__getitem__)
+    rate = curve[count] / 2
+    say(f"exporter lag: {rate:,.0f} jobs/s for {seconds:.0f} s through {count} dispatcher(s)")
+    try:
+        with fresh_database(server) as database:
+            lag = exporter_lag(root / "lag", database, count, rate, seconds)
+    except FollowerFailedError as error:
+        report["skipped"]["exporter_lag"] = f"export on PostgreSQL: {error}"
+        return
+    report["figures"]["exporter_lag"] = figure(
+        lag, "s", "one second", 1.0, "<= 1 s", lag <= 1.0,
+        jobs_per_s=rate, seconds=seconds, dispatchers=count,
+    )  # fmt: skip
 
 
 def _curve_figures(report: dict[str, Any], curve: dict[int, float], ceiling: float) -> None:
@@ -232,13 +273,26 @@ def _bare(app: Sheratan, stored: list[Any]) -> float:
 # --------------------------------------------------------------------- dispatch
 
 
-class DispatcherFailedError(Exception):
-    """A dispatcher process ended before it followed the log (its last line of stderr)."""
+class FollowerFailedError(Exception):
+    """A follower process (dispatcher, exporter) ended before it followed the log: its
+    last line of stderr."""
 
 
 def dispatch_rate(folder: Path, database: str, count: int, jobs: int) -> float:
     """Jobs per second dispatched and settled by ``count`` ``dispatch --follow`` processes on
     ``database``, each with a home folder of its own; simulated workers run inside them."""
+    homes = _hosts(folder, database, count)
+    home = Home.open(homes[0])
+    try:
+        with _followers(_dispatch_commands(homes, folder / "workspace")):
+            return queue_and_wait(home, jobs)
+    finally:
+        home.close()
+
+
+def _hosts(folder: Path, database: str, count: int) -> list[Path]:
+    """``count`` home folders on ``database`` (as on separate hosts), its simulated workers
+    registered."""
     target, password = parse_dsn(database)
     homes = [folder / f"host-{number}" for number in range(1, count + 1)]
     for path in homes:
@@ -249,26 +303,34 @@ def dispatch_rate(folder: Path, database: str, count: int, jobs: int) -> float:
             home.app.register_worker(
                 f"sim-{number}", ("noop",), "simulated", profile=SIMULATED_PROFILE
             )
-        with _dispatchers(homes, folder / "workspace"):
-            return queue_and_wait(home, jobs)
     finally:
         home.close()
+    return homes
+
+
+def _dispatch_commands(homes: list[Path], workspace: Path) -> list[tuple[Path, list[str]]]:
+    """One ``dispatch --follow`` per home, named after its host."""
+    workspace.mkdir(parents=True)
+    return [
+        (home, ["dispatch", "--follow", "--name", home.name, "--workspace", str(workspace)])
+        for home in homes
+    ]
 
 
 @contextmanager
-def _dispatchers(homes: list[Path], workspace: Path) -> Iterator[None]:
-    """One ``dispatch --follow`` per home, each following before the block; SIGTERM after."""
-    workspace.mkdir(parents=True)
+def _followers(commands: list[tuple[Path, list[str]]]) -> Iterator[None]:
+    """Each (home, CLI arguments) as a process, all following before the block; SIGTERM
+    after (they stop cleanly), SIGKILL for one that does not within 30 s."""
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
-        for number, home in enumerate(homes, 1):
-            errors = home / "dispatch.stderr"
+        for home, arguments in commands:
+            errors = home / f"{arguments[0]}.stderr"
             with errors.open("wb") as sink:
                 process = subprocess.Popen(
-                    [sys.executable, str(CLI), "--home", str(home), "dispatch", "--follow",
-                     "--name", f"host-{number}", "--workspace", str(workspace)],
-                    stdout=subprocess.DEVNULL, stderr=sink,
-                )  # fmt: skip
+                    [sys.executable, str(CLI), "--home", str(home), *arguments],
+                    stdout=subprocess.DEVNULL,
+                    stderr=sink,
+                )
             started.append((process, errors))
         for process, errors in started:
             _wait_following(process, errors)
@@ -285,19 +347,69 @@ def _dispatchers(homes: list[Path], workspace: Path) -> Iterator[None]:
 
 
 def _wait_following(process: subprocess.Popen[bytes], errors: Path) -> None:
-    """Until the dispatcher follows the log and sleeps (its views loaded: it spent under
-    IDLE_CPU_S of CPU over IDLE_LOOK_S); DispatcherFailedError if it ends first."""
+    """Until the process says it follows the log and then sleeps (its views loaded: under
+    IDLE_CPU_S of CPU over IDLE_LOOK_S); FollowerFailedError if it ends first."""
     deadline = time.monotonic() + START_S
     used = None
     while True:
         if process.poll() is not None:
             lines = errors.read_text(errors="replace").strip().splitlines()
-            raise DispatcherFailedError(lines[-1] if lines else f"exit {process.returncode}")
+            raise FollowerFailedError(lines[-1] if lines else f"exit {process.returncode}")
         if time.monotonic() > deadline:
-            raise DispatcherFailedError(f"was not following within {START_S:.0f} s")
+            raise FollowerFailedError(f"was not following within {START_S:.0f} s")
         if b" following " in errors.read_bytes():
             now_used = cpu_seconds(process.pid)
             if used is not None and now_used - used < IDLE_CPU_S:
                 return
             used = now_used
         time.sleep(IDLE_LOOK_S)
+
+
+# ----------------------------------------------------------------- exporter lag
+
+
+def exporter_lag(folder: Path, database: str, count: int, rate: float, seconds: float) -> float:
+    """The exporter's worst lag (seconds) while jobs are created at ``rate`` a second for
+    ``seconds`` and settled by ``count`` dispatchers: ``export --follow`` runs on a home
+    folder of its own (an analytics host); the lag is sampled from its ledger and the
+    database (the exporter's ``measure_lag``) until SETTLE_S after the load ends."""
+    exporter = importlib.import_module("sheratan.postgres.exporter")
+    homes = _hosts(folder, database, count)
+    analytics = folder / "analytics"
+    target, password = parse_dsn(database)
+    init_home(analytics, target, password)
+    followers = [
+        *_dispatch_commands(homes, folder / "workspace"),
+        (analytics, ["export", "--follow"]),
+    ]
+    load_home, read_home = Home.open(homes[0]), Home.open(analytics)
+    try:
+        with _followers(followers):
+            load = threading.Thread(target=steady_load, args=(load_home, rate, seconds))
+            load.start()
+            try:
+                samples = exporter.measure_lag(
+                    exporter.Source(read_home.app.recorder), read_home.ledger, seconds + SETTLE_S
+                )
+            finally:
+                load.join()
+        return float(exporter.lag_seconds(samples))
+    finally:
+        load_home.close()
+        read_home.close()
+
+
+def steady_load(home: Home, rate: float, seconds: float) -> None:
+    """Create noop jobs at ``rate`` a second for ``seconds``: a save every LOAD_TICK_S
+    holding the jobs due by then (so a slow save is caught up, not dropped)."""
+    recorder = Recorder(home.app, [])
+    began = time.monotonic()
+    made = 0
+    while (elapsed := time.monotonic() - began) < seconds:
+        due = int(rate * elapsed) - made
+        now = datetime.now(UTC)
+        for _ in range(due):
+            recorder.record(*queued_job(uuid4(), "noop", {}, now))
+        recorder.flush()
+        made += due
+        time.sleep(max(0.0, LOAD_TICK_S - (time.monotonic() - began - elapsed)))

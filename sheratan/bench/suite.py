@@ -122,8 +122,10 @@ def _cli(shown: Progress, quick: bool) -> dict[str, Any]:
 def _scale(shown: Progress, quick: bool) -> dict[str, Any]:
     from sheratan.bench.scale import run_scale_bench
 
-    events_jobs, jobs = (400, 50) if quick else (6_000, 3_000)
-    return run_scale_bench(events_jobs=events_jobs, jobs=jobs, progress=shown.say)
+    events_jobs, jobs, seconds = (400, 50, 2.0) if quick else (6_000, 3_000, 10.0)
+    return run_scale_bench(
+        events_jobs=events_jobs, jobs=jobs, load_seconds=seconds, progress=shown.say
+    )
 
 
 #: Every bench of ``bench all``, in the order they run: one line per bench.
