@@ -174,8 +174,9 @@ def _curve_figures(report: dict[str, Any], curve: dict[int, float], ceiling: flo
     if 1 not in curve:
         return
     one = curve[1]
+    plotted = {str(count): rate for count, rate in curve.items()}  # JSON keys are strings
     report["info"]["dispatch_1"] = figure(
-        one, "jobs/s", "bare recorder, a job's events", ceiling, None, None, curve=dict(curve)
+        one, "jobs/s", "bare recorder, a job's events", ceiling, None, None, curve=plotted
     )
     for count, rate in curve.items():
         if count == 1:
