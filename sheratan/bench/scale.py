@@ -321,8 +321,12 @@ def _dispatch_commands(homes: list[Path], workspace: Path) -> list[tuple[Path, l
 @contextmanager
 def _followers(commands: list[tuple[Path, list[str]]]) -> Iterator[None]:
     """Each (home, CLI arguments) as a process, all following before the block; SIGTERM
-    after (they stop cleanly), SIGKILL for one that does not within 30 s."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+    after (they stop cleanly), SIGKILL for one that does not within 30 s.
+
+    They start one after the other: processes that open the library's recorders at the same
+    moment on one database may fail with "tuple concurrently updated" (each runs its
+    ``CREATE OR REPLACE FUNCTION`` at start)."""
+    started: list[subprocess.Popen[bytes]] = []
     try:
         for home, arguments in commands:
             errors = home / f"{arguments[0]}.stderr"
@@ -332,14 +336,13 @@ def _followers(commands: list[tuple[Path, list[str]]]) -> Iterator[None]:
                     stdout=subprocess.DEVNULL,
                     stderr=sink,
                 )
-            started.append((process, errors))
-        for process, errors in started:
+            started.append(process)
             _wait_following(process, errors)
         yield
     finally:
-        for process, _ in started:
+        for process in started:
             process.terminate()
-        for process, _ in started:
+        for process in started:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
