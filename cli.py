@@ -2355,6 +2355,13 @@ def bench_api(
     help="The most dispatcher processes tried (the curve runs 1..N).",
 )
 @click.option(
+    "--repeats",
+    type=click.IntRange(min=1, max=20),
+    default=3,
+    show_default=True,
+    help="Runs of the dispatch curve, interleaved (each count's median is kept).",
+)
+@click.option(
     "--load-seconds",
     type=click.FloatRange(min=1.0, max=3_600.0),
     default=10.0,
@@ -2368,6 +2375,7 @@ def bench_scale(
     events_jobs: int,
     jobs: int,
     dispatchers: int,
+    repeats: int,
     load_seconds: float,
     home: str | None,
     as_json: bool,
@@ -2382,6 +2390,7 @@ def bench_scale(
             events_jobs=events_jobs,
             jobs=jobs,
             dispatchers=dispatchers,
+            repeats=repeats,
             load_seconds=load_seconds,
             dsn=dsn,
             progress=shown.say,

@@ -271,7 +271,8 @@ def test_bench_scale_measures_or_skips_every_figure_on_postgres(postgres_dsn: st
         cli,
         [
             *("bench", "scale", "--dsn", postgres_dsn, "--events-jobs", "400"),
-            *("--jobs", "20", "--dispatchers", "2", "--load-seconds", "1", "--json"),
+            *("--jobs", "20", "--dispatchers", "2", "--repeats", "1", "--load-seconds", "1"),
+            "--json",
         ],
     )
     assert result.exit_code == 0, result.output

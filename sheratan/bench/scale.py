@@ -75,13 +75,15 @@ def run_scale_bench(
     events_jobs: int = 2_000,
     jobs: int = 2_000,
     dispatchers: int = 3,
+    repeats: int = 1,
     load_seconds: float = 10.0,
     dsn: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``events_jobs``: simulated jobs whose events the recorder figure saves; ``jobs``: jobs
     each dispatch run settles; ``dispatchers``: the most dispatcher processes tried;
-    ``load_seconds``: how long the exporter-lag load lasts."""
+    ``repeats``: runs of the whole curve (each count's median is kept); ``load_seconds``: how
+    long the exporter-lag load lasts."""
     say = progress or (lambda _: None)
     report: dict[str, Any] = {
         "figures": {},
@@ -93,7 +95,7 @@ def run_scale_bench(
         with ExitStack() as stack:
             server = stack.enter_context(_server(dsn, say))
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sheratan-scale-")))
-            sizes = (events_jobs, jobs, dispatchers, load_seconds)
+            sizes = (events_jobs, jobs, dispatchers, repeats, load_seconds)
             _measure(report, server, root, sizes, say)
     except NoServerError as error:
         for name in figure_names(dispatchers):
@@ -106,10 +108,10 @@ def _measure(
     report: dict[str, Any],
     server: str,
     root: Path,
-    sizes: tuple[int, int, int, float],
+    sizes: tuple[int, int, int, int, float],
     say: Callable[[str], None],
 ) -> None:
-    events_jobs, jobs, dispatchers, load_seconds = sizes
+    events_jobs, jobs, dispatchers, repeats, load_seconds = sizes
     say(f"simulate {events_jobs:,} jobs for their events")
     events = simulated_events(root / "simulated", events_jobs)
     if len(events) < SAVE_EVENTS:
@@ -122,16 +124,12 @@ def _measure(
         mine, "events/s", "the same recorder, bare (encoded beforehand)", theirs,
         ">= 0.9x", mine >= 0.9 * theirs, events=len(events), save_events=SAVE_EVENTS,
     )  # fmt: skip
-    curve: dict[int, float] = {}
-    for count in range(1, dispatchers + 1):
-        say(f"{jobs:,} jobs through {count} dispatcher(s)")
-        try:
-            with fresh_database(server) as database:
-                curve[count] = dispatch_rate(root / f"dispatch-{count}", database, count, jobs)
-        except FollowerFailedError as error:
-            for name in _curve_names(dispatchers):
-                report["skipped"][name] = f"dispatch on PostgreSQL: {error}"
-            break
+    try:
+        curve = _curve(server, root, jobs, dispatchers, repeats, say)
+    except FollowerFailedError as error:
+        curve = {}
+        for name in _curve_names(dispatchers):
+            report["skipped"][name] = f"dispatch on PostgreSQL: {error}"
     ceiling = theirs * events_jobs / len(events)  # jobs/s if saving were all a job cost
     _curve_figures(report, curve, ceiling)
     _lag_figure(report, server, root, curve, load_seconds, say)
@@ -166,6 +164,21 @@ def _lag_figure(
         lag, "s", "one second", 1.0, "<= 1 s", lag <= 1.0,
         jobs_per_s=rate, seconds=seconds, dispatchers=count,
     )  # fmt: skip
+
+
+def _curve(
+    server: str, root: Path, jobs: int, dispatchers: int, repeats: int, say: Callable[[str], None]
+) -> dict[int, float]:
+    """Jobs/s with 1..``dispatchers`` dispatchers, each count's median of ``repeats`` runs;
+    the runs go 1, 2, 3, 1, 2, 3… so a load that comes and goes weighs on every count."""
+    runs: dict[int, list[float]] = {count: [] for count in range(1, dispatchers + 1)}
+    for repeat in range(1, repeats + 1):
+        for count in runs:
+            say(f"{jobs:,} jobs through {count} dispatcher(s), run {repeat} of {repeats}")
+            with fresh_database(server) as database:
+                folder = root / f"dispatch-{count}-{repeat}"
+                runs[count].append(dispatch_rate(folder, database, count, jobs))
+    return {count: statistics.median(rates) for count, rates in runs.items()}
 
 
 def _curve_figures(report: dict[str, Any], curve: dict[int, float], ceiling: float) -> None:

@@ -122,9 +122,13 @@ def _cli(shown: Progress, quick: bool) -> dict[str, Any]:
 def _scale(shown: Progress, quick: bool) -> dict[str, Any]:
     from sheratan.bench.scale import run_scale_bench
 
-    events_jobs, jobs, seconds = (400, 50, 2.0) if quick else (6_000, 3_000, 10.0)
+    events_jobs, jobs, repeats, seconds = (400, 50, 1, 2.0) if quick else (6_000, 3_000, 3, 10.0)
     return run_scale_bench(
-        events_jobs=events_jobs, jobs=jobs, load_seconds=seconds, progress=shown.say
+        events_jobs=events_jobs,
+        jobs=jobs,
+        repeats=repeats,
+        load_seconds=seconds,
+        progress=shown.say,
     )
 
 
