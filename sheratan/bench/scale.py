@@ -23,6 +23,7 @@ skipped with its one-line reason; the others still run.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import os
@@ -245,9 +246,8 @@ def recorder_rates(
 ) -> tuple[float, float]:
     """Events per second saved by Sheratan (a PostgreSQL home's ``Recorder.flush``) into the
     database ``by_sheratan``, and by the same recorder class driven bare (events encoded
-    beforehand, ``insert_events`` alone) into ``bare``. The sides take turns batch by batch
-    (who goes first alternates); each side's rate is from its median batch, so a spike of
-    another process's load on one batch moves neither."""
+    beforehand, ``insert_events`` alone) into ``bare``: a pair of saves of the same events
+    batch after batch, who goes first alternating (``middle_rates``)."""
     target, password = parse_dsn(by_sheratan)
     init_home(folder, target, password)
     home = Home.open(folder)
@@ -258,17 +258,34 @@ def recorder_rates(
         full = len(events) - len(events) % SAVE_EVENTS
         batches = [events[i : i + SAVE_EVENTS] for i in range(0, full, SAVE_EVENTS)]
         encoded = [[bare_app.mapper.to_stored_event(e) for e in batch] for batch in batches]
-        mine, theirs = [], []
+        pairs = []
+        # The bench's own data (every event, and every one encoded again for the bare side)
+        # is left out of the garbage collector's walks: a full collection set off by either
+        # side's allocations would walk it, and the Sheratan side allocates the more.
+        gc.collect()
+        gc.freeze()
         for number, (batch, stored) in enumerate(zip(batches, encoded, strict=True)):
-            if number % 2:
-                theirs.append(_bare(bare_app, stored))
-            mine.append(_by_sheratan(recorder, batch))
-            if not number % 2:
-                theirs.append(_bare(bare_app, stored))
-        return SAVE_EVENTS / statistics.median(mine), SAVE_EVENTS / statistics.median(theirs)
+            bare_first = bool(number % 2)
+            before = _bare(bare_app, stored) if bare_first else 0.0
+            mine = _by_sheratan(recorder, batch)
+            pairs.append((mine, before if bare_first else _bare(bare_app, stored)))
+        return middle_rates(pairs, SAVE_EVENTS)
     finally:
+        gc.unfreeze()
         home.close()
         bare_app.close()
+
+
+def middle_rates(pairs: list[tuple[float, float]], events: int) -> tuple[float, float]:
+    """Both sides' events/s over the middle half of the pairs (by the ratio of their two
+    times): on a shared machine one save in a pair may take half or twice as long as the
+    other for reasons of another process, so the quarter of pairs at each end is left out,
+    and both rates come from the same saves."""
+    ranked = sorted(pairs, key=lambda pair: pair[1] / pair[0])
+    quarter = len(ranked) // 4
+    kept = ranked[quarter : len(ranked) - quarter]
+    total = events * len(kept)
+    return total / sum(mine for mine, _ in kept), total / sum(bare for _, bare in kept)
 
 
 def _by_sheratan(recorder: Recorder, batch: list[Event]) -> float:
