@@ -13,19 +13,18 @@
   and run inside the dispatchers (the cheapest worker that still makes real rounds:
   decisions, leases, outcomes and settlements saved in one save per round).
 - ``exporter_lag``: how far the JSONL exporter trails the database at a steady load of half
-  the highest dispatch throughput measured (skipped until the exporter exists).
+  the highest dispatch throughput measured (``export --follow`` on a home of its own).
 
 The server is ``--dsn`` (or ``$SHERATAN_BENCH_DSN``); without one a scratch server is started
 with scripts/postgres-local.sh and stopped after; without that either, every figure is
-skipped with the reason. A figure that cannot run (dispatch not yet on PostgreSQL) is
-skipped with its one-line reason; the others still run.
+skipped with the reason. A figure whose processes cannot run (a dispatcher or the exporter
+that ends before it follows the log) is skipped with that process's last line; the others
+still run.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -148,9 +147,6 @@ def _lag_figure(
     dispatchers as gave it), against the 1 s it may take."""
     if not curve:
         report["skipped"]["exporter_lag"] = "no dispatch throughput measured to load it with"
-        return
-    if importlib.util.find_spec("sheratan.postgres.exporter") is None:
-        report["skipped"]["exporter_lag"] = "exporter not built"
         return
     count = max(curve, key=curve.__getitem__)
     rate = curve[count] / 2
@@ -407,7 +403,8 @@ def exporter_lag(folder: Path, database: str, count: int, rate: float, seconds: 
     ``seconds`` and settled by ``count`` dispatchers: ``export --follow`` runs on a home
     folder of its own (an analytics host); the lag is sampled from its ledger and the
     database (the exporter's ``measure_lag``) until SETTLE_S after the load ends."""
-    exporter = importlib.import_module("sheratan.postgres.exporter")
+    from sheratan.postgres.exporter import Source, lag_seconds, measure_lag  # needs psycopg
+
     homes = _hosts(folder, database, count)
     analytics = folder / "analytics"
     target, password = parse_dsn(database)
@@ -422,12 +419,12 @@ def exporter_lag(folder: Path, database: str, count: int, rate: float, seconds: 
             load = threading.Thread(target=steady_load, args=(load_home, rate, seconds))
             load.start()
             try:
-                samples = exporter.measure_lag(
-                    exporter.Source(read_home.app.recorder), read_home.ledger, seconds + SETTLE_S
+                samples = measure_lag(
+                    Source(read_home.app.recorder), read_home.ledger, seconds + SETTLE_S
                 )
             finally:
                 load.join()
-        return float(exporter.lag_seconds(samples))
+        return lag_seconds(samples)
     finally:
         load_home.close()
         read_home.close()
