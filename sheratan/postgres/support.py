@@ -1,10 +1,11 @@
 """Which commands run on a PostgreSQL home now, and the one line for those that do not yet.
 
 The commands below read and write through the application and the views folded from the
-database (``sheratan.postgres.log``); dispatchers, workers and servers follow it on
-LISTEN/NOTIFY and take turns under advisory locks (``sheratan.postgres.locks``). Why, replay,
-audit and sql read the exporter's JSONL copy of the log (``READ_EXPORT``), brought up to
-date before they run. The others (``rebuild``) need what only the embedded store has.
+database (``sheratan.postgres.log``), or read the exporter's JSONL copy of the log
+(``READ_EXPORT``: why, replay, audit, sql), which is brought up to date before they run.
+Dispatchers, workers and servers follow the database on LISTEN/NOTIFY and take turns under
+advisory locks (``sheratan.postgres.locks``). The others wait; each joins ``SUPPORTED``
+with a test on a PostgreSQL home.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def refuse_unsupported(home: Path, command_path: str) -> bool:
 
 def check_supported(command: str) -> None:
     """Refuse ``command`` (its path after ``sheratan``) on a PostgreSQL home unless it runs
-    there, in one line."""
+    there; the message names what it waits for."""
     if command in SUPPORTED:
         return
     msg = (
