@@ -2442,6 +2442,78 @@ def bench_api(
     echo_bench(report, as_json)
 
 
+@bench.command("scale")
+@click.option(
+    "--dsn",
+    default=None,
+    help="A PostgreSQL server to measure on (default: $SHERATAN_BENCH_DSN, else a scratch "
+    "one started with scripts/postgres-local.sh); each figure makes its own databases.",
+)
+@click.option(
+    "--events-jobs",
+    type=click.IntRange(min=400, max=1_000_000),
+    default=6_000,
+    show_default=True,
+    help="Simulated jobs whose events the recorder figure saves (about 11 events a job).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=10, max=1_000_000),
+    default=3_000,
+    show_default=True,
+    help="Jobs each dispatch run settles.",
+)
+@click.option(
+    "--dispatchers",
+    type=click.IntRange(min=1, max=8),
+    default=3,
+    show_default=True,
+    help="The most dispatcher processes tried (the curve runs 1..N).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1, max=20),
+    default=3,
+    show_default=True,
+    help="Runs of the dispatch curve, interleaved (each count's median is kept).",
+)
+@click.option(
+    "--load-seconds",
+    type=click.FloatRange(min=1.0, max=3_600.0),
+    default=10.0,
+    show_default=True,
+    help="How long the exporter-lag figure's steady load lasts.",
+)
+@quiet_option
+@common
+def bench_scale(
+    dsn: str | None,
+    events_jobs: int,
+    jobs: int,
+    dispatchers: int,
+    repeats: int,
+    load_seconds: float,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Sheratan on PostgreSQL: events saved by Sheratan against the same recorder bare,
+    dispatch throughput with 1..N dispatcher processes on one database, exporter lag at
+    half the highest throughput. A figure that cannot run is skipped with its reason."""
+    from sheratan.bench.scale import run_scale_bench
+
+    with showing() as shown:
+        report = run_scale_bench(
+            events_jobs=events_jobs,
+            jobs=jobs,
+            dispatchers=dispatchers,
+            repeats=repeats,
+            load_seconds=load_seconds,
+            dsn=dsn,
+            progress=shown.say,
+        )
+    echo_bench(report, as_json)
+
+
 @bench.command("all")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of every bench (a minute).")
 @click.option(
@@ -2478,6 +2550,9 @@ def bench_all(
         emit_json(document)
     else:
         click.echo(suite_table(document))
+        for bench_name, part in document["benches"].items():
+            for name, why_not in part.get("skipped", {}).items():
+                click.echo(f"skipped {bench_name}/{name}: {why_not}")
         for name in document["failed"]:
             click.echo(f"bench {name} failed: {document['benches'][name]['error']}")
     if document["failed"]:

@@ -262,3 +262,50 @@ def test_bench_cli_times_the_start_against_a_bare_interpreter(tmp_path: Path) ->
         assert figure["target"] is not None and figure["met"] in (True, False)
     for figure in report["info"].values():
         assert figure["target"] is None and figure["met"] is None
+
+
+def test_bench_scale_measures_or_skips_every_figure_on_postgres(postgres_dsn: str) -> None:
+    """Tiny sizes on the test server: the recorder figure, the dispatch curve (measured once
+    dispatch runs on PostgreSQL, else skipped with the dispatcher's own line), the lag."""
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("bench", "scale", "--dsn", postgres_dsn, "--events-jobs", "400"),
+            *("--jobs", "20", "--dispatchers", "2", "--repeats", "1", "--load-seconds", "1"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    figures, skipped = report["figures"], report["skipped"]
+    assert set(figures) | set(skipped) == {
+        "recorder_events_per_s",
+        "dispatch_2_vs_1",
+        "exporter_lag",
+    }
+    assert not set(figures) & set(skipped)
+    assert all(isinstance(why, str) and why for why in skipped.values())
+    for name, figure in {**figures, **report["info"]}.items():
+        assert set(figure) >= FIGURE_KEYS, name
+        assert figure["value"] > 0 and figure["anchor_value"] > 0, name
+        assert figure["ratio"] == figure["value"] / figure["anchor_value"], name
+    assert figures["recorder_events_per_s"]["events"] >= 2_000
+    if "dispatch_2_vs_1" in figures:
+        assert set(report["info"]["dispatch_1"]["curve"]) == {"1", "2"}
+
+
+@pytest.mark.parametrize(
+    ("dsn", "needle"),
+    [
+        ("postgresql://u@127.0.0.1:5432/db?sslmode=disable", "bad --dsn: only host"),
+        (
+            "postgresql://u@127.0.0.1:1/db",
+            "cannot reach PostgreSQL at postgresql://u@127.0.0.1:1/db",
+        ),
+    ],
+)
+def test_bench_scale_refuses_a_bad_dsn_in_one_line(tmp_path: Path, dsn: str, needle: str) -> None:
+    result = CliRunner().invoke(cli, ["bench", "scale", "--dsn", dsn, "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: ") and needle in result.stderr

@@ -64,7 +64,7 @@ def run_runtime_bench(
             say(f"idle CPU over {IDLE_S:.0f} s")
             idle = _idle_cpu(pids)
             say(f"{jobs:,} noop jobs end to end")
-            rate = _throughput(opened, jobs)
+            rate = queue_and_wait(opened, jobs)
             opened.close()
     p50 = statistics.median(latencies)
     p99 = _percentile(latencies, 0.99)
@@ -234,30 +234,31 @@ def _completion(home: Home, waker: Waker, job_id: UUID) -> JobCompleted:
 
 def _idle_cpu(pids: dict[str, list[int]]) -> dict[str, float]:
     """Each role's CPU share of one core while nothing happens (the worst of its processes)."""
-    before = {pid: _cpu_s(pid) for group in pids.values() for pid in group}
+    before = {pid: cpu_seconds(pid) for group in pids.values() for pid in group}
     time.sleep(IDLE_S)
-    after = {pid: _cpu_s(pid) for pid in before}
+    after = {pid: cpu_seconds(pid) for pid in before}
     return {
         role: max((after[pid] - before[pid]) / IDLE_S for pid in group)
         for role, group in pids.items()
     }
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _throughput(home: Home, jobs: int) -> float:
-    """Queue ``jobs`` noop jobs in bulk saves and time them until the last completed."""
+def queue_and_wait(home: Home, jobs: int, kind: str = "noop") -> float:
+    """Queue ``jobs`` jobs of ``kind`` in bulk saves and time them until the last completed:
+    jobs per second, on any home whose dispatchers and workers run elsewhere."""
     recorder = Recorder(home.app, [])
     ids = [uuid4() for _ in range(jobs)]
     began = time.perf_counter()
     for start in range(0, jobs, 1_000):
         now = datetime.now(UTC)
         for job_id in ids[start : start + 1_000]:
-            recorder.record(*queued_job(job_id, "noop", {}, now))
+            recorder.record(*queued_job(job_id, kind, {}, now))
         recorder.flush()
     _wait_for_completions(home, set(ids))
     return jobs / (time.perf_counter() - began)
@@ -268,13 +269,14 @@ def _wait_for_completions(home: Home, waiting: set[UUID]) -> None:
     source = LogSource(home, frozenset({JobCompleted.TOPIC}))
     seen = 0
     deadline = time.monotonic() + WAIT_S
-    with Waker(home.ledger) as waker:
+    with home.waker() as waker:
         while waiting:
             last = source.last_position()
             for _, event in source.events(seen + 1, last):
                 waiting.discard(event.originator_id)
             seen = last
             if time.monotonic() > deadline:
-                raise TimeoutError(f"bench runtime: {len(waiting)} job(s) did not complete")
+                msg = f"{len(waiting)} job(s) did not complete within {WAIT_S:.0f} s"
+                raise TimeoutError(msg)
             if waiting:
                 waker.wait(1.0)

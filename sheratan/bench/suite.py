@@ -119,6 +119,19 @@ def _cli(shown: Progress, quick: bool) -> dict[str, Any]:
     return run_cli_bench(repeats=3 if quick else 11, progress=shown.say)
 
 
+def _scale(shown: Progress, quick: bool) -> dict[str, Any]:
+    from sheratan.bench.scale import run_scale_bench
+
+    events_jobs, jobs, repeats, seconds = (400, 50, 1, 2.0) if quick else (6_000, 3_000, 3, 10.0)
+    return run_scale_bench(
+        events_jobs=events_jobs,
+        jobs=jobs,
+        repeats=repeats,
+        load_seconds=seconds,
+        progress=shown.say,
+    )
+
+
 #: Every bench of ``bench all``, in the order they run: one line per bench.
 BENCHES: tuple[Bench, ...] = (
     Bench("cli", _cli, "CLI start: --help, job show, job create against python -c pass"),
@@ -129,6 +142,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("accounts", _accounts, "a balance from the view against a scan"),
     Bench("runtime", _runtime, "create→start latency, end-to-end jobs/s, idle CPU"),
     Bench("api", _api, "job create over HTTP, claim→result, first render, views as of"),
+    Bench("scale", _scale, "PostgreSQL: recorder by Sheratan vs bare, 1-3 dispatchers, export lag"),
 )
 NAMES = tuple(bench.name for bench in BENCHES)
 
