@@ -4,7 +4,8 @@ real PostgreSQL server with a fresh database per test (tests/postgres_helpers.py
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from sheratan.home import init_home
 from sheratan.progress import EVERY_ENV
 
 PERSISTENCE_MODULES = ("sheratan.store", "eventsourcing.popo", "eventsourcing.postgres")
+#: The stores a home can live on: the acceptance tests that take ``any_home`` run on each.
+STORES = ("embedded", "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +60,62 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sheratan]:
 @pytest.fixture
 def pg_home(tmp_path: Path, postgres_dsn: str) -> Path:
     """A home initialised on a fresh PostgreSQL database (``init --store postgres``)."""
+    return init_pg_home(tmp_path / "pg-home", postgres_dsn)
+
+
+def init_pg_home(path: Path, dsn: str) -> Path:
+    """``init --store postgres --dsn DSN`` at ``path``, as a user makes one."""
     from cli_helpers import as_json
 
-    home = tmp_path / "pg-home"
-    assert as_json(home, "init", "--store", "postgres", "--dsn", postgres_dsn)["created"]
-    return home
+    assert as_json(path, "init", "--store", "postgres", "--dsn", dsn)["created"]
+    return path
+
+
+@pytest.fixture(params=STORES)
+def any_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A fresh home on each store, the embedded one and PostgreSQL (as ``home``, ``pg_home``):
+    the store, decision, replay and accounts acceptance tests that take it run on both,
+    unchanged (issue 13)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_home")  # type: ignore[no-any-return]
+    path = tmp_path / "home"  # not the ``home`` fixture: a module may alias that to this one
+    init_home(path)
+    return path
+
+
+@pytest.fixture(scope="module", params=STORES)
+def init_any(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
+    """``any_home`` for the logs a module builds once and its tests share: initialises a home
+    at a path on this parameter's store, each PostgreSQL one on a fresh database dropped at
+    the module's end."""
+    with ExitStack() as databases:
+
+        def init(path: Path) -> Path:
+            if request.param == "embedded":
+                init_home(path)
+                return path
+            server = request.getfixturevalue("postgres_server")
+            return init_pg_home(path, databases.enter_context(fresh_database(server)))
+
+        yield init
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgres_pending(reason): the test's PostgreSQL case (any_home, init_any) waits for "
+        "a piece of issue 13 that has not landed: strict xfail there, so it fails the moment "
+        "it passes and someone removes the mark",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The PostgreSQL case of a test marked ``postgres_pending`` is a strict xfail."""
+    for item in items:
+        pending = item.get_closest_marker("postgres_pending")
+        params = getattr(item, "callspec", None)
+        if pending is None or params is None:
+            continue
+        if "postgres" in (params.params.get("any_home"), params.params.get("init_any")):
+            reason = f"on PostgreSQL: {pending.args[0]}"
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -21,14 +21,21 @@ EXAMPLE_WORKERS = ROOT / "policies" / "workers.example.json"
 
 
 def simulated_home(path: Path, jobs: int, **config: Any) -> tuple[Home, dict[str, Any]]:
+    """A new embedded home at ``path`` and ``simulated`` in it."""
     init_home(path)
+    return simulated(path, jobs, **config)
+
+
+def simulated(path: Path, jobs: int, **config: Any) -> tuple[Home, dict[str, Any]]:
+    """The home at ``path`` (either store), opened, after a simulation of ``jobs`` jobs."""
     home = Home.open(path)
     report = simulate(home, EngineConfig.load(**config), load_profiles(EXAMPLE_WORKERS), jobs)
     return home, report
 
 
 def events(home: Home) -> list[tuple[int, Event]]:
-    return list(EventReader().events(home.ledger))
+    """Every event of the home's live log (the database's on a PostgreSQL home)."""
+    return list(EventReader().events(home.log))
 
 
 def decisions(home: Home) -> list[tuple[DecisionMade, DecisionScored | None]]:
