@@ -71,41 +71,50 @@ def init_pg_home(path: Path, dsn: str) -> Path:
     return path
 
 
+def home_maker(
+    store: str, request: pytest.FixtureRequest, databases: ExitStack
+) -> Callable[[Path], Path]:
+    """A function that initialises a home at a path on ``store``: embedded, or PostgreSQL on
+    a fresh database of the session's server (``databases`` drops it)."""
+
+    def init(path: Path) -> Path:
+        if store == "embedded":
+            init_home(path)
+            return path
+        server = request.getfixturevalue("postgres_server")
+        return init_pg_home(path, databases.enter_context(fresh_database(server)))
+
+    return init
+
+
 @pytest.fixture(params=STORES)
-def any_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """A fresh home on each store, the embedded one and PostgreSQL (as ``home``, ``pg_home``):
-    the store, decision, replay and accounts acceptance tests that take it run on both,
+def make_home(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
+    """Makes fresh homes on each store in turn, embedded and PostgreSQL: the store, decision,
+    replay and accounts acceptance tests that take it (or ``any_home``) run on both,
     unchanged (issue 13)."""
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_home")  # type: ignore[no-any-return]
-    path = tmp_path / "home"  # not the ``home`` fixture: a module may alias that to this one
-    init_home(path)
-    return path
+    with ExitStack() as databases:
+        yield home_maker(request.param, request, databases)
 
 
 @pytest.fixture(scope="module", params=STORES)
-def init_any(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
-    """``any_home`` for the logs a module builds once and its tests share: initialises a home
-    at a path on this parameter's store, each PostgreSQL one on a fresh database dropped at
-    the module's end."""
+def make_module_home(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
+    """``make_home`` for the logs a module builds once and its tests share."""
     with ExitStack() as databases:
+        yield home_maker(request.param, request, databases)
 
-        def init(path: Path) -> Path:
-            if request.param == "embedded":
-                init_home(path)
-                return path
-            server = request.getfixturevalue("postgres_server")
-            return init_pg_home(path, databases.enter_context(fresh_database(server)))
 
-        yield init
+@pytest.fixture
+def any_home(make_home: Callable[[Path], Path], tmp_path: Path) -> Path:
+    """A fresh home on each store in turn (``make_home``)."""
+    return make_home(tmp_path / "home")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "postgres_pending(reason): the test's PostgreSQL case (any_home, init_any) waits for "
-        "a piece of issue 13 that has not landed: strict xfail there, so it fails the moment "
-        "it passes and someone removes the mark",
+        "postgres_pending(reason): the test's PostgreSQL case (make_home, make_module_home) "
+        "waits for a piece of issue 13 that has not landed: strict xfail there, so it fails "
+        "the moment it passes and someone removes the mark",
     )
 
 
@@ -116,6 +125,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         params = getattr(item, "callspec", None)
         if pending is None or params is None:
             continue
-        if "postgres" in (params.params.get("any_home"), params.params.get("init_any")):
+        if "postgres" in (params.params.get("make_home"), params.params.get("make_module_home")):
             reason = f"on PostgreSQL: {pending.args[0]}"
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
