@@ -54,9 +54,10 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def run_json(*args: str, expect: int = 0) -> Any:
-    code, output = run(*args, "--json")
-    assert code == expect, output
-    return json.loads(output)
+    """The command's JSON answer (stdout; a PostgreSQL home says its export's lag on stderr)."""
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == expect, result.output
+    return json.loads(result.stdout)
 
 
 def simulate(home: Path, jobs: int, *options: str) -> dict[str, Any]:
@@ -165,9 +166,7 @@ def test_a_decision_input_replay_cannot_see_is_major_drift(any_home: Path) -> No
     home, _ = simulated(any_home, 20, seed=1)
     dispatch_under_unrecorded_budget(home, 10)
     home.close()
-    code, output = run("replay", "--home", str(any_home), "--exact", "--json")
-    report = json.loads(output)
-    assert code == 1
+    report = run_json("replay", "--home", str(any_home), "--exact", expect=1)
     assert report["drift"]["major"] >= 10
     assert report["ok"] is False
     assert any("budget" in d for f in report["findings"] for d in f["differences"])
