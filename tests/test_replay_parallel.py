@@ -18,7 +18,7 @@ from sheratan.replay.history import History
 from sheratan.replay.parallel import plan, replay_exact_ranges
 from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 from tests.cli_helpers import invoke, refused
-from tests.decision_helpers import dispatch_under_unrecorded_budget, simulated
+from tests.decision_helpers import dispatch_under_unrecorded_budget, exported, simulated
 
 #: Replay reads the JSONL ledger, which on a PostgreSQL home the exporter writes.
 EXPORTER = "the JSONL exporter (Home.ledger of a PostgreSQL home; replay there)"
@@ -47,11 +47,12 @@ def test_ranges_in_processes_report_what_one_pass_reports(
 ) -> None:
     home = Home.open(drifting_log)
     try:
-        one = replay_exact(History(home.ledger), check_from=since).summary()
-        ranges = plan(since, home.ledger.last_position(), workers, min_per_process=100)
+        ledger = exported(home)
+        one = replay_exact(History(ledger), check_from=since).summary()
+        ranges = plan(since, ledger.last_position(), workers, min_per_process=100)
         assert len(ranges) == workers
         split = replay_exact_ranges(
-            home.ledger, check_from=since, workers=workers, min_per_process=100
+            ledger, check_from=since, workers=workers, min_per_process=100
         ).summary()
     finally:
         home.close()
@@ -104,10 +105,11 @@ def test_a_payload_that_names_a_decision_topic_is_folded_as_a_job(any_home: Path
     job = home.app.create_job("llm_call", payload, namespace=SIMULATION)
     simulate(home, EngineConfig.load(seed=1), load_profiles(EXAMPLE_WORKERS), 40)
     try:
-        line = next(raw for _, raw in home.ledger.lines(1, 50) if str(job).encode() in raw)
+        ledger = exported(home)
+        line = next(raw for _, raw in ledger.lines(1, 50) if str(job).encode() in raw)
         assert b'"topic":"decision.made"' in line
-        one = replay_exact(History(home.ledger)).summary()
-        split = replay_exact_ranges(home.ledger, workers=2, min_per_process=10).summary()
+        one = replay_exact(History(ledger)).summary()
+        split = replay_exact_ranges(ledger, workers=2, min_per_process=10).summary()
     finally:
         home.close()
     assert split == one
