@@ -796,6 +796,9 @@ def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_jso
     opened = open_home(home)
     raw_lines = revealing(opened, reveal)
     ledger = opened.log
+    # --follow sleeps until a commit (wake files, or LISTEN/NOTIFY on PostgreSQL); it
+    # listens before its first read, so no commit after that read is missed.
+    waker = opened.waker() if follow else None
     last = ledger.last_position()
     position = max(1, last - count + 1)
     try:
@@ -807,14 +810,17 @@ def events_tail(count: int, follow: bool, reveal: bool, home: str | None, as_jso
                     click.echo(raw.decode())
                 else:
                     click.echo(msgspec.json.encode(redacted_line(raw)).decode())
-            if not follow:
+            if waker is None:  # no --follow
                 return
             sys.stdout.flush()  # a pipe reader sees each event as it is committed
             position = last + 1
             while (last := ledger.last_position()) < position:
-                time.sleep(0.2)
+                waker.wait(1.0)
     except KeyboardInterrupt:
         return  # Ctrl-C ends --follow; that is not an error
+    finally:
+        if waker is not None:
+            waker.close()
 
 
 def _event_row(raw: bytes) -> str:
@@ -1131,8 +1137,9 @@ def dispatch(
 ) -> None:
     """Dispatch the next ready job (or all of them, or follow the log until stopped).
 
-    Several dispatchers may serve one home at once, each in its own process: they take
-    turns under the home's dispatch lock, and a lost race is re-read, never an error.
+    Several dispatchers may serve one home at once, each in its own process (on several
+    hosts when the log is in PostgreSQL): they take turns under the log's dispatch lock (a
+    lock file, or a PostgreSQL advisory lock), and a lost race is re-read, never an error.
     """
     from sheratan.dispatch.service import EngineConfig
     from sheratan.dispatch.service import dispatch as run_dispatch

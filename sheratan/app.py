@@ -17,7 +17,7 @@ from uuid import UUID, uuid4, uuid5
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 
 from events import Event, utc_now
 from events.accounts import AccountCredited, AccountOpened
@@ -162,6 +162,23 @@ class Sheratan(Application[UUID]):
         "PERSISTENCE_MODULE": "sheratan.store",
         "MAPPER_TOPIC": "sheratan.codec:MsgspecMapper",
     }
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        """The persistence module's process recorder: an application recorder that also
+        commits a tracking record with the events it saves (``Recorder.flush(tracking)``).
+        The embedded store's application recorder does that anyway (one ledger); the
+        library's PostgreSQL application recorder would drop the tracking record, so a
+        dispatcher could not resume from its own position there.
+
+        On PostgreSQL the library creates its tables as it makes the recorder, so processes
+        opening the application at once take turns (``creating_tables``)."""
+        datastore = getattr(self.factory, "datastore", None)
+        if type(self.factory).__module__ != "eventsourcing.postgres" or datastore is None:
+            return self.factory.process_recorder()
+        from sheratan.postgres.locks import creating_tables
+
+        with creating_tables(datastore):
+            return self.factory.process_recorder()
 
     # ----------------------------------------------------------- missions, tasks
 

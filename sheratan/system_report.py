@@ -41,15 +41,16 @@ def system_report(home: Home, namespace: str = "") -> dict[str, Any]:
 def transition(home: Home, target: str, reason: str, namespace: str = "") -> dict[str, Any]:
     """An operator's transition; refused with IllegalSystemTransitionError, recording nothing.
 
-    Saved under the home's dispatch lock, between two dispatcher rounds: a round decides
-    either wholly before the transition or wholly after it, never on a state that changed
-    under it, so the log's order is the order the dispatcher saw (what replay checks)."""
+    Saved under the log's dispatch lock (``dispatch_lock``), between two dispatcher rounds:
+    a round decides either wholly before the transition or wholly after it, never on a state
+    that changed under it, so the log's order is the order the dispatcher saw (what replay
+    checks)."""
     lock = dispatch_lock(home)
     try:
-        with lock.held():
-            return _state(home.app.transition_system(target, reason, namespace=namespace))
+        lock.acquire()
+        return _state(home.app.transition_system(target, reason, namespace=namespace))
     finally:
-        lock.close()
+        lock.close()  # closing lets go (the lock file's descriptor, or the lock's session)
 
 
 def history(home: Home, namespace: str = "") -> list[dict[str, Any]]:

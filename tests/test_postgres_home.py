@@ -149,7 +149,6 @@ def test_the_dsn_may_come_from_the_environment(
         ("replay", "--exact"),
         ("rebuild",),
         ("sql", "SELECT 1"),
-        ("dispatch", "--until-idle"),
     ],
 )
 def test_commands_that_need_the_exporter_say_so(pg_home: Path, command: tuple[str, ...]) -> None:

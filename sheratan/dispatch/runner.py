@@ -1,7 +1,8 @@
 """Driving a dispatcher over a home that other processes share: rounds, races, following.
 
-Several dispatchers may serve one home (separate processes), beside worker daemons, operators
-and job creators. Each round runs under the home's dispatch lock: catch up on the log, act
+Several dispatchers may serve one home (separate processes, on several hosts when the log is
+in PostgreSQL), beside worker daemons, operators and job creators. Each round runs under the
+log's dispatch lock (a lock file, or a PostgreSQL advisory lock): catch up on the log, act
 (``Dispatcher.round``), and save everything in one save with a tracking record naming the
 position acted on (eventsourcing's process-application habit: ``max_tracking_id`` says where
 a dispatcher stopped). So two dispatchers never decide on the same state, and every decision
@@ -26,7 +27,6 @@ from eventsourcing.persistence import Tracking
 from sheratan.dispatch.context import RunStats
 from sheratan.dispatch.loop import Dispatcher, Round
 from sheratan.recording import ViewsDivergedError
-from sheratan.store.files import FileLock
 
 #: Most jobs one round leases (one save): large enough that a deep queue costs few saves,
 #: small enough that another dispatcher waiting for the lock waits little.
@@ -48,6 +48,19 @@ class Waiter(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
     def wake(self) -> None: ...
+
+
+class RoundLock(Protocol):
+    """What a round runs under, shared by every dispatcher of the log: a lock file on an
+    embedded home, an advisory lock on a PostgreSQL home (``sheratan.postgres.locks``)."""
+
+    def acquire(self) -> None: ...
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Stop:
@@ -76,7 +89,7 @@ class Runner:
         self,
         dispatcher: Dispatcher,
         *,
-        lock: FileLock | None = None,
+        lock: RoundLock | None = None,
         tracking: str | None = None,
         reload: Callable[[RunStats], Dispatcher] | None = None,
     ) -> None:
@@ -86,6 +99,11 @@ class Runner:
         self.reload = reload
         #: Rounds whose save lost a version race to another writer (and were re-read).
         self.lost_races = 0
+
+    def close(self) -> None:
+        """Let go of the lock (its file, or its database session)."""
+        if self.lock is not None:
+            self.lock.close()
 
     @property
     def stats(self) -> RunStats:

@@ -8,6 +8,7 @@ runs them, and the simulation never runs a real job nor routes to a real worker.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from sheratan.dispatch.breaches import BreachLog
 from sheratan.dispatch.context import DispatchContext, EngineViews, RunStats
 from sheratan.dispatch.gating import SystemPolicy, load_system_policy
 from sheratan.dispatch.loop import Dispatcher
-from sheratan.dispatch.runner import ROUND_JOBS, Runner, Stop
+from sheratan.dispatch.runner import ROUND_JOBS, RoundLock, Runner, Stop
 from sheratan.home import Home
 from sheratan.inputs import InvalidInputError
 from sheratan.lifecycle import CANCELLABLE, job_event
@@ -217,9 +218,21 @@ def build_dispatcher(
     )
 
 
-def dispatch_lock(home: Home) -> FileLock:
+def dispatch_lock(home: Home) -> RoundLock:
     """The lock every dispatcher of a home holds for a round (see sheratan.dispatch.runner)."""
-    return FileLock(home.path / "locks" / "dispatch.lock")
+    return home_lock(home, "dispatch")
+
+
+def home_lock(home: Home, purpose: str) -> RoundLock:
+    """The lock of ``purpose`` shared by every process of the log: a lock file in the home
+    folder on an embedded home (one disk); on a PostgreSQL home, whose processes may run on
+    several hosts each with a folder of its own, an advisory lock in the database
+    (``sheratan.postgres.locks``)."""
+    if home.marker.postgres is not None:
+        from sheratan.postgres.locks import AdvisoryLock
+
+        return AdvisoryLock(home.app.recorder, purpose)
+    return FileLock(home.path / "locks" / f"{purpose}.lock")
 
 
 def open_runner(home: Home, config: EngineConfig, *, name: str = DEFAULT_NAME) -> Runner:
@@ -260,6 +273,7 @@ def dispatch(
     try:
         return runner.drain(max_jobs=max_jobs, progress=progress)
     finally:
+        runner.close()
         save_views(home, runner.dispatcher, config.scoring)
 
 
@@ -274,7 +288,7 @@ def follow(
 ) -> RunStats:
     """``dispatch --follow``: rounds until ``stop``, woken by every commit to the log."""
     runner = open_runner(home, config, name=name)
-    with home.waker() as waker:
+    with home.waker() as waker, contextlib.closing(runner):
         return runner.follow(
             stop,
             waker,
@@ -286,7 +300,7 @@ def follow(
 
 def resumes_after(home: Home, name: str = DEFAULT_NAME) -> int | None:
     """The last position dispatcher ``name`` acted on (its tracking record), if any."""
-    return home.ledger.max_tracking_id(tracking_name(name))
+    return home.log.max_tracking_id(tracking_name(name))
 
 
 def simulate(
@@ -304,13 +318,15 @@ def simulate(
     Ctrl-C) cancels every open simulated job, then raises SimulationInterruptedError.
     ``stop`` is looked at between saves, so a stop never lands inside one.
 
-    One simulation runs in a home at a time (a second is refused at once, InvalidInputError):
-    two started at one position would draw the same job ids from the same seed."""
+    One simulation runs on a log at a time (a second is refused at once, InvalidInputError):
+    two started at one position would draw the same job ids from the same seed. So on a
+    PostgreSQL home the lock is the database's, not the folder's: two hosts' folders share
+    the log."""
     home.app.check_payer(paid.payer, paid.budget_micros)
-    lock = FileLock(home.path / "locks" / "simulate.lock")
+    lock = home_lock(home, "simulate")
     try:
         if not lock.try_acquire():
-            msg = "another simulate is running in this home: wait for it to end"
+            msg = "another simulate is running on this log: wait for it to end"
             raise InvalidInputError(msg)
         return _simulate(home, config, profiles, jobs, progress, stop, paid)
     finally:
@@ -378,8 +394,8 @@ def _run_simulation(
             if stop.is_set():
                 return dispatcher.stats
     recorder.flush()
-    runner = Runner(dispatcher, lock=dispatch_lock(home))
-    return runner.drain(batch=ROUND_JOBS, progress=progress, stop=stop)
+    with contextlib.closing(Runner(dispatcher, lock=dispatch_lock(home))) as runner:
+        return runner.drain(batch=ROUND_JOBS, progress=progress, stop=stop)
 
 
 def queued_job(

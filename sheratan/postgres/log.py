@@ -17,9 +17,10 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from typing import cast
 
 import msgspec
-from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.persistence import ApplicationRecorder, Notification, ProcessRecorder
 
 #: Notifications read per query.
 BATCH = 1000
@@ -64,6 +65,11 @@ class PostgresLog:
         event = found[0]
         key = f"{event.originator_id}:{event.originator_version}:{event.topic}"
         return hashlib.sha256(key.encode()).hexdigest()
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The last position the process ``application_name`` (``dispatcher:<name>``)
+        recorded it acted on, in the same transaction as its events; None before any."""
+        return cast(ProcessRecorder, self.recorder).max_tracking_id(application_name)
 
     def close(self) -> None:
         """Nothing to release: the application owns the connections."""

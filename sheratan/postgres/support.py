@@ -1,11 +1,11 @@
 """Which commands run on a PostgreSQL home now, and the one line for those that do not yet.
 
 The commands below read and write through the application and the views folded from the
-database (``sheratan.postgres.log``). The others need what only the embedded store has so
-far: the hash-chained JSONL files (why, replay, audit, sql read them with DuckDB), the
-ledger's followers and tracking files (dispatch, workers, serve). The exporter and several
-dispatchers on one database (issue 13, docs/postgres.md) bring them; each then joins
-``SUPPORTED``.
+database (``sheratan.postgres.log``); dispatchers, workers and servers follow it on
+LISTEN/NOTIFY and take turns under advisory locks (``sheratan.postgres.locks``). The others
+need what only the embedded store has so far: the hash-chained JSONL files (why, replay,
+audit, sql read them with DuckDB). The exporter (issue 13, docs/postgres.md) brings them;
+each then joins ``SUPPORTED``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from sheratan.inputs import InvalidInputError
 SUPPORTED = frozenset(
     {
         "init",
+        "serve",
+        "token",
+        "token rotate",
         "mission create",
         "mission list",
         "mission show",
@@ -27,7 +30,25 @@ SUPPORTED = frozenset(
         "job create",
         "job show",
         "job list",
+        "job cancel",
+        "job requeue",
+        "job retry-dependents",
+        "account open",
+        "account credit",
+        "account show",
+        "account list",
+        "account history",
         "events tail",
+        "worker register",
+        "worker run",
+        "worker list",
+        "worker quarantine",
+        "worker release",
+        "dispatch",
+        "simulate",
+        "system state",
+        "system transition",
+        "system history",
     }
 )
 
@@ -52,7 +73,6 @@ def check_supported(command: str) -> None:
         return
     msg = (
         f"`sheratan {command}` does not run on a PostgreSQL home yet: views, why, replay, "
-        "audit and sql need the JSONL exporter, dispatch and workers several dispatchers on "
-        "one database (issue 13; docs/postgres.md lists what runs now)"
+        "audit and sql need the JSONL exporter (issue 13; docs/postgres.md lists what runs now)"
     )
     raise NotOnPostgresError(msg)

@@ -24,6 +24,8 @@ from typing import Any
 
 from psycopg import sql
 
+from sheratan.postgres.session import connect_beside
+
 log = logging.getLogger(__name__)
 
 #: How often the listening thread looks whether it should stop.
@@ -36,12 +38,7 @@ class PostgresWaker(contextlib.AbstractContextManager["PostgresWaker"]):
     def __init__(self, recorder: Any) -> None:
         """``recorder``: the application's PostgreSQL recorder (its datastore's connection
         settings and its NOTIFY channel)."""
-        import psycopg
-
-        settings = dict(recorder.datastore.pool.kwargs)
-        settings.pop("row_factory", None)
-        timeout = getattr(recorder.datastore.pool, "timeout", 5)
-        self._conn = psycopg.connect(**settings, autocommit=True, connect_timeout=int(timeout))
+        self._conn = connect_beside(recorder)
         self._conn.execute(sql.SQL("LISTEN {0}").format(sql.Identifier(recorder.channel_name)))
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
