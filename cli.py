@@ -141,10 +141,21 @@ def common(command: F) -> F:
         from sheratan.home import resolve_home
         from sheratan.postgres.support import refuse_unsupported
 
-        refuse_unsupported(resolve_home(home), click.get_current_context().command_path)
+        if refuse_unsupported(resolve_home(home), click.get_current_context().command_path):
+            export_first(home)
         return command(*args, home=home, as_json=as_json or before.get("as_json"), **kwargs)
 
     return _json_option(_home_option(cast(F, with_group_options)))
+
+
+def export_first(home: str | None) -> None:
+    """On a PostgreSQL home, before a command reads the export: bring it up to date (one
+    checked pass) and say on stderr how far behind the database it is."""
+    from sheratan.postgres.exporter import bring_up_to_date
+
+    with showing() as shown:
+        lag = bring_up_to_date(open_home(home), shown)
+    click.echo(lag.line(), err=True)
 
 
 def file_option(*names: str, help: str) -> Callable[[F], F]:
@@ -294,6 +305,104 @@ def init(store: str, dsn: str | None, home: str | None, as_json: bool) -> None:
         emit_json({"home": str(path), "created": created})
     else:
         click.echo(f"{'initialised' if created else 'already a home'}: {path}")
+
+
+@cli.command("export")
+@click.option(
+    "--to",
+    "to_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the whole log into this new folder, an embedded home of its own.",
+)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="PostgreSQL home: keep the export current (woken by NOTIFY) until SIGTERM or Ctrl-C.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="PostgreSQL home: first render every exported line again from the database and "
+    "compare (the whole history, not only the head); exit 1 naming the first that differs.",
+)
+@quiet_option
+@common
+def export_cmd(
+    to_dir: Path | None, follow: bool, check: bool, home: str | None, as_json: bool
+) -> None:
+    """Export the log: a PostgreSQL home's JSONL copy (once, or --follow), or --to DIR."""
+    from sheratan.migration import export_to
+    from sheratan.postgres.exporter import Source, bring_up_to_date, check_all
+    from sheratan.postgres.exporter import follow as follow_export
+
+    opened = open_home(home)
+    if check and opened.marker.postgres is None:
+        raise click.UsageError("--check compares a PostgreSQL home's export with its database")
+    if check:
+        with showing() as shown, shown.counting("checking the export", unit="events") as tick:
+            checked = check_all(Source(opened.app.recorder), opened.ledger, tick)
+        click.echo(f"export: {checked} positions match the database", err=True)
+    if to_dir is not None:
+        if follow:
+            raise click.UsageError("--to and --follow do not go together")
+        with showing() as shown, shown.counting(f"exporting to {to_dir}", unit="events") as tick:
+            done = export_to(opened, to_dir.absolute(), tick)
+        emit_json(done) if as_json else click.echo(f"exported {done['events']} events to {to_dir}")
+        return
+    if opened.marker.postgres is None:
+        raise click.UsageError("an embedded home is its own JSONL log: export --to DIR copies it")
+    if not follow:
+        with showing() as shown:
+            lag = bring_up_to_date(opened, shown)
+        emit_json(vars(lag)) if as_json else click.echo(lag.line())
+        return
+    stop = stop_on_signals()
+    click.echo(f"export: following {opened.marker.postgres.display()}; stop with Ctrl-C", err=True)
+    with opened.waker() as waker:
+        stop.wakes(waker)
+        lag = follow_export(
+            Source(opened.app.recorder),
+            opened.ledger,
+            waker,
+            stop,
+            lambda lag: click.echo(f"{lag.line()} ({lag.behind} behind)", err=True),
+        )
+    emit_json(vars(lag)) if as_json else click.echo(f"export stopped: {lag.line()}")
+
+
+@cli.command("import")
+@click.option(
+    "--from",
+    "from_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="An embedded home (or an export --to folder) whose whole log to import.",
+)
+@click.option(
+    "--store",
+    type=click.Choice(["embedded", "postgres"]),
+    default="embedded",
+    show_default=True,
+    help="For a new home: where its log lives (an existing, empty home keeps its own).",
+)
+@click.option("--dsn", default=None, help="With --store postgres: as for init.")
+@quiet_option
+@common
+def import_cmd(
+    from_dir: Path, store: str, dsn: str | None, home: str | None, as_json: bool
+) -> None:
+    """Import a whole log into an empty home, with the same positions and hashes."""
+    from sheratan.home import resolve_home
+    from sheratan.migration import import_from
+    from sheratan.postgres.target import store_target
+
+    target = store_target(store, dsn)
+    with showing() as shown, shown.counting(f"importing {from_dir}", unit="events") as tick:
+        done = import_from(from_dir.absolute(), resolve_home(home), *target, tick)
+    emit_json(done) if as_json else click.echo(
+        f"imported {done['events']} events into {done['home']}"
+    )
 
 
 # ------------------------------------------------------------------ the API

@@ -2,10 +2,10 @@
 
 The commands below read and write through the application and the views folded from the
 database (``sheratan.postgres.log``); dispatchers, workers and servers follow it on
-LISTEN/NOTIFY and take turns under advisory locks (``sheratan.postgres.locks``). The others
-need what only the embedded store has so far: the hash-chained JSONL files (why, replay,
-audit, sql read them with DuckDB). The exporter (issue 13, docs/postgres.md) brings them;
-each then joins ``SUPPORTED``.
+LISTEN/NOTIFY and take turns under advisory locks (``sheratan.postgres.locks``); why, replay,
+audit and sql read the exporter's JSONL copy of the log (``READ_EXPORT``), which is brought
+up to date before they run. The others wait (issue 13, docs/postgres.md); each then joins
+``SUPPORTED``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,41 @@ SUPPORTED = frozenset(
         "system state",
         "system transition",
         "system history",
+        "export",
+        "import",
+        "audit verify",
+        "audit checkpoint",
+        "audit keygen",
+        "audit prove",
+        "audit consistency",
+        "audit verify-proof",
+        "audit report",
+        "sql",
+        "why latest",
+        "why trace",
+        "why job",
+        "why stats",
+        "why drift",
+        "replay",
+    }
+)
+
+#: Commands that read ``Home.ledger``: on a PostgreSQL home, the export, brought up to date
+#: (one checked pass) before they run, and how far behind the database it is said on stderr.
+READ_EXPORT = frozenset(
+    {
+        "audit verify",
+        "audit checkpoint",
+        "audit prove",
+        "audit consistency",
+        "audit report",
+        "sql",
+        "why latest",
+        "why trace",
+        "why job",
+        "why stats",
+        "why drift",
+        "replay",
     }
 )
 
@@ -57,13 +92,16 @@ class NotOnPostgresError(InvalidInputError):
     """A command that needs the embedded store's files, asked of a PostgreSQL home."""
 
 
-def refuse_unsupported(home: Path, command_path: str) -> None:
-    """Before a command runs: on a PostgreSQL home, refuse it unless it runs there.
-    ``command_path`` is click's (``sheratan job list``); a folder that is no home yet is
-    left to the command (``init`` makes one, the others say there is none)."""
+def refuse_unsupported(home: Path, command_path: str) -> bool:
+    """Before a command runs: on a PostgreSQL home, refuse it unless it runs there; True
+    when it reads the export (bring it up to date first). ``command_path`` is click's
+    (``sheratan job list``); a folder that is no home yet is left to the command (``init``
+    makes one, the others say there is none)."""
     if not (home / MARKER).exists() or read_marker(home).postgres is None:
-        return
-    check_supported(command_path.split(" ", 1)[1] if " " in command_path else command_path)
+        return False
+    command = command_path.split(" ", 1)[1] if " " in command_path else command_path
+    check_supported(command)
+    return command in READ_EXPORT
 
 
 def check_supported(command: str) -> None:
@@ -72,7 +110,7 @@ def check_supported(command: str) -> None:
     if command in SUPPORTED:
         return
     msg = (
-        f"`sheratan {command}` does not run on a PostgreSQL home yet: views, why, replay, "
-        "audit and sql need the JSONL exporter (issue 13; docs/postgres.md lists what runs now)"
+        f"`sheratan {command}` does not run on a PostgreSQL home yet "
+        "(issue 13; docs/postgres.md lists what runs now)"
     )
     raise NotOnPostgresError(msg)

@@ -76,6 +76,10 @@ class CorruptLogError(OperationalError):
     """A committed line failed its checks; the log refuses appends until it is repaired."""
 
 
+class LineRefusedError(CorruptLogError):
+    """A line given to ``append_lines`` cannot follow the log (position, chain, hash)."""
+
+
 def _held_lock() -> threading.Lock:
     lock = threading.Lock()
     lock.acquire()
@@ -519,6 +523,82 @@ class Ledger:
                 else:
                     self._leading = False
         return save.result()
+
+    def append_lines(self, lines: Sequence[bytes]) -> int:
+        """Durably append lines rendered elsewhere (an export, an import): each must be the
+        next position, chain on the head and carry its own hash (``check_line``), its
+        (stream, version) must be new, and the last must close its save. Returns the last
+        position once the lines are fsynced and indexed. A line that cannot follow refuses
+        them all before any is written (``LineRefusedError`` names the first).
+        """
+        with self._state:
+            self._flock.acquire()
+            try:
+                self._catch_up(repair=True)
+                if self.damage is not None:
+                    raise CorruptLogError(self.damage.message())
+                pointers = self._check_lines(lines)
+                self._seal_unsealed()
+                first = 0
+                for at, pointer in enumerate(pointers):
+                    closes = pointer.pos == pointer.end
+                    if closes and (at + 1 - first >= MAX_LINES_PER_COMMIT or at == len(lines) - 1):
+                        self._write_lines(lines[first : at + 1], pointers[first : at + 1])
+                        first = at + 1
+            finally:
+                self._flock.release()
+        if lines:
+            self._notifier.notify()
+            for listener in list(self._listeners):
+                listener.set()
+        return self.index.last_pos
+
+    def _check_lines(self, lines: Sequence[bytes]) -> list[Any]:
+        """The pointers of lines that may follow the log, in order; else LineRefusedError."""
+        index = self.index
+        head = index.head
+        claimed: set[tuple[str, int]] = set()
+        pointers = []
+        for offset, line in enumerate(lines):
+            expected = index.last_pos + 1 + offset
+            pointer: Any = None
+            problem = "it does not end with a newline"
+            if line[-1:] == b"\n":
+                problem, pointer = check_line(line[:-1], expected, head)
+            if not problem and len(line) > MAX_LINE_BYTES:
+                problem = f"it is over {MAX_LINE_BYTES} bytes"
+            if not problem:
+                key = (pointer.stream, pointer.ver)
+                versions = index.streams.get(pointer.stream)
+                if key in claimed or (versions is not None and versions.has(pointer.ver)):
+                    problem = f"stream {key[0]} already has version {key[1]}"
+                claimed.add(key)
+            if problem:
+                raise LineRefusedError(f"line for position {expected}: {problem}")
+            pointers.append(pointer)
+            head = pointer.hash
+        if pointers and pointers[-1].end != pointers[-1].pos:
+            last = pointers[-1]
+            msg = f"line for position {last.pos}: its save ends at {last.end}, not with it"
+            raise LineRefusedError(msg)
+        return pointers
+
+    def _write_lines(self, lines: Sequence[bytes], pointers: Sequence[Any]) -> None:
+        """Write checked lines (whole saves) with one fsync, then index them."""
+        segment = self._active_segment()
+        data = b"".join(lines)
+        _write_all(self._write_fd_for(segment), data)
+        offsets = itertools.accumulate((len(line) for line in lines), initial=segment.size)
+        pending = _Pending(segment.size)
+        pending.entries = [
+            (p.pos, offset, p.stream, p.ver, p.trk)
+            for p, offset in zip(pointers, offsets, strict=False)
+        ]
+        self._index_save(pending, pointers[-1].hash)
+        segment.size += len(data)
+        self.index.active_crc = zlib.crc32(data, self.index.active_crc)
+        if self._events_since_sidecar >= SIDECAR_EVERY_EVENTS:
+            self._save_sidecar()
 
     def _take_batch(self) -> list[_Save]:
         batch: list[_Save] = []

@@ -223,6 +223,28 @@ def encode_save(
     return digest
 
 
+def render_line(
+    event: Prepared, *, pos: int, ts: bytes, trk: bytes | None, end: int, prev: bytes
+) -> tuple[bytes, bytes]:
+    """One line on its own (with its newline) and its hash: what ``encode_save`` writes for
+    a line, for lines whose ``ts``, ``trk`` (its JSON) and ``end`` come from elsewhere (the
+    exporter renders a PostgreSQL row, an import re-renders a line to check it)."""
+    trk_field = b',"trk":' + trk if trk is not None else b""
+    body = _BODY % (
+        pos,
+        ts,
+        event.stream_json,
+        event.ver,
+        event.topic_json,
+        event.state_field,
+        trk_field,
+        end,
+        prev,
+    )
+    digest = hexlify(sha256(prev + body).digest())
+    return body[:-1] + b',"hash":"' + digest + b'"}\n', digest
+
+
 _json = msgspec.json.Encoder().encode
 _topics: dict[str, bytes] = {}
 
