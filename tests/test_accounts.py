@@ -37,11 +37,6 @@ from sheratan.workers.report import outcome_event
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
-pytestmark = pytest.mark.postgres_pending(
-    "account, worker, dispatch and simulate are refused on a PostgreSQL home (issue 13: "
-    "dispatch on one database), why, replay and sql too (the JSONL exporter)"
-)
-
 
 @pytest.fixture
 def home(any_home: Path) -> Path:

@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cli_helpers import as_json
 from process_helpers import events_of, start_cli, stop, wait_until
 from store_helpers import log_lines
@@ -34,10 +33,6 @@ ENDED = frozenset({"job.completed", "job.quarantined"})
 TIMEOUT_S = 4.0
 
 
-@pytest.mark.postgres_pending(
-    "account, worker run and dispatch are refused on a PostgreSQL home (issue 13: "
-    "dispatch on one database), sql, audit and replay too (the JSONL exporter)"
-)
 def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(
     any_home: Path, tmp_path: Path
 ) -> None:

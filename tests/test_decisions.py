@@ -163,7 +163,6 @@ def test_epsilon_zero_and_one_seed_give_identical_decisions(
     assert all(max(c.probability for c in m.candidates) == 1.0 for m in dispatches)  # argmax
 
 
-@pytest.mark.postgres_pending("audit verify on a PostgreSQL home (the JSONL exporter)")
 def test_a_split_run_continues_the_same_home(any_home: Path) -> None:
     home, first = simulated(any_home, 200, seed=5)
     assert first["jobs"] == 200

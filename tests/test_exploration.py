@@ -33,11 +33,6 @@ EPSILON = 0.1
 SEED = "7"
 RULE = load_gates().quarantine_evidence
 
-pytestmark = pytest.mark.postgres_pending(
-    "simulate is refused on a PostgreSQL home (issue 13: dispatch on one database), replay "
-    "too (the JSONL exporter)"
-)
-
 
 def _profiles(path: Path) -> Path:
     """Four workers alike in all but their success rate."""

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cli_helpers import as_json, invoke
 from process_helpers import events_of
 from round_helpers import run_round
@@ -40,10 +39,6 @@ def gated_by(decisions: list[dict[str, Any]], gate: str) -> int:
     )
 
 
-@pytest.mark.postgres_pending(
-    "account, dispatch and system are refused on a PostgreSQL home (issue 13: dispatch on "
-    "one database), replay too (the JSONL exporter)"
-)
 def test_one_log_holding_every_part_of_issue_11_replays_without_drift(
     any_home: Path, tmp_path: Path
 ) -> None:

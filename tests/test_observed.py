@@ -15,7 +15,6 @@ from typing import Any
 from uuid import uuid4
 
 import msgspec
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,8 +38,6 @@ from tests.decision_helpers import ROOT, decisions, exported, simulated
 from tests.states import NOW, job_state, worker_state
 
 GATES = load_gates()
-#: What the PostgreSQL cases here wait for.
-PENDING = "dispatch on a PostgreSQL home (issue 13) and the JSONL exporter that replay reads"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,7 +51,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.postgres_pending(PENDING)
 def test_deleting_a_symlink_after_dispatch_leaves_exact_replay_clean(
     make_home: Callable[[Path], Path], tmp_path: Path
 ) -> None:
@@ -296,7 +292,6 @@ def _stale_run(home_path: Path, workers: tuple[str, ...], stale: str, *, failing
     return summary
 
 
-@pytest.mark.postgres_pending(PENDING)
 def test_health_a_dispatcher_read_before_another_process_saved_is_a_minor_finding(
     any_home: Path,
 ) -> None:
@@ -314,7 +309,6 @@ def test_health_a_dispatcher_read_before_another_process_saved_is_a_minor_findin
     assert "differs from the fold in 1 decision(s)" in replay_text(report)
 
 
-@pytest.mark.postgres_pending(PENDING)
 def test_a_recovery_is_rerun_on_the_health_it_read_of_the_other_workers(any_home: Path) -> None:
     """The last_worker gate (could another worker take over?) reads the other workers'
     status: replay takes it from the recording too, so a stale read is no gate drift."""
@@ -335,7 +329,6 @@ def test_a_recovery_is_rerun_on_the_health_it_read_of_the_other_workers(any_home
     assert report["worker_health_differs"] == len(report["recorded"])
 
 
-@pytest.mark.postgres_pending(PENDING)
 def test_a_simulation_records_health_that_matches_the_fold_everywhere(any_home: Path) -> None:
     """One dispatcher alone: what it read is the fold as of each decision's position, for
     dispatches and recoveries (quarantines included)."""

@@ -20,9 +20,6 @@ from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 from tests.cli_helpers import invoke, refused
 from tests.decision_helpers import dispatch_under_unrecorded_budget, exported, simulated
 
-#: Replay reads the JSONL ledger, which on a PostgreSQL home the exporter writes.
-EXPORTER = "the JSONL exporter (Home.ledger of a PostgreSQL home; replay there)"
-
 
 @pytest.fixture(scope="module")
 def drifting_log(
@@ -39,7 +36,6 @@ def drifting_log(
     return path
 
 
-@pytest.mark.postgres_pending(EXPORTER)
 @pytest.mark.parametrize("workers", [2, 3])
 @pytest.mark.parametrize("since", [1, 700])
 def test_ranges_in_processes_report_what_one_pass_reports(
@@ -84,7 +80,6 @@ def test_the_plan_cuts_the_range_into_contiguous_balanced_pieces(
     assert max(work) - min(work) <= max(2.0, 0.01 * max(work)) or len(ranges) == 1
 
 
-@pytest.mark.postgres_pending(EXPORTER)
 def test_replay_takes_a_count_of_processes(drifting_log: Path) -> None:
     refused(drifting_log, "replay", "--exact", "--workers", "0", needle="--workers")
     args = ("replay", "--exact", "--json", "--workers")
@@ -96,7 +91,6 @@ def test_replay_takes_a_count_of_processes(drifting_log: Path) -> None:
     assert one["drift"]["major"] >= 8
 
 
-@pytest.mark.postgres_pending(EXPORTER)
 def test_a_payload_that_names_a_decision_topic_is_folded_as_a_job(any_home: Path) -> None:
     """The range's prefix skips ``decision.made`` lines by their envelope topic: a job whose
     payload holds ``"topic": "decision.made"`` is still a job."""
