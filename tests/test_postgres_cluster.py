@@ -2,7 +2,7 @@
 processes on one PostgreSQL database, each with a home folder of its own (a host each);
 5,000 paid counting jobs created through the two API servers; one dispatcher and one worker
 SIGKILLed mid-run and started again. Every job completes once; no attempt is dispatched,
-started or executed twice (executions counted in the jobs' own files, apart from the log);
+started, executed (counted in the jobs' own files, apart from the log) or charged twice;
 every account's balance equals its credits minus the cost of the completed attempts,
 recomputed from the log's lines alone; nothing is left leased or held; the restarted
 dispatcher resumes after its own tracking record."""
@@ -30,7 +30,7 @@ from cluster_helpers import (
     wait_progressing,
 )
 from process_helpers import start_cli, stop
-from test_accounts_acceptance import recomputed_balances
+from test_accounts_acceptance import charge_of, recomputed_balances
 from worker_helpers import executions
 
 JOBS = 5_000
@@ -136,6 +136,15 @@ def test_three_dispatchers_two_servers_four_workers_on_one_database(
         (job, ran[job], started_of[job]) for job in files if not 1 <= ran[job] <= started_of[job]
     ][:5]
     assert all(ran[job] == 1 for job in files if started_of[job] == 1)
+    # No attempt charged twice: each is held once and closed (settled or released) once.
+    held = Counter(charge_of(line) for line in by_topic["account.held"])
+    closed = Counter(
+        charge_of(line)
+        for topic in ("account.settled", "account.released")
+        for line in by_topic[topic]
+    )
+    assert set(held.values()) == {1} and set(closed.values()) == {1}
+    assert held.keys() == closed.keys() == attempts["job.dispatched"].keys()
     # Balances: the accounts view equals credits minus the cost of completed attempts.
     expected = recomputed_balances(lines)
     for account in ACCOUNTS:
