@@ -307,9 +307,15 @@ def _lines_of(
 # ------------------------------------------------------------------------ the pass
 
 
-def export_lock(ledger: Ledger) -> FileLock:
-    """One exporter at a time per export folder."""
-    return FileLock(ledger.home / "locks" / f"{ledger.name}-export.lock")
+@contextmanager
+def export_lock(ledger: Ledger) -> Iterator[None]:
+    """One exporter at a time per export folder (a command's pass waits for a follower's)."""
+    lock = FileLock(ledger.home / "locks" / f"{ledger.name}-export.lock")
+    try:
+        with lock.held():
+            yield
+    finally:
+        lock.close()
 
 
 def check_export(source: Source, ledger: Ledger) -> None:
@@ -372,7 +378,7 @@ def export_pass(
     source: Source, ledger: Ledger, advance: Callable[[int], None] | None = None
 ) -> Lag:
     """Bring the export up to the database's last id as of now, after checking it."""
-    with export_lock(ledger).held():
+    with export_lock(ledger):
         source.check_whole()
         check_export(source, ledger)
         target = source.last_id()
