@@ -182,12 +182,13 @@ def test_exact_replay_of_the_run_reports_no_drift(runs: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def quarantining(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def quarantining(
+    make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """A run whose priors make quarantining the 50% worker the greedy recovery: it is then
-    quarantined each time, and only when, its record shows the evidence."""
+    quarantined each time, and only when, its record shows the evidence; on each store."""
     root = tmp_path_factory.mktemp("quarantining")
-    home = root / "home"
-    as_json(home, "init")
+    home = make_module_home(root / "home")
     opened = Home.open(home)
     opened.app.seed_priors(
         {"recover_failure": {"QUARANTINE:w50": PriorSeed(visits=50, mean_score=9.0)}}
@@ -345,7 +346,7 @@ def test_a_workers_view_saved_before_recent_records_is_folded_afresh(
         }
         saved = {
             "position": position,
-            "head": opened.ledger.hash_at(position),
+            "head": opened.log.hash_at(position),  # what the views check a snapshot by
             "state": msgspec.Raw(msgspec.msgpack.encode(older)),
         }
         path = opened.path / "projections" / "workers.msgpack"
