@@ -5,7 +5,8 @@ SIGKILLed mid-run and started again. Every job completes once; no attempt is dis
 started, executed (counted in the jobs' own files, apart from the log) or charged twice;
 every account's balance equals its credits minus the cost of the completed attempts,
 recomputed from the log's lines alone; nothing is left leased or held; the restarted
-dispatcher resumes after its own tracking record."""
+dispatcher resumes after its own tracking record; ``audit verify`` is clean on the export
+and every decision replays exactly."""
 
 from __future__ import annotations
 
@@ -153,6 +154,15 @@ def test_three_dispatchers_two_servers_four_workers_on_one_database(
         assert shown["held_micros"] == 0 and shown["open_holds"] == 0, shown
     assert as_json(tmp_path / "d3", "job", "list", "--status", "dispatched") == []
     assert as_json(tmp_path / "d3", "job", "list", "--status", "running") == []
+    # The export (brought up to date and checked against the database first) verifies.
+    assert as_json(tmp_path / "d2", "audit", "verify")["ok"] is True
+    # Every decision of the three dispatchers re-runs to the same input and output: each was
+    # made on the log as it stood right before it (the advisory lock serialised the rounds).
+    replayed = as_json(tmp_path / "d1", "replay", "--exact")
+    assert replayed["drift"]["major"] == 0, replayed["drift"]
+    decisions = replayed["decisions"]
+    assert replayed["input_hash_matches"] == replayed["output_hash_matches"] == decisions
+    assert replayed["scores_drifted"] == 0
 
 
 def priced(worker: str) -> tuple[str, ...]:

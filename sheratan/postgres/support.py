@@ -1,11 +1,11 @@
 """Which commands run on a PostgreSQL home now, and the one line for those that do not yet.
 
 The commands below read and write through the application and the views folded from the
-database (``sheratan.postgres.log``); dispatchers, workers and servers follow it on
-LISTEN/NOTIFY and take turns under advisory locks (``sheratan.postgres.locks``); why, replay,
-audit and sql read the exporter's JSONL copy of the log (``READ_EXPORT``), which is brought
-up to date before they run. The others wait (issue 13, docs/postgres.md); each then joins
-``SUPPORTED``.
+database (``sheratan.postgres.log``), or read the exporter's JSONL copy of the log
+(``READ_EXPORT``: why, replay, audit, sql), which is brought up to date before they run.
+Dispatchers, workers and servers follow the database on LISTEN/NOTIFY and take turns under
+advisory locks (``sheratan.postgres.locks``). The others wait; each joins ``SUPPORTED``
+with a test on a PostgreSQL home.
 """
 
 from __future__ import annotations
