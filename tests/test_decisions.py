@@ -26,7 +26,9 @@ from tests.decision_helpers import EXAMPLE_WORKERS, decisions, events, simulated
 def learned(make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory):
     """3,000 jobs with the three example workers, UCB with epsilon (the default 0.1), on
     each store."""
-    return simulated(make_module_home(tmp_path_factory.mktemp("learn") / "h"), 3000, seed=7)
+    home, report = simulated(make_module_home(tmp_path_factory.mktemp("learn") / "h"), 3000, seed=7)
+    yield home, report
+    home.close()  # before its database is dropped
 
 
 def expected_scores(baseline: tuple[float, float, float, float]) -> dict[str, float]:
