@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+from store_helpers import live_lines
 
 from cli import cli
+from sheratan.home import read_marker
 
 
 def invoke(home: Path, *args: str, code: int = 0) -> Result:
@@ -36,8 +38,11 @@ def refused(home: Path, *args: str, needle: str) -> str:
 
 
 def log_digest(home: Path) -> dict[str, str]:
-    """sha256 of every file under the log (``events/``, ``checkpoints/``), by relative path:
-    equal before and after a command that recorded nothing."""
+    """sha256 of every file under the log (``events/``, ``checkpoints/``), by relative path,
+    or of a PostgreSQL home's log read as lines: equal before and after a command that
+    recorded nothing."""
+    if read_marker(home).postgres is not None:
+        return {"postgres": hashlib.sha256(b"\n".join(live_lines(home))).hexdigest()}
     return {
         str(path.relative_to(home)): hashlib.sha256(path.read_bytes()).hexdigest()
         for folder in ("events", "checkpoints")

@@ -4,7 +4,8 @@ real PostgreSQL server with a fresh database per test (tests/postgres_helpers.py
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from sheratan.home import init_home
 from sheratan.progress import EVERY_ENV
 
 PERSISTENCE_MODULES = ("sheratan.store", "eventsourcing.popo", "eventsourcing.postgres")
+#: The stores a home can live on: the acceptance tests that take ``any_home`` run on each.
+STORES = ("embedded", "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +60,71 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sheratan]:
 @pytest.fixture
 def pg_home(tmp_path: Path, postgres_dsn: str) -> Path:
     """A home initialised on a fresh PostgreSQL database (``init --store postgres``)."""
+    return init_pg_home(tmp_path / "pg-home", postgres_dsn)
+
+
+def init_pg_home(path: Path, dsn: str) -> Path:
+    """``init --store postgres --dsn DSN`` at ``path``, as a user makes one."""
     from cli_helpers import as_json
 
-    home = tmp_path / "pg-home"
-    assert as_json(home, "init", "--store", "postgres", "--dsn", postgres_dsn)["created"]
-    return home
+    assert as_json(path, "init", "--store", "postgres", "--dsn", dsn)["created"]
+    return path
+
+
+def home_maker(
+    store: str, request: pytest.FixtureRequest, databases: ExitStack
+) -> Callable[[Path], Path]:
+    """A function that initialises a home at a path on ``store``: embedded, or PostgreSQL on
+    a fresh database of the session's server (``databases`` drops it)."""
+
+    def init(path: Path) -> Path:
+        if store == "embedded":
+            init_home(path)
+            return path
+        server = request.getfixturevalue("postgres_server")
+        return init_pg_home(path, databases.enter_context(fresh_database(server)))
+
+    return init
+
+
+@pytest.fixture(params=STORES)
+def make_home(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
+    """Makes fresh homes on each store in turn, embedded and PostgreSQL: the store, decision,
+    replay and accounts acceptance tests that take it (or ``any_home``) run on both,
+    unchanged (issue 13)."""
+    with ExitStack() as databases:
+        yield home_maker(request.param, request, databases)
+
+
+@pytest.fixture(scope="module", params=STORES)
+def make_module_home(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
+    """``make_home`` for the logs a module builds once and its tests share."""
+    with ExitStack() as databases:
+        yield home_maker(request.param, request, databases)
+
+
+@pytest.fixture
+def any_home(make_home: Callable[[Path], Path], tmp_path: Path) -> Path:
+    """A fresh home on each store in turn (``make_home``)."""
+    return make_home(tmp_path / "home")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgres_pending(reason): the test's PostgreSQL case (make_home, make_module_home) "
+        "waits for a piece of issue 13 that has not landed: strict xfail there, so it fails "
+        "the moment it passes and someone removes the mark",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The PostgreSQL case of a test marked ``postgres_pending`` is a strict xfail."""
+    for item in items:
+        pending = item.get_closest_marker("postgres_pending")
+        params = getattr(item, "callspec", None)
+        if pending is None or params is None:
+            continue
+        if "postgres" in (params.params.get("make_home"), params.params.get("make_module_home")):
+            reason = f"on PostgreSQL: {pending.args[0]}"
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -12,7 +12,9 @@ from events.decisions import DecisionMade, DecisionScored
 from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import SIMULATION, EngineConfig, build_dispatcher, simulate
 from sheratan.home import Home, init_home
+from sheratan.progress import silent
 from sheratan.recording import Ids, VirtualClock
+from sheratan.store.ledger import Ledger
 from sheratan.views import EventReader
 from sheratan.workers.simulated import load_profiles
 
@@ -21,14 +23,32 @@ EXAMPLE_WORKERS = ROOT / "policies" / "workers.example.json"
 
 
 def simulated_home(path: Path, jobs: int, **config: Any) -> tuple[Home, dict[str, Any]]:
+    """A new embedded home at ``path`` and ``simulated`` in it."""
     init_home(path)
+    return simulated(path, jobs, **config)
+
+
+def simulated(path: Path, jobs: int, **config: Any) -> tuple[Home, dict[str, Any]]:
+    """The home at ``path`` (either store), opened, after a simulation of ``jobs`` jobs."""
     home = Home.open(path)
     report = simulate(home, EngineConfig.load(**config), load_profiles(EXAMPLE_WORKERS), jobs)
     return home, report
 
 
 def events(home: Home) -> list[tuple[int, Event]]:
-    return list(EventReader().events(home.ledger))
+    """Every event of the home's live log (the database's on a PostgreSQL home)."""
+    return list(EventReader().events(home.log))
+
+
+def exported(home: Home) -> Ledger:
+    """The JSONL ledger replay reads (``Home.ledger``); on a PostgreSQL home brought up to
+    date from the database first (one checked pass), as the CLI does before why, replay,
+    audit and sql."""
+    if home.marker.postgres is not None:
+        from sheratan.postgres.exporter import bring_up_to_date
+
+        bring_up_to_date(home, silent())
+    return home.ledger
 
 
 def decisions(home: Home) -> list[tuple[DecisionMade, DecisionScored | None]]:

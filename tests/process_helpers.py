@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store_helpers import REPO_ROOT, decoded_lines
+from store_helpers import REPO_ROOT, log_lines
 
 #: How long a test waits for another process to get somewhere (a guard, not a check).
 WAIT_S = 60.0
@@ -70,9 +70,10 @@ def wait_until(check: Callable[[], Any], what: str, *alive: subprocess.Popen[str
 
 
 def events_of(home: Path, topic: str) -> list[dict[str, Any]]:
-    """The log's events of one topic, in log order (lines as written: stream, data, ...)."""
-    return [line for line in decoded_lines(home) if line["topic"] == topic]
+    """The log's events of one topic, in log order (lines as written: stream, data, ...), on
+    either store."""
+    return [line for line in log_lines(home) if line["topic"] == topic]
 
 
 def topics_by_stream(home: Path, stream: str) -> Counter[str]:
-    return Counter(line["topic"] for line in decoded_lines(home) if line["stream"] == stream)
+    return Counter(line["topic"] for line in log_lines(home) if line["stream"] == stream)

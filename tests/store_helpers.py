@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from eventsourcing.persistence import StoredEvent
 
+from sheratan.home import Home, read_marker
 from sheratan.store.audit import Verification, verify
 from sheratan.store.checkpoints import CheckpointChain, append_record, read_chain
 from sheratan.store.files import file_digest
@@ -172,6 +173,25 @@ def all_lines(home: Path, name: str = "events") -> list[bytes]:
 
 def decoded_lines(home: Path, name: str = "events") -> list[dict[str, Any]]:
     return [msgspec.json.decode(line) for line in all_lines(home, name)]
+
+
+def live_lines(home: Path) -> list[bytes]:
+    """The home's log as lines on either store: the JSONL segments' lines of an embedded
+    home (``all_lines``); on a PostgreSQL home the database's notification log read as
+    lines (``Home.log``: pos, ts, stream, ver, topic, data; no chain fields)."""
+    if read_marker(home).postgres is None:
+        return all_lines(home)
+    opened = Home.open(home)
+    try:
+        log = opened.log
+        return [line for _, line in log.lines(1, log.last_position())]
+    finally:
+        opened.close()
+
+
+def log_lines(home: Path) -> list[dict[str, Any]]:
+    """``live_lines`` decoded: what the acceptance tests that run on both stores read."""
+    return [msgspec.json.decode(line) for line in live_lines(home)]
 
 
 def tree_bytes(home: Path) -> dict[str, bytes]:

@@ -30,7 +30,7 @@ from events.accounts import (
 )
 from events.jobs import JobResultLate
 from projections.accounts import AccountsView
-from sheratan.home import Home, init_home
+from sheratan.home import Home
 from sheratan.views import ACCOUNTS
 from sheratan.workers.outcome import Outcome
 from sheratan.workers.report import outcome_event
@@ -39,10 +39,9 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    init_home(path)
-    return path
+def home(any_home: Path) -> Path:
+    """Every test here with a home runs on both stores, embedded and PostgreSQL."""
+    return any_home
 
 
 def test_open_credit_show_list_and_history(home: Path) -> None:

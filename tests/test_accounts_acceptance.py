@@ -16,11 +16,11 @@ from typing import Any
 
 from cli_helpers import as_json
 from process_helpers import events_of, start_cli, stop, wait_until
-from store_helpers import decoded_lines
+from store_helpers import log_lines
 from worker_helpers import run_worker
 
 from events.accounts import to_micros
-from sheratan.home import Home, init_home
+from sheratan.home import Home
 
 JOBS = 1_000
 ACCOUNTS = {"acme": "1000", "globex": "250.5", "initech": "75.25"}
@@ -33,11 +33,12 @@ ENDED = frozenset({"job.completed", "job.quarantined"})
 TIMEOUT_S = 4.0
 
 
-def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(
+    any_home: Path, tmp_path: Path
+) -> None:
+    home = any_home
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    init_home(home)
     for account, balance in ACCOUNTS.items():
         as_json(home, "account", "open", account, "--balance", balance)
     started: list[subprocess.Popen[str]] = []
@@ -82,7 +83,7 @@ def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(tmp_path: Path
                 process.kill()
                 process.communicate()
 
-    lines = decoded_lines(home)
+    lines = log_lines(home)
     expected = recomputed_balances(lines)
     for account in ACCOUNTS:
         shown = as_json(home, "account", "show", account)
@@ -169,7 +170,7 @@ def completed(home: Path) -> int:
 def all_ended(home: Path, jobs: list[str]) -> bool:
     """Every job completed (or quarantined: its payer's funds ran out), as many attempts
     settled as completed, and as many closed as held."""
-    lines = decoded_lines(home)
+    lines = log_lines(home)
     done = {line["stream"] for line in lines if line["topic"] in ENDED}
     topics = Counter(line["topic"] for line in lines)
     closed = topics["account.settled"] + topics["account.released"]

@@ -7,15 +7,16 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from sheratan.store.files import FileLock
 from tests.cli_helpers import refused, refused_unrecorded
 from tests.decision_helpers import EXAMPLE_WORKERS, ROOT
 from tests.test_cli import run
 
 
-def test_the_smoke_run_reads_readme_through_a_local_worker(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    run(home, "init")
+def test_the_smoke_run_reads_readme_through_a_local_worker(any_home: Path) -> None:
+    home = any_home
     run(home, "worker", "register", "local-1", "--kinds", "file_read,noop", "--transport", "local")
     mission = run(home, "mission", "create", "smoke")["id"]
     task = run(home, "task", "create", mission, "read")["id"]
@@ -47,9 +48,12 @@ def test_a_second_simulate_in_one_home_is_refused_while_the_first_runs(tmp_path:
     assert run(home, "simulate", "--jobs", "5")["jobs"] == 5
 
 
-def test_simulate_reports_the_documented_keys_and_continues_a_home(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    run(home, "init")
+@pytest.mark.postgres_pending(
+    "policy show and policy diff are refused on a PostgreSQL home: not in SUPPORTED "
+    "(sheratan/postgres/support.py), though they pass there once added"
+)
+def test_simulate_reports_the_documented_keys_and_continues_a_home(any_home: Path) -> None:
+    home = any_home
     first = run(home, "simulate", "--workers", str(EXAMPLE_WORKERS), "--jobs", "150", "--seed", "4")
     assert {"jobs", "events", "mean_score", "success_rate", "per_worker"} <= set(first)
     assert first["jobs"] == 150
@@ -57,20 +61,6 @@ def test_simulate_reports_the_documented_keys_and_continues_a_home(tmp_path: Pat
     assert sum(w["chosen"] for w in first["per_worker"].values()) >= 150
     second = run(home, "simulate", "--workers", str(EXAMPLE_WORKERS), "--jobs", "50", "--seed", "4")
     assert second["jobs"] == 50
-    other = tmp_path / "always"
-    run(other, "init")
-    always = run(
-        other,
-        "simulate",
-        "--workers",
-        str(EXAMPLE_WORKERS),
-        "--jobs",
-        "50",
-        "--policy",
-        "always:fast-cheap",
-    )
-    assert always["per_worker"]["fast-cheap"]["chosen"] == always["dispatches"]
-    assert set(always["per_worker"]) == {"fast-cheap"}
     workers = run(home, "worker", "list")
     assert sorted(w["id"] for w in workers) == ["expensive-quality", "fast-cheap", "slow-reliable"]
     priors = run(home, "policy", "show", "--intent", "dispatch_job")["priors"]
@@ -90,9 +80,23 @@ def test_simulate_reports_the_documented_keys_and_continues_a_home(tmp_path: Pat
     assert {c["action"] for c in diff["changes"]} >= {"ROUTE:fast-cheap", "ROUTE:slow-reliable"}
 
 
-def test_worker_quarantine_and_release(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    run(home, "init")
+def test_simulate_with_an_always_policy_chooses_only_its_worker(any_home: Path) -> None:
+    always = run(
+        any_home,
+        "simulate",
+        "--workers",
+        str(EXAMPLE_WORKERS),
+        "--jobs",
+        "50",
+        "--policy",
+        "always:fast-cheap",
+    )
+    assert always["per_worker"]["fast-cheap"]["chosen"] == always["dispatches"]
+    assert set(always["per_worker"]) == {"fast-cheap"}
+
+
+def test_worker_quarantine_and_release(any_home: Path) -> None:
+    home = any_home
     run(home, "worker", "register", "w", "--kinds", "noop", "--transport", "local")
     assert (
         run(home, "worker", "quarantine", "w", "--reason", "maintenance")["status"] == "quarantined"
@@ -103,9 +107,8 @@ def test_worker_quarantine_and_release(tmp_path: Path) -> None:
     assert run(home, "worker", "release", "w")["status"] == "active"
 
 
-def test_bad_decision_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    run(home, "init")
+def test_bad_decision_input_is_one_line_and_exit_2(any_home: Path, tmp_path: Path) -> None:
+    home = any_home
     bad_profile = tmp_path / "workers.json"
     bad_profile.write_text(
         json.dumps({"workers": [{"id": "x", "kinds": ["llm_call"], "success": 2}]})
@@ -140,12 +143,11 @@ def test_bad_decision_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         refused(home, *args, needle=needle)
 
 
-def test_a_run_after_quarantining_a_saved_worker_goes_on(tmp_path: Path) -> None:
+def test_a_run_after_quarantining_a_saved_worker_goes_on(any_home: Path) -> None:
     """The saved workers view keeps stream ids as UUIDs, so a later quarantine event finds
     its worker (it was reloaded as text once, and the next run failed with a KeyError)."""
-    home = tmp_path / "home"
+    home = any_home
     workers = str(EXAMPLE_WORKERS)
-    run(home, "init")
     run(home, "simulate", "--workers", workers, "--jobs", "30")
     run(home, "worker", "quarantine", "fast-cheap")
     report = run(home, "simulate", "--workers", workers, "--jobs", "20")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,13 +18,17 @@ from sheratan.decide.trace import trace_record, violations
 from sheratan.dispatch.service import EngineConfig, simulate
 from sheratan.views import PRIORS, baselines_kind
 from sheratan.workers.simulated import Z95, load_profiles
-from tests.decision_helpers import EXAMPLE_WORKERS, decisions, events, simulated_home
+from tests.cli_helpers import as_json
+from tests.decision_helpers import EXAMPLE_WORKERS, decisions, events, simulated
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory: pytest.TempPathFactory):
-    """3,000 jobs with the three example workers, UCB with epsilon (the default 0.1)."""
-    return simulated_home(tmp_path_factory.mktemp("learn") / "h", 3000, seed=7)
+def learned(make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory):
+    """3,000 jobs with the three example workers, UCB with epsilon (the default 0.1), on
+    each store."""
+    home, report = simulated(make_module_home(tmp_path_factory.mktemp("learn") / "h"), 3000, seed=7)
+    yield home, report
+    home.close()  # before its database is dropped
 
 
 def expected_scores(baseline: tuple[float, float, float, float]) -> dict[str, float]:
@@ -105,8 +110,8 @@ def test_every_exported_record_validates_against_the_published_schema(learned) -
     assert count >= 3000
 
 
-def test_priors_and_baselines_rebuilt_from_the_log_equal_the_live_ones(tmp_path: Path) -> None:
-    home, _ = simulated_home(tmp_path / "h", 400, seed=3)
+def test_priors_and_baselines_rebuilt_from_the_log_equal_the_live_ones(any_home: Path) -> None:
+    home, _ = simulated(any_home, 400, seed=3)
     live_priors = home.views.current(PRIORS)  # saved by the live engine after its run
     live_baselines = home.views.current(baselines_kind(200))
     assert home.views.rebuild(PRIORS).priors == live_priors.priors
@@ -139,11 +144,13 @@ def test_priors_and_baselines_rebuilt_from_the_log_equal_the_live_ones(tmp_path:
     assert list(windows["dispatch_job"].latency_ms) == observed[-200:]
 
 
-def test_epsilon_zero_and_one_seed_give_identical_decisions(tmp_path: Path) -> None:
+def test_epsilon_zero_and_one_seed_give_identical_decisions(
+    make_home: Callable[[Path], Path], tmp_path: Path
+) -> None:
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
 
     def run(name: str) -> list:
-        home, _ = simulated_home(tmp_path / name, 300, seed=11, epsilon=0.0)
+        home, _ = simulated(make_home(tmp_path / name), 300, seed=11, epsilon=0.0)
         out = []
         for made, scored in decisions(home):
             assert scored is not None
@@ -158,12 +165,13 @@ def test_epsilon_zero_and_one_seed_give_identical_decisions(tmp_path: Path) -> N
     assert all(max(c.probability for c in m.candidates) == 1.0 for m in dispatches)  # argmax
 
 
-def test_a_split_run_continues_the_same_home(tmp_path: Path) -> None:
-    home, first = simulated_home(tmp_path / "h", 200, seed=5)
+def test_a_split_run_continues_the_same_home(any_home: Path) -> None:
+    home, first = simulated(any_home, 200, seed=5)
     assert first["jobs"] == 200
     visits_before = home.views.current(PRIORS).intent_visits("dispatch_job")
     second = simulate(home, EngineConfig.load(seed=5), load_profiles(EXAMPLE_WORKERS), 200)
     assert second["jobs"] == 200
     priors = home.views.rebuild(PRIORS)
     assert priors.intent_visits("dispatch_job") >= visits_before + 200
-    assert home.verify().ok
+    verified = as_json(home.path, "audit", "verify")
+    assert verified["ok"] and verified["events"] == home.log.last_position()  # the whole log

@@ -9,7 +9,7 @@ dispatches, and UCB's mean score is above uniform random routing's on the same s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,13 @@ def _profiles(path: Path) -> Path:
     return path
 
 
-def _simulate(root: Path, name: str, *options: str) -> tuple[Path, dict[str, Any]]:
-    """A fresh home, simulated with the four workers and fixed baselines (a score does not
-    depend on what the policy chose before)."""
+def _simulate(
+    root: Path, name: str, init: Callable[[Path], Path], *options: str
+) -> tuple[Path, dict[str, Any]]:
+    """A fresh home (``init`` makes it), simulated with the four workers and fixed baselines
+    (a score does not depend on what the policy chose before)."""
     (root / "fixed.json").write_text(json.dumps({"baselines": {"mode": "fixed"}}))
-    home = root / name
-    as_json(home, "init")
+    home = init(root / name)
     report = as_json(
         home, "simulate", "--workers", str(_profiles(root / "workers.json")),
         "--jobs", str(JOBS), "--epsilon", str(EPSILON), "--seed", SEED,
@@ -78,10 +79,13 @@ def _gate(candidate: Candidate, name: str) -> bool | None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(
+    make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The acceptance's two runs, UCB and uniform random, on each store."""
     root = tmp_path_factory.mktemp("exploration")
-    ucb, ucb_report = _simulate(root, "ucb")
-    _, random_report = _simulate(root, "random", "--policy", "random")
+    ucb, ucb_report = _simulate(root, "ucb", make_module_home)
+    _, random_report = _simulate(root, "random", make_module_home, "--policy", "random")
     return {"home": ucb, "ucb": ucb_report, "random": random_report, "made": _made(ucb)}
 
 
@@ -178,12 +182,13 @@ def test_exact_replay_of_the_run_reports_no_drift(runs: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def quarantining(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def quarantining(
+    make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """A run whose priors make quarantining the 50% worker the greedy recovery: it is then
-    quarantined each time, and only when, its record shows the evidence."""
+    quarantined each time, and only when, its record shows the evidence; on each store."""
     root = tmp_path_factory.mktemp("quarantining")
-    home = root / "home"
-    as_json(home, "init")
+    home = make_module_home(root / "home")
     opened = Home.open(home)
     opened.app.seed_priors(
         {"recover_failure": {"QUARANTINE:w50": PriorSeed(visits=50, mean_score=9.0)}}
@@ -341,7 +346,7 @@ def test_a_workers_view_saved_before_recent_records_is_folded_afresh(
         }
         saved = {
             "position": position,
-            "head": opened.ledger.hash_at(position),
+            "head": opened.log.hash_at(position),  # what the views check a snapshot by
             "state": msgspec.Raw(msgspec.msgpack.encode(older)),
         }
         path = opened.path / "projections" / "workers.msgpack"

@@ -19,7 +19,7 @@ from sheratan.decide.policy import load_gates, load_scoring
 from sheratan.decide.selection import SelectionPolicy
 from sheratan.dispatch.runner import Runner
 from sheratan.dispatch.service import EngineConfig, build_dispatcher
-from sheratan.home import Home, init_home
+from sheratan.home import Home
 from sheratan.recording import Ids, WallClock
 from sheratan.workers.outcome import Outcome
 from tests.decision_helpers import decisions
@@ -170,10 +170,9 @@ class CountingTransport:
 
 
 def test_a_job_whose_every_candidate_is_gated_ends_abort_and_no_worker_is_called(
-    tmp_path: Path,
+    any_home: Path, tmp_path: Path
 ) -> None:
-    init_home(tmp_path / "h")
-    home = Home.open(tmp_path / "h")
+    home = Home.open(any_home)
     home.app.register_worker("w1", ("file_read",), "local")
     home.app.register_worker("w2", ("file_read",), "local")
     job_id = home.app.create_job("file_read", {"path": "../../etc/shadow"})

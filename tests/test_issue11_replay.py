@@ -13,7 +13,7 @@ from typing import Any
 from cli_helpers import as_json, invoke
 from process_helpers import events_of
 from round_helpers import run_round
-from store_helpers import decoded_lines
+from store_helpers import log_lines
 
 from events.decisions import ErrorInfo
 from sheratan.home import Home
@@ -39,9 +39,10 @@ def gated_by(decisions: list[dict[str, Any]], gate: str) -> int:
     )
 
 
-def test_one_log_holding_every_part_of_issue_11_replays_without_drift(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    invoke(home, "init")
+def test_one_log_holding_every_part_of_issue_11_replays_without_drift(
+    any_home: Path, tmp_path: Path
+) -> None:
+    home = any_home
     limits = tmp_path / "limits.json"
     limits.write_text(json.dumps({"workers": {"max_attempts": 2}, "chains": {"max_jobs": 3}}))
     options = ("--limits", str(limits))
@@ -69,7 +70,7 @@ def test_one_log_holding_every_part_of_issue_11_replays_without_drift(tmp_path: 
 
     jobs = as_json(home, "job", "list")
     assert [job["status"] for job in jobs] == ["completed"] * 7  # 5 + the 2 follow-ups allowed
-    topics = Counter(line["topic"] for line in decoded_lines(home))
+    topics = Counter(line["topic"] for line in log_lines(home))
     assert topics["account.held"] == topics["job.dispatched"] == 8  # flaky ran twice
     assert topics["account.settled"] == 7 and topics["account.released"] == 1
     assert topics["job.followup_refused"] == 2  # "c" over max_jobs; the second "a" folded

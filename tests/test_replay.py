@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from cli import cli
 from events.decisions import GateResult
 from events.policy import ReplayRun
 from sheratan.decide.engine import output_hash
-from sheratan.home import Home, init_home
+from sheratan.home import Home
 from sheratan.replay.exact import compare
 from tests.cli_helpers import refused
 from tests.decision_helpers import (
@@ -28,7 +29,7 @@ from tests.decision_helpers import (
     decisions,
     dispatch_under_unrecorded_budget,
     events,
-    simulated_home,
+    simulated,
 )
 
 WORKERS = ("fast-cheap", "slow-reliable", "expensive-quality")
@@ -48,13 +49,13 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def run_json(*args: str, expect: int = 0) -> Any:
-    code, output = run(*args, "--json")
-    assert code == expect, output
-    return json.loads(output)
+    """The command's JSON answer (stdout; a PostgreSQL home says its export's lag on stderr)."""
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == expect, result.output
+    return json.loads(result.stdout)
 
 
 def simulate(home: Path, jobs: int, *options: str) -> dict[str, Any]:
-    run("init", "--home", str(home))
     return run_json(  # type: ignore[no-any-return]
         "simulate", "--home", str(home), "--workers", str(EXAMPLE_WORKERS), "--jobs", str(jobs),
         *options,
@@ -65,11 +66,14 @@ def simulate(home: Path, jobs: int, *options: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def weighted_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A log of two runs: the default weights, then other weights (--scoring)."""
+def weighted_log(
+    make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A log of two runs: the default weights, then other weights (--scoring); on each
+    store."""
     root = tmp_path_factory.mktemp("exact")
     (root / "new.json").write_text(json.dumps(NEW_WEIGHTS))
-    home = root / "home"
+    home = make_module_home(root / "home")
     simulate(home, 600, "--epsilon", "0.2", "--seed", "4")
     simulate(home, 300, "--epsilon", "0.2", "--seed", "5", "--scoring", str(root / "new.json"))
     return home
@@ -152,14 +156,12 @@ def test_every_replay_run_is_recorded(weighted_log: Path) -> None:
     assert set(last.summary) >= {"decisions", "drift", "ok"}
 
 
-def test_a_decision_input_replay_cannot_see_is_major_drift(tmp_path: Path) -> None:
+def test_a_decision_input_replay_cannot_see_is_major_drift(any_home: Path) -> None:
     """Constraints given to the dispatcher but recorded nowhere change a gate: major."""
-    home, _ = simulated_home(tmp_path / "home", 20, seed=1)
+    home, _ = simulated(any_home, 20, seed=1)
     dispatch_under_unrecorded_budget(home, 10)
     home.close()
-    code, output = run("replay", "--home", str(tmp_path / "home"), "--exact", "--json")
-    report = json.loads(output)
-    assert code == 1
+    report = run_json("replay", "--home", str(any_home), "--exact", expect=1)
     assert report["drift"]["major"] >= 10
     assert report["ok"] is False
     assert any("budget" in d for f in report["findings"] for d in f["differences"])
@@ -194,7 +196,9 @@ def test_compare_classifies_drift(weighted_log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def off_policy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def off_policy(
+    make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """A logged run (UCB, epsilon 0.2) and one on-policy run per worker, in an environment
     that does not depend on the policy: fixed baselines (a score does not depend on which
     policy ran) and no quarantine cooldown (a quarantine, itself a recovery action of the
@@ -209,11 +213,12 @@ def off_policy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     gates = json.loads((ROOT / "policies" / "gates.json").read_text())
     (root / "gates.json").write_text(json.dumps({**gates, "quarantine_cooldown_s": 0}))
     environment = ("--scoring", str(fixed), "--gates", str(root / "gates.json"))
-    logged = root / "logged"
+    logged = make_module_home(root / "logged")
     simulate(logged, 8000, "--epsilon", "0.2", "--seed", "1", *environment)
     on_policy = {
         worker: simulate(
-            root / f"always-{worker}", 3000, "--policy", f"always:{worker}", "--seed", "99",
+            make_module_home(root / f"always-{worker}"), 3000,
+            "--policy", f"always:{worker}", "--seed", "99",
             *environment,
         )["mean_score"]
         for worker in WORKERS
@@ -252,9 +257,9 @@ def test_counterfactual_of_the_logged_policy_is_its_observed_mean(
     assert report["ess"] == pytest.approx(report["n"])
 
 
-def test_ips_refuses_a_policy_the_log_never_supports(tmp_path: Path) -> None:
+def test_ips_refuses_a_policy_the_log_never_supports(any_home: Path) -> None:
     """With epsilon 0 the logging policy gives the non-best workers probability 0."""
-    home = tmp_path / "greedy"
+    home = any_home
     simulate(home, 200, "--epsilon", "0", "--seed", "3")
     opened = Home.open(home)
     chosen = Counter(m.candidates[m.chosen].key for m, _ in decisions(opened) if m.depth == 0)
@@ -305,9 +310,12 @@ def test_counterfactual_at_one_node_is_labelled_model_based(off_policy: dict[str
     assert "not a candidate" in output
 
 
-def test_replay_needs_one_mode_and_its_options(tmp_path: Path) -> None:
-    init_home(tmp_path / "h")
-    home = str(tmp_path / "h")
+@pytest.mark.postgres_pending(
+    "a refusal on a PostgreSQL home is two lines on stderr: cli.common's export_first says "
+    "the export's lag before the command checks its options"
+)
+def test_replay_needs_one_mode_and_its_options(any_home: Path) -> None:
+    home = str(any_home)
     refused(Path(home), "replay", needle="choose one of --exact, --counterfactual")
     refused(Path(home), "replay", "--counterfactual", needle="--counterfactual needs --policy")
     refused(Path(home), "replay", "--regression", needle="--regression needs --weights")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,24 +12,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sheratan.dispatch.service import SIMULATION, EngineConfig, simulate
-from sheratan.home import Home, init_home
+from sheratan.home import Home
 from sheratan.replay.exact import replay_exact
 from sheratan.replay.history import History
 from sheratan.replay.parallel import plan, replay_exact_ranges
 from sheratan.workers.simulated import EXAMPLE_WORKERS, load_profiles
 from tests.cli_helpers import invoke, refused
-from tests.decision_helpers import dispatch_under_unrecorded_budget, simulated_home
+from tests.decision_helpers import dispatch_under_unrecorded_budget, exported, simulated
 
 
 @pytest.fixture(scope="module")
-def drifting_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def drifting_log(
+    make_module_home: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """Simulated decisions, then decisions under a budget the log does not record (major
-    drift), then more simulated decisions: findings in the middle of the log."""
-    path = tmp_path_factory.mktemp("parallel") / "home"
-    home, _ = simulated_home(path, 150, seed=1)
+    drift), then more simulated decisions: findings in the middle of the log; on each store."""
+    path = make_module_home(tmp_path_factory.mktemp("parallel") / "home")
+    home, _ = simulated(path, 150, seed=1)
     dispatch_under_unrecorded_budget(home, 8)
     home.close()
-    home, _ = simulated_home(path, 150, seed=3, epsilon=0.3)
+    home, _ = simulated(path, 150, seed=3, epsilon=0.3)
     home.close()
     return path
 
@@ -40,11 +43,12 @@ def test_ranges_in_processes_report_what_one_pass_reports(
 ) -> None:
     home = Home.open(drifting_log)
     try:
-        one = replay_exact(History(home.ledger), check_from=since).summary()
-        ranges = plan(since, home.ledger.last_position(), workers, min_per_process=100)
+        ledger = exported(home)
+        one = replay_exact(History(ledger), check_from=since).summary()
+        ranges = plan(since, ledger.last_position(), workers, min_per_process=100)
         assert len(ranges) == workers
         split = replay_exact_ranges(
-            home.ledger, check_from=since, workers=workers, min_per_process=100
+            ledger, check_from=since, workers=workers, min_per_process=100
         ).summary()
     finally:
         home.close()
@@ -87,19 +91,19 @@ def test_replay_takes_a_count_of_processes(drifting_log: Path) -> None:
     assert one["drift"]["major"] >= 8
 
 
-def test_a_payload_that_names_a_decision_topic_is_folded_as_a_job(tmp_path: Path) -> None:
+def test_a_payload_that_names_a_decision_topic_is_folded_as_a_job(any_home: Path) -> None:
     """The range's prefix skips ``decision.made`` lines by their envelope topic: a job whose
     payload holds ``"topic": "decision.made"`` is still a job."""
-    init_home(tmp_path / "home")
-    home = Home.open(tmp_path / "home")
+    home = Home.open(any_home)
     payload = {"topic": "decision.made", "prompt": "a decision, in words"}
     job = home.app.create_job("llm_call", payload, namespace=SIMULATION)
     simulate(home, EngineConfig.load(seed=1), load_profiles(EXAMPLE_WORKERS), 40)
     try:
-        line = next(raw for _, raw in home.ledger.lines(1, 50) if str(job).encode() in raw)
+        ledger = exported(home)
+        line = next(raw for _, raw in ledger.lines(1, 50) if str(job).encode() in raw)
         assert b'"topic":"decision.made"' in line
-        one = replay_exact(History(home.ledger)).summary()
-        split = replay_exact_ranges(home.ledger, workers=2, min_per_process=10).summary()
+        one = replay_exact(History(ledger)).summary()
+        split = replay_exact_ranges(ledger, workers=2, min_per_process=10).summary()
     finally:
         home.close()
     assert split == one
