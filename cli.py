@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from sheratan.dispatch.runner import Stop
     from sheratan.dispatch.service import EngineConfig
     from sheratan.home import Home
+    from sheratan.postgres.exporter import Lag
     from sheratan.workers.daemon import DaemonConfig
 
 # The services are imported in the commands that call them, so that a command loads only
@@ -141,21 +142,33 @@ def common(command: F) -> F:
         from sheratan.home import resolve_home
         from sheratan.postgres.support import refuse_unsupported
 
+        lag = None
         if refuse_unsupported(resolve_home(home), click.get_current_context().command_path):
-            export_first(home)
-        return command(*args, home=home, as_json=as_json or before.get("as_json"), **kwargs)
+            lag = export_first(home)
+        try:
+            return command(*args, home=home, as_json=as_json or before.get("as_json"), **kwargs)
+        except click.UsageError:
+            lag = None  # bad input: its one line alone
+            raise
+        except Exception as error:
+            if isinstance(error, loaded_errors(BAD_INPUT)):
+                lag = None
+            raise
+        finally:
+            if lag is not None and not showing().quiet:
+                click.echo(lag.line(), err=True)
 
     return _json_option(_home_option(cast(F, with_group_options)))
 
 
-def export_first(home: str | None) -> None:
+def export_first(home: str | None) -> Lag:
     """On a PostgreSQL home, before a command reads the export: bring it up to date (one
-    checked pass) and say on stderr how far behind the database it is."""
+    checked pass). How far behind the database it is goes on stderr once the command has
+    answered (``common``), unless --quiet or the input was bad (one line, its error)."""
     from sheratan.postgres.exporter import bring_up_to_date
 
     with showing() as shown:
-        lag = bring_up_to_date(open_home(home), shown)
-    click.echo(lag.line(), err=True)
+        return bring_up_to_date(open_home(home), shown)
 
 
 def file_option(*names: str, help: str) -> Callable[[F], F]:
@@ -1583,7 +1596,7 @@ def rebuild(at: int | None, view_names: tuple[str, ...], home: str | None, as_js
     opened = open_home(home)
     names = list(view_names or sorted(VIEW_KINDS))
     kinds = [VIEW_KINDS[name] for name in names]
-    total = opened.ledger.last_position() if at is None else at
+    total = opened.log.last_position() if at is None else at
     started = time.perf_counter()
     with showing() as shown, shown.counting("rebuilding views", total, "events") as advance:
         views = (

@@ -107,24 +107,3 @@ def make_module_home(request: pytest.FixtureRequest) -> Iterator[Callable[[Path]
 def any_home(make_home: Callable[[Path], Path], tmp_path: Path) -> Path:
     """A fresh home on each store in turn (``make_home``)."""
     return make_home(tmp_path / "home")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "postgres_pending(reason): the test's PostgreSQL case (make_home, make_module_home) "
-        "waits for a piece of issue 13 that has not landed: strict xfail there, so it fails "
-        "the moment it passes and someone removes the mark",
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The PostgreSQL case of a test marked ``postgres_pending`` is a strict xfail."""
-    for item in items:
-        pending = item.get_closest_marker("postgres_pending")
-        params = getattr(item, "callspec", None)
-        if pending is None or params is None:
-            continue
-        if "postgres" in (params.params.get("make_home"), params.params.get("make_module_home")):
-            reason = f"on PostgreSQL: {pending.args[0]}"
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -7,8 +7,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from sheratan.store.files import FileLock
 from tests.cli_helpers import refused, refused_unrecorded
 from tests.decision_helpers import EXAMPLE_WORKERS, ROOT
@@ -48,10 +46,6 @@ def test_a_second_simulate_in_one_home_is_refused_while_the_first_runs(tmp_path:
     assert run(home, "simulate", "--jobs", "5")["jobs"] == 5
 
 
-@pytest.mark.postgres_pending(
-    "policy show and policy diff are refused on a PostgreSQL home: not in SUPPORTED "
-    "(sheratan/postgres/support.py), though they pass there once added"
-)
 def test_simulate_reports_the_documented_keys_and_continues_a_home(any_home: Path) -> None:
     home = any_home
     first = run(home, "simulate", "--workers", str(EXAMPLE_WORKERS), "--jobs", "150", "--seed", "4")

@@ -310,10 +310,6 @@ def test_counterfactual_at_one_node_is_labelled_model_based(off_policy: dict[str
     assert "not a candidate" in output
 
 
-@pytest.mark.postgres_pending(
-    "a refusal on a PostgreSQL home is two lines on stderr: cli.common's export_first says "
-    "the export's lag before the command checks its options"
-)
 def test_replay_needs_one_mode_and_its_options(any_home: Path) -> None:
     home = str(any_home)
     refused(Path(home), "replay", needle="choose one of --exact, --counterfactual")
