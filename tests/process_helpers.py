@@ -55,6 +55,24 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int
     return process.returncode, out, err
 
 
+def stop_cleanly(processes: list[subprocess.Popen[str]]) -> dict[Any, tuple[int, str, str]]:
+    """SIGTERM each process in turn: each must exit 0 without a traceback. Their exit codes
+    and outputs, by process."""
+    outputs = {process: stop(process) for process in processes}
+    for process, (code, out, err) in outputs.items():
+        assert code == 0, (process.args, out, err)
+        assert "Traceback" not in out + err
+    return outputs
+
+
+def kill_left(started: list[subprocess.Popen[str]]) -> None:
+    """After a test (also a failed one): kill whatever it started that still runs."""
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def wait_until(check: Callable[[], Any], what: str, *alive: subprocess.Popen[str]) -> Any:
     """Poll ``check`` until it returns something true; fail if a process of ``alive`` ended
     or WAIT_S passed, with ``what`` (and the dead process's output) as the message."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cli_helpers import as_json
-from process_helpers import events_of, start_cli, stop, wait_until
+from process_helpers import events_of, kill_left, start_cli, stop_cleanly, wait_until
 from store_helpers import log_lines
 from worker_helpers import run_worker
 
@@ -74,14 +74,9 @@ def test_paid_jobs_under_a_killed_worker_are_charged_exactly_once(
             started.append(daemons[worker])
         processes = [*daemons.values(), *followers]
         wait_until(lambda: all_ended(home, jobs), "every job to end and settle", *processes)
-        for process, (code, out, err) in [(p, stop(p)) for p in processes]:
-            assert code == 0, (process.args, out, err)
-            assert "Traceback" not in out + err
+        stop_cleanly(processes)
     finally:
-        for process in started:  # a failed wait leaves none of them running
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        kill_left(started)  # a failed wait leaves none of them running
 
     lines = log_lines(home)
     expected = recomputed_balances(lines)

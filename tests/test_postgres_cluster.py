@@ -30,7 +30,7 @@ from cluster_helpers import (
     topic_counts,
     wait_progressing,
 )
-from process_helpers import start_cli, stop
+from process_helpers import kill_left, start_cli, stop_cleanly
 from test_accounts_acceptance import charge_of, recomputed_balances
 from worker_helpers import executions
 
@@ -103,15 +103,9 @@ def test_three_dispatchers_two_servers_four_workers_on_one_database(
             "every job to complete and settle",
             *running,
         )
-        outputs = {process: stop(process) for process in running}
-        for process, (code, out, err) in outputs.items():
-            assert code == 0, (process.args, out, err)
-            assert "Traceback" not in out + err
+        outputs = stop_cleanly(running)
     finally:
-        for process in started:  # a failed wait leaves none of them running
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        kill_left(started)  # a failed wait leaves none of them running
 
     resumed = re.search(r"after position (\d+)", outputs[dispatchers["d1"]][2])
     assert resumed is not None and int(resumed.group(1)) > 0, outputs[dispatchers["d1"]][2]

@@ -1,14 +1,13 @@
 """Line assembly in one call per save (``prepare_save``, ``encode_save``) against the per-line
-path it replaced (``prepare``, ``encode_line``): byte for byte the same lines and chain head,
-for any mix of JSON-object and foreign states, UUID and text streams, and tracking."""
+path (``prepare``, ``render_line``, which the exporter and import use): byte for byte the
+same lines and chain head, for any mix of JSON-object and foreign states, UUID and text
+streams, and tracking."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 import uuid
-from binascii import hexlify
-from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,7 @@ from hypothesis import strategies as st
 
 from sheratan.store.ledger import CorruptLogError, Ledger
 from sheratan.store.lines import (
-    _BODY,
     GENESIS_HASH,
-    Prepared,
     Trk,
     _json,
     all_json_objects,
@@ -28,6 +25,7 @@ from sheratan.store.lines import (
     is_json_object,
     prepare,
     prepare_save,
+    render_line,
 )
 from sheratan.store.recorders import JsonlApplicationRecorder
 from tests.test_codec_properties import JSON_OBJECTS, PROPERTY_SETTINGS, TEXT
@@ -46,27 +44,6 @@ STREAMS = st.one_of(st.uuids(), TEXT.filter(bool))
 EVENTS = st.lists(
     st.tuples(STREAMS, st.integers(1, 2**40), TEXT.filter(bool), STATES), min_size=1, max_size=12
 )
-
-
-def encode_line(
-    event: Prepared, *, pos: int, ts: bytes, end: int, prev: bytes, trk: Trk | None = None
-) -> tuple[bytes, bytes]:
-    """The per-line path ``encode_save`` replaced: one line (newline included) and its
-    hash, both ASCII bytes."""
-    trk_field = b',"trk":' + _json(trk) if trk is not None else b""
-    body = _BODY % (
-        pos,
-        ts,
-        event.stream_json,
-        event.ver,
-        event.topic_json,
-        event.state_field,
-        trk_field,
-        end,
-        prev,
-    )
-    digest = hexlify(sha256(prev + body).digest())
-    return body[:-1] + b',"hash":"' + digest + b'"}\n', digest
 
 
 @PROPERTY_SETTINGS
@@ -99,13 +76,14 @@ def test_encode_save_is_the_per_line_path(
     chain = prev
     end = pos + len(events)
     for i, event in enumerate(per_line):
-        line, chain = encode_line(
+        last = i == len(per_line) - 1
+        line, chain = render_line(
             event,
             pos=pos + i + 1,
             ts=ts,
             end=end,
             prev=chain,
-            trk=trk if i == len(per_line) - 1 else None,
+            trk=_json(trk) if trk is not None and last else None,
         )
         expected.append(line)
     assert parts == expected

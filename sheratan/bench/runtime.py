@@ -180,14 +180,20 @@ def _processes(home: Path, workspace: Path) -> Iterator[dict[str, list[int]]]:
         )
         yield {"dispatcher": [started[0].pid], "worker": [p.pid for p in started[1:]]}
     finally:
-        for process in started:
-            process.terminate()
-        for process in started:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(started)
+
+
+def stop_processes(started: list[subprocess.Popen[Any]]) -> None:
+    """SIGTERM every process a bench started, then wait for each; one that has not ended
+    after 30 s is killed (a bench never leaves a follower behind)."""
+    for process in started:
+        process.terminate()
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _registered(home: Path) -> int:

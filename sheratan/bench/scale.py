@@ -42,7 +42,7 @@ from uuid import uuid4
 from events import Event
 from sheratan.app import Sheratan
 from sheratan.bench.figures import environment, figure
-from sheratan.bench.runtime import CLI, cpu_seconds, queue_and_wait
+from sheratan.bench.runtime import CLI, cpu_seconds, queue_and_wait, stop_processes
 from sheratan.dispatch.service import EngineConfig, queued_job, simulate
 from sheratan.home import Home, init_home
 from sheratan.postgres.scratch import NoServerError, fresh_database, scratch_server
@@ -366,14 +366,7 @@ def _followers(commands: list[tuple[Path, list[str]]]) -> Iterator[None]:
             _wait_following(process, errors)
         yield
     finally:
-        for process in started:
-            process.terminate()
-        for process in started:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(started)
 
 
 def _wait_following(process: subprocess.Popen[bytes], errors: Path) -> None:

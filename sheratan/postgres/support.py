@@ -15,8 +15,28 @@ from pathlib import Path
 from sheratan.home import MARKER, read_marker
 from sheratan.inputs import InvalidInputError
 
+#: Commands that read ``Home.ledger``: on a PostgreSQL home, the export, brought up to date
+#: (one checked pass) before they run, and how far behind the database it is said on stderr.
+READ_EXPORT = frozenset(
+    {
+        "audit verify",
+        "audit checkpoint",
+        "audit prove",
+        "audit consistency",
+        "audit report",
+        "sql",
+        "why latest",
+        "why trace",
+        "why job",
+        "why stats",
+        "why drift",
+        "replay",
+    }
+)
+
+
 #: Command paths (after ``sheratan``) that work on a PostgreSQL home, each with a test.
-SUPPORTED = frozenset(
+SUPPORTED = READ_EXPORT | frozenset(
     {
         "init",
         "serve",
@@ -55,39 +75,8 @@ SUPPORTED = frozenset(
         "system history",
         "export",
         "import",
-        "audit verify",
-        "audit checkpoint",
         "audit keygen",
-        "audit prove",
-        "audit consistency",
         "audit verify-proof",
-        "audit report",
-        "sql",
-        "why latest",
-        "why trace",
-        "why job",
-        "why stats",
-        "why drift",
-        "replay",
-    }
-)
-
-#: Commands that read ``Home.ledger``: on a PostgreSQL home, the export, brought up to date
-#: (one checked pass) before they run, and how far behind the database it is said on stderr.
-READ_EXPORT = frozenset(
-    {
-        "audit verify",
-        "audit checkpoint",
-        "audit prove",
-        "audit consistency",
-        "audit report",
-        "sql",
-        "why latest",
-        "why trace",
-        "why job",
-        "why stats",
-        "why drift",
-        "replay",
     }
 )
 
