@@ -174,12 +174,14 @@ class WorkerDaemon:
         if on_start is not None:
             on_start()
         self.last_beat = time.monotonic()
-        look = True
         while not stop.is_set():
-            look = bool(self.recorder.catch_up()) or look
-            look = self._report() or look
-            if look:
-                look = self._claim()
+            # Look for new leases after every wake-up, not only when this catch-up folded
+            # something: a heartbeat's catch-up or a save folds others' events too, and a
+            # lease folded there would otherwise wait unclaimed (scanning the open leases
+            # is cheap).
+            self.recorder.catch_up()
+            self._report()
+            self._claim()
             self.waker.wait(max(0.0, self._beat_when_due() - time.monotonic()))
         self._drain()
         return self.stats
@@ -208,23 +210,24 @@ class WorkerDaemon:
         """The jobs view from the log, and a recorder over it (again after a lost race)."""
         self.jobs, self.recorder = follow_jobs(self.home)
 
-    def _claim(self) -> bool:
+    def _claim(self) -> None:
         """Claim (one save) and start the attempts leased to this worker that nobody started,
-        as many as there are free threads. True when it should look again soon."""
+        as many as there are free threads."""
         free = self.config.concurrency - len(self.running)
         if free <= 0:
-            return False
+            return
         now = self.clock.now()
         mine = list(unstarted(self.jobs, self.config.worker_id, now, self.running))[:free]
         if not mine:
-            return False
+            return
         self.recorder.record(*(claim_event(job, now) for job in mine))
         try:
             self.recorder.flush()
         except ViewsDivergedError:
             self.stats.lost_races += 1
             self._load()  # someone else wrote one of these jobs: look at them afresh
-            return True
+            self.waker.wake()  # and look again at once
+            return
         assert self.worker is not None
         for job in mine:
             started = self.jobs.jobs[job.id]
@@ -234,7 +237,6 @@ class WorkerDaemon:
                 target=self._execute, args=(started, self.worker), daemon=True
             )
             thread.start()
-        return True
 
     def _execute(self, job: JobState, worker: WorkerState) -> None:
         """In a thread of its own: run the attempt and hand the outcome to the main thread."""
@@ -244,12 +246,12 @@ class WorkerDaemon:
         self.finished.put((job.id, job.attempt, outcome))
         self.waker.wake()
 
-    def _report(self) -> bool:
-        """Record the outcomes of the attempts that ended (one save). True when it saved."""
+    def _report(self) -> None:
+        """Record the outcomes of the attempts that ended (one save)."""
         while not self.finished.empty():
             self.unreported.append(self.finished.get())
         if not self.unreported:
-            return False
+            return
         now = self.clock.now()
         events = [
             outcome_event(self.jobs.jobs[job_id], self.config.worker_id, attempt, outcome, now)
@@ -261,12 +263,11 @@ class WorkerDaemon:
         except ViewsDivergedError:
             self.stats.lost_races += 1
             self._load()  # a sweep or an operator came first: record them on the fresh state
-            return False
+            return
         for (job_id, _, _), event in zip(self.unreported, events, strict=True):
             self.running.pop(job_id, None)
             self._count(event)
         self.unreported.clear()
-        return True
 
     def _count(self, event: Event) -> None:
         if isinstance(event, JobCompleted):
