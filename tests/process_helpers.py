@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,28 @@ def run_cli(
         timeout=600,
         check=False,
     )
+
+
+def cli_ok(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` that must succeed (a process of its own: no state shared with the test)."""
+    done = run_cli(home, *args)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def cli_json(home: Path, *args: str) -> Any:
+    return json.loads(cli_ok(home, *args, "--json").stdout)
+
+
+def cli_refused(home: Path, *args: str, code: int = 2, needle: str) -> str:
+    """A refusal: exit ``code``, one line on stderr naming ``needle``, nothing on stdout."""
+    done = run_cli(home, *args)
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert needle in lines[0], lines[0]
+    assert not done.stdout.strip()
+    return lines[0]
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str, str]:

@@ -6,40 +6,17 @@ Real PostgreSQL (``postgres_dsn``), real CLI processes (``run_cli``)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from process_helpers import run_cli
+from process_helpers import cli_json, cli_ok, cli_refused, run_cli
 from store_helpers import all_lines
 
 from events import utc_now
 from events.audit import LogGap
 from events.missions import MissionCreated
 from sheratan.home import Home
-
-
-def cli_ok(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = run_cli(home, *args)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def cli_json(home: Path, *args: str) -> Any:
-    return json.loads(cli_ok(home, *args, "--json").stdout)
-
-
-def cli_refused(home: Path, *args: str, code: int = 2, needle: str) -> str:
-    """A refusal: exit ``code``, one line on stderr naming ``needle``, nothing on stdout."""
-    done = run_cli(home, *args)
-    assert done.returncode == code, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    assert needle in lines[0], lines[0]
-    assert not done.stdout.strip()
-    return lines[0]
 
 
 def embedded_history(tmp_path: Path) -> Path:

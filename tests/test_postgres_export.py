@@ -4,30 +4,17 @@ and sql, and kept current by ``export --follow``. Real server, real CLI processe
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from process_helpers import run_cli, start_cli, stop, wait_until
+from process_helpers import cli_json, cli_ok, run_cli, start_cli, stop, wait_until
 from store_helpers import all_lines, decoded_lines
 
 from sheratan.home import Home
 from sheratan.postgres.exporter import Source, background_export, lag_seconds, measure_lag
 from sheratan.store.factory import open_ledger
-
-
-def cli_ok(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = run_cli(home, *args)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def cli_json(home: Path, *args: str) -> Any:
-    return json.loads(cli_ok(home, *args, "--json").stdout)
 
 
 def with_jobs(home: Path, count: int = 3) -> str:

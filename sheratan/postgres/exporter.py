@@ -36,6 +36,7 @@ from psycopg import sql
 
 from events.audit import GAP_STREAM, LogGap
 from sheratan.inputs import InvalidInputError
+from sheratan.postgres.log import timestamp_decoder
 from sheratan.store.files import FileLock
 from sheratan.store.ledger import CorruptLogError, Ledger
 from sheratan.store.lines import GENESIS_HASH, prepare, render_line, text_line_decoder
@@ -56,13 +57,6 @@ class ExportMismatchError(CorruptLogError):
 
 class PartialImportError(InvalidInputError):
     """The database holds an import that never finished: it is not a whole log."""
-
-
-class _Stamp(msgspec.Struct):
-    timestamp: str | None = None
-
-
-_stamp = msgspec.json.Decoder(_Stamp)
 
 
 @dataclass(frozen=True)
@@ -209,7 +203,7 @@ def event_ts(row: Row) -> bytes:
     state = row.state
     if state[:1] == b"{":
         try:
-            stamp = _stamp.decode(state).timestamp
+            stamp = timestamp_decoder.decode(state).timestamp
         except (msgspec.DecodeError, msgspec.ValidationError):
             stamp = None
         if stamp and '"' not in stamp and "\\" not in stamp:

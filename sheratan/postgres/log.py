@@ -30,7 +30,8 @@ class _Stamp(msgspec.Struct):
     timestamp: str | None = None
 
 
-_stamp = msgspec.json.Decoder(_Stamp)
+#: An event state's own ``timestamp`` (the line's ``ts``), read without decoding the rest.
+timestamp_decoder = msgspec.json.Decoder(_Stamp)
 _encode = msgspec.json.encode
 
 
@@ -82,7 +83,7 @@ def line_of(notification: Notification) -> bytes:
     is_json, stamp = state[:1] == b"{" and b"\n" not in state, None
     if is_json:
         try:
-            stamp = _stamp.decode(state).timestamp
+            stamp = timestamp_decoder.decode(state).timestamp
         except msgspec.ValidationError:
             pass  # a JSON object whose "timestamp" is not a string: no ts
         except msgspec.DecodeError:

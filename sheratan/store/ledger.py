@@ -531,26 +531,16 @@ class Ledger:
         position once the lines are fsynced and indexed. A line that cannot follow refuses
         them all before any is written (``LineRefusedError`` names the first).
         """
-        with self._state:
-            self._flock.acquire()
-            try:
-                self._catch_up(repair=True)
-                if self.damage is not None:
-                    raise CorruptLogError(self.damage.message())
-                pointers = self._check_lines(lines)
-                self._seal_unsealed()
-                first = 0
-                for at, pointer in enumerate(pointers):
-                    closes = pointer.pos == pointer.end
-                    if closes and (at + 1 - first >= MAX_LINES_PER_COMMIT or at == len(lines) - 1):
-                        self._write_lines(lines[first : at + 1], pointers[first : at + 1])
-                        first = at + 1
-            finally:
-                self._flock.release()
+        with self._writing():
+            pointers = self._check_lines(lines)
+            first = 0
+            for at, pointer in enumerate(pointers):
+                closes = pointer.pos == pointer.end
+                if closes and (at + 1 - first >= MAX_LINES_PER_COMMIT or at == len(lines) - 1):
+                    self._write_lines(lines[first : at + 1], pointers[first : at + 1])
+                    first = at + 1
         if lines:
-            self._notifier.notify()
-            for listener in list(self._listeners):
-                listener.set()
+            self._wake_followers()
         return self.index.last_pos
 
     def _check_lines(self, lines: Sequence[bytes]) -> list[Any]:
@@ -615,16 +605,8 @@ class Ledger:
         (in-process listeners, and every process's ``Waker`` of this log)."""
         wrote = False
         try:
-            with self._state:
-                self._flock.acquire()
-                try:
-                    self._catch_up(repair=True)
-                    if self.damage is not None:
-                        raise CorruptLogError(self.damage.message())
-                    self._seal_unsealed()
-                    wrote = self._write(batch)
-                finally:
-                    self._flock.release()
+            with self._writing():
+                wrote = self._write(batch)
         except BaseException as error:  # every waiter must hear of a failed commit
             for save in batch:
                 if not save.done:
@@ -633,9 +615,29 @@ class Ledger:
             if not isinstance(error, Exception):
                 raise
         if wrote:
-            self._notifier.notify()
-            for listener in list(self._listeners):
-                listener.set()
+            self._wake_followers()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A writer's hold on the log: both locks, the tail caught up (a torn save
+        quarantined), no damage, every full segment sealed; then write."""
+        with self._state:
+            self._flock.acquire()
+            try:
+                self._catch_up(repair=True)
+                if self.damage is not None:
+                    raise CorruptLogError(self.damage.message())
+                self._seal_unsealed()
+                yield
+            finally:
+                self._flock.release()
+
+    def _wake_followers(self) -> None:
+        """After a durable write with the file lock free: in-process listeners, and every
+        process's ``Waker`` of this log."""
+        self._notifier.notify()
+        for listener in list(self._listeners):
+            listener.set()
 
     def _write(self, batch: list[_Save]) -> bool:
         """Write the saves that pass their checks; False if none did (nothing written)."""

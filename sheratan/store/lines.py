@@ -194,9 +194,9 @@ def encode_save(
     """Append the lines of one save (positions ``pos + 1`` on) to ``parts`` and their lengths
     to ``lengths``; return the chain head after them.
 
-    Byte for byte what formatting and hashing each line on its own gives (``trk`` on the
-    save's last line), in one call per save: the per-line work is one ``%`` format, one
-    sha256 and one concat (tests/test_store_lines.py holds the per-line path it replaced).
+    Byte for byte what ``render_line`` gives line by line (``trk`` on the save's last line),
+    in one call per save: the per-line work is one ``%`` format, one sha256 and one concat
+    (tests/test_store_lines.py checks the two agree).
     """
     end = pos + len(events)
     body_format = _BODY
