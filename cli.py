@@ -381,7 +381,7 @@ def export_cmd(
             stop,
             lambda lag: click.echo(f"{lag.line()} ({lag.behind} behind)", err=True),
         )
-    emit_json(vars(lag)) if as_json else click.echo(f"export stopped: {lag.line()}")
+    emit_json(vars(lag)) if as_json else click.echo(f"{lag.line()} (stopped)")
 
 
 @cli.command("import")

@@ -126,7 +126,7 @@ def test_export_follow_keeps_up_and_stops_on_sigterm(pg_home: Path, postgres_dsn
     finally:
         code, out, err = stop(follower, signal.SIGTERM)
     assert code == 0, err
-    assert f"export stopped: export: exported to {last}, database at {last}" in out
+    assert f"export: exported to {last}, database at {last} (stopped)" in out
     assert "(0 behind)" in err
 
 
